@@ -1,0 +1,3 @@
+from mmtune.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,288 @@
+"""Typed configuration: YAML files plus `section.key=value` overrides, unknown keys are errors.
+
+Every field carries a one-line doc (`doc(...)`) so that `mmtune config` can print the whole schema.
+Sections the later stages add (model, train) extend these dataclasses; the loader needs no change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mmtune.errors import InputError
+
+
+def doc(default: Any, text: str) -> Any:
+    """A dataclass field with a default and a one-line description."""
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: _copy(default), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+def _copy(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value)
+    return type(value)(value)
+
+
+@dataclass
+class ColumnsConfig:
+    id: str = doc("id", "id column (JSONL/CSV); the ViMMSD JSON dict uses its keys as ids")
+    image: str = doc("image", "image column: one name, a list (JSON), or names joined by image_sep (CSV)")
+    text: str = doc("caption", "main text column")
+    label: str = doc("label", "label column; null/empty means unlabelled (test files)")
+    extra_text: list[str] = doc([], "extra text columns packed after the main text, e.g. [ocr]")
+    image_sep: str = doc(";", "separator between several image names in one CSV cell")
+
+
+@dataclass
+class TextConfig:
+    nfc: bool = doc(True, "Unicode NFC: join decomposed Vietnamese diacritics")
+    lowercase: bool = doc(False, "lower-case the text")
+    emoji: Literal["keep", "drop", "words"] = doc("keep", "emoji: keep, drop, or turn into :words:")
+    hashtags: Literal["keep", "words", "drop"] = doc("words", "#hashtags: keep, drop the '#', or drop them")
+    urls: Literal["keep", "token", "drop"] = doc("token", "URLs: keep, replace with <url>, or drop")
+    mentions: Literal["keep", "token", "drop"] = doc("token", "@mentions: keep, replace with <user>, or drop")
+    teencode: bool = doc(True, "expand teencode/abbreviations (ko -> không, dc -> được, ...)")
+    teencode_file: str | None = doc(None, "TSV of extra 'short<TAB>expansion' pairs; overrides built-ins")
+    deobfuscate: bool = doc(True, "join dotted/spaced obfuscated words (c.h.ó -> chó)")
+    squeeze_repeats: bool = doc(True, "squeeze characters repeated 3+ times (quáaaa -> quá)")
+    word_segment: bool = doc(False, "Vietnamese word segmentation for PhoBERT-style encoders (extra 'vi')")
+    max_words: int = doc(256, "length budget of the main text in words; longer posts are a long_text fault")
+    extra_max_words: int = doc(64, "length budget of each extra text field in words")
+    truncation: Literal["head", "tail", "head_tail"] = doc("head", "which part of an over-long text to keep")
+    field_sep: str = doc(" | ", "separator between packed text fields")
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = doc(False, "apply training-time image augmentation")
+    hflip: float = doc(0.5, "probability of a horizontal flip")
+    rotation: float = doc(10.0, "maximum rotation in degrees (uniform in [-r, r])")
+    scale: tuple[float, float] = doc((0.9, 1.1), "random zoom range")
+    crop: float = doc(0.9, "random crop keeps at least this fraction of each side (1 = no crop)")
+    translate: float = doc(0.05, "maximum shift as a fraction of each side")
+    fill: Literal["constant", "edge", "reflect"] = doc("constant", "how pixels uncovered by a transform are filled")
+
+
+@dataclass
+class ImageConfig:
+    size: int = doc(224, "side of the square image given to the model")
+    resize: Literal["pad", "crop", "stretch"] = doc("pad", "keep aspect and pad, centre-crop, or stretch")
+    pad_color: tuple[int, int, int] = doc((0, 0, 0), "RGB colour used by the pad policy")
+    max_pixels: int = doc(64_000_000, "decompression-bomb limit: larger images are unreadable_image")
+    max_aspect: float = doc(3.0, "images wider or taller than this ratio are an extreme_aspect fault")
+    augment: AugmentConfig = doc(AugmentConfig(), "training augmentations")
+
+
+@dataclass
+class DataConfig:
+    train: str | None = doc(None, "training file: ViMMSD JSON dict, .jsonl or .csv")
+    train_images: str | None = doc(None, "folder the training file's image names are relative to")
+    val: str | None = doc(None, "optional validation file (else a fold of train is held out)")
+    val_images: str | None = doc(None, "image folder of the validation file (default: train_images)")
+    test: str | None = doc(None, "unlabelled test file to predict")
+    test_images: str | None = doc(None, "image folder of the test file")
+    format: Literal["auto", "vimmsd", "jsonl", "csv"] = doc("auto", "file format; auto decides by extension")
+    columns: ColumnsConfig = doc(ColumnsConfig(), "column names")
+    labels: list[str] | None = doc(None, "label list in model order; default: sorted labels of train")
+    on_bad_row: Literal["skip", "error"] = doc("skip", "skip bad posts (counted and reported) or stop with exit 2")
+    bad_faults: list[str] = doc([], "extra fault kinds that make a post bad, e.g. [empty_text]")
+    text: TextConfig = doc(TextConfig(), "text normalization")
+    image: ImageConfig = doc(ImageConfig(), "image loading and augmentation")
+
+
+@dataclass
+class ModelConfig:
+    kind: str = doc("fusion", "classifier kind (registry name)")
+    name: str | None = doc(None, "Hugging Face id or folder of the checkpoint")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = doc(3, "number of epochs")
+    batch_size: int = doc(16, "per-device batch size")
+
+
+@dataclass
+class CVConfig:
+    folds: int = doc(5, "number of folds")
+    only: list[int] | None = doc(None, "run only these folds")
+    group_by: list[Literal["caption", "image"]] = doc(
+        ["caption", "image"], "posts sharing a normalized caption or an identical image stay in one fold"
+    )
+    folds_file: str | None = doc(None, "folds.csv (id,fold) to use instead of computing folds")
+
+
+@dataclass
+class Config:
+    name: str = doc("run", "run name")
+    output_dir: str = doc("runs/run", "where the run writes its files")
+    seed: int = doc(42, "random seed for folds, sampling and initialisation")
+    data: DataConfig = doc(DataConfig(), "data files and preprocessing")
+    model: ModelConfig = doc(ModelConfig(), "model")
+    train: TrainConfig = doc(TrainConfig(), "training")
+    cv: CVConfig = doc(CVConfig(), "cross-validation")
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults), apply `a.b=value` overrides, check every key."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        raw = _read_yaml(Path(path))
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return build(Config, raw, source=source)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"override '{item}': expected section.key=value")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InputError(f"override '{item}': '{part}' is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        node[parts[-1]] = value
+
+
+def build(cls: type, raw: Any, source: str = "config", prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, checking unknown keys and value types by key path."""
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: '{where}' must be a mapping, got {_describe(raw)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise InputError(f"{source}: unknown key '{prefix}{key}'{hint}")
+    values = {key: _coerce(hints[key], value, source, f"{prefix}{key}") for key, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value if value is not None else {}, source, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, source, key)
+            except InputError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise InputError(f"{source}: '{key}' must be one of {choices}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"{source}: '{key}' must be a list, got {_describe(value)}")
+        return [_coerce(args[0], item, source, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise InputError(f"{source}: '{key}' must be a list of {len(args)} values, got {_describe(value)}")
+        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{source}: '{key}' must be a mapping, got {_describe(value)}")
+        return {str(k): _coerce(args[1], v, source, f"{key}.{k}") for k, v in value.items()}
+    return _coerce_scalar(tp, value, source, key)
+
+
+def _coerce_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise InputError(f"{source}: '{key}' must be {tp.__name__}, got {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) that YAML can write and `build` can read back."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def describe_schema(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every leaf key: what `mmtune config` prints."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe_schema(tp, f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", repr(getattr(default, f.name)), f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,1 @@
+"""The data layer: readers, faults, text normalization, images, audit, folds, demo data."""
