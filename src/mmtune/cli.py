@@ -1,0 +1,201 @@
+"""The `mmtune` command line. Exit codes: 0 success, 2 bad input or config (one line), 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from mmtune import __version__
+from mmtune.config import Config, describe_schema, load_config, to_dict
+from mmtune.errors import InputError
+
+log = logging.getLogger("mmtune")
+console = Console(stderr=False)
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config (for data.format, data.columns, data.text, ...)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmtune", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mmtune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    inspect = commands.add_parser("inspect", help="audit a data file: labels, duplicates, faults, images, leakage")
+    inspect.add_argument("data", type=Path, help="ViMMSD JSON, JSONL or CSV file")
+    inspect.add_argument("--images", type=Path, help="folder the image names are relative to")
+    inspect.add_argument("--test", type=Path, help="a test file to compare with (shift, leakage)")
+    inspect.add_argument("--test-images", type=Path, help="image folder of the test file")
+    inspect.add_argument("--json", type=Path, help="write the full audit here")
+    _config_args(inspect)
+    inspect.set_defaults(run=cmd_inspect)
+
+    folds = commands.add_parser("folds", help="write folds.csv: stratified, grouped by caption and image")
+    folds.add_argument("data", type=Path)
+    folds.add_argument("--images", type=Path)
+    folds.add_argument("--out", type=Path, required=True, help="folds.csv to write")
+    folds.add_argument("-k", "--folds", type=int, help="number of folds (default: cv.folds)")
+    folds.add_argument("--seed", type=int, help="seed (default: seed)")
+    _config_args(folds)
+    folds.set_defaults(run=cmd_folds)
+
+    demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
+    demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")
+    demo.add_argument("--n-train", type=int, default=2000)
+    demo.add_argument("--n-test", type=int, default=400)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=cmd_demo)
+
+    config = commands.add_parser("config", help="print the resolved config, or every key with its doc")
+    config.add_argument("path", nargs="?", type=Path)
+    config.add_argument("overrides", nargs="*", metavar="section.key=value")
+    config.add_argument("--schema", action="store_true", help="list every key, its default and doc")
+    config.set_defaults(run=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)], force=True,
+    )
+    try:
+        args.run(args)
+    except InputError as exc:
+        print(f"mmtune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmtune: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config, args.overrides)
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from mmtune.data.audit import InspectRequest, inspect_data
+    from mmtune.data.audit_view import render_audit
+
+    cfg = _load(args)
+    request = InspectRequest(args.data, args.images, args.test, args.test_images)
+    started = time.perf_counter()
+    with _counting_progress("inspecting posts") as tick:
+        report = inspect_data(request, cfg.data, progress=tick)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    render_audit(report, console)
+    if args.json:
+        _write_json(report, args.json)
+        console.print(f"audit written to {args.json}")
+
+
+def cmd_folds(args: argparse.Namespace) -> None:
+    from mmtune.data.checks import load_posts
+    from mmtune.data.folds import make_folds, write_folds
+
+    cfg = _load(args)
+    k = args.folds if args.folds is not None else cfg.cv.folds
+    seed = args.seed if args.seed is not None else cfg.seed
+    loaded = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True)
+    folds = make_folds(loaded.posts, k=k, seed=seed, group_by=cfg.cv.group_by)
+    write_folds(folds, args.out)
+    console.print(_folds_table(folds, {p.id: p.label for p in loaded.posts}, k))
+    console.print(f"{len(folds)} posts in {k} folds written to {args.out}")
+
+
+def _folds_table(folds: dict[str, int], labels: dict[str, str | None], k: int) -> Table:
+    counts = Counter((fold, labels[pid]) for pid, fold in folds.items())
+    names = sorted({str(label) for label in labels.values()})
+    table = Table(title="posts per fold and label", title_justify="left")
+    table.add_column("fold")
+    for name in names:
+        table.add_column(name, justify="right")
+    for fold in range(k):
+        table.add_row(str(fold), *(str(counts[(fold, name)]) for name in names))
+    return table
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from mmtune.data.audit import InspectRequest, inspect_data
+    from mmtune.data.audit_view import render_audit
+    from mmtune.data.checks import load_posts
+    from mmtune.data.folds import make_folds, write_folds
+    from mmtune.data.synthetic import make_demo_data
+
+    started = time.perf_counter()
+    with console.status(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}"):
+        demo = make_demo_data(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    console.print(f"demo data: {demo.train} ({args.n_train} posts), {demo.test} ({args.n_test} posts)")
+    cfg = load_config(None).data
+    request = InspectRequest(demo.train, demo.train_images, demo.test, demo.test_images)
+    with _counting_progress("inspecting demo posts") as tick:
+        report = inspect_data(request, cfg, progress=tick)
+    render_audit(report, console)
+    audit_path = args.out / "inspect.json"
+    _write_json(report, audit_path)
+    loaded = load_posts(demo.train, demo.train_images, cfg, require_label=True)
+    folds = make_folds(loaded.posts, k=5, seed=args.seed)
+    write_folds(folds, args.out / "folds.csv")
+    console.print(_folds_table(folds, {p.id: p.label for p in loaded.posts}, 5))
+    console.print(
+        f"done in {time.perf_counter() - started:.1f} s: audit {audit_path}, folds {args.out / 'folds.csv'} "
+        f"({len(loaded.posts)} usable posts, {len(loaded.skipped)} skipped)"
+    )
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    if args.schema:
+        for key, default, text in describe_schema():
+            console.print(f"[bold]{key}[/bold] = {default}  [dim]{text}[/dim]", highlight=False)
+        return
+    cfg = load_config(args.path, args.overrides)
+    console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), highlight=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _write_json(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+class _counting_progress:
+    """A rich progress line that counts posts; the callable it yields is called once per post."""
+
+    def __init__(self, description: str) -> None:
+        from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(SpinnerColumn(), TextColumn(description), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=console, transient=True)
+        self._task = self._progress.add_task(description, total=None)
+
+    def __enter__(self) -> Callable[[], None]:
+        self._progress.start()
+        return lambda: self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()

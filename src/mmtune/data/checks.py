@@ -1,0 +1,250 @@
+"""Per-post fault detection and the one loading entry point, `load_posts`.
+
+Fault kinds are either *bad* (the post cannot be used: skipped or an error, by `data.on_bad_row`)
+or *reported* (kept, and listed by `mmtune inspect` and the run log). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path, PurePosixPath
+
+from mmtune.config import DataConfig
+from mmtune.data.images import ImageError, ImageProbe, probe_image
+from mmtune.data.post import Post
+from mmtune.data.readers import Record, iter_records
+from mmtune.data.text import is_emoji_only, word_count
+from mmtune.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MISSING_IMAGE = "missing_image"
+UNREADABLE_IMAGE = "unreadable_image"
+FORMAT_MISMATCH = "format_mismatch"
+EXTREME_ASPECT = "extreme_aspect"
+EMPTY_TEXT = "empty_text"
+EMOJI_ONLY_TEXT = "emoji_only_text"
+LONG_TEXT = "long_text"
+MULTIPLE_IMAGES = "multiple_images"
+UNKNOWN_LABEL = "unknown_label"
+DUPLICATE_ID = "duplicate_id"
+UNSAFE_PATH = "unsafe_path"
+
+FAULT_KINDS = (
+    MISSING_IMAGE, UNREADABLE_IMAGE, FORMAT_MISMATCH, EXTREME_ASPECT, EMPTY_TEXT, EMOJI_ONLY_TEXT,
+    LONG_TEXT, MULTIPLE_IMAGES, UNKNOWN_LABEL, DUPLICATE_ID, UNSAFE_PATH,
+)
+BAD_BY_DEFAULT = frozenset({MISSING_IMAGE, UNREADABLE_IMAGE, UNKNOWN_LABEL, DUPLICATE_ID, UNSAFE_PATH})
+# Posts whose images can be probed at the same time: PIL releases the GIL while decoding.
+_PROBE_THREADS = max(2, min(8, (os.cpu_count() or 2) * 2))
+_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str
+    kind: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass
+class CheckedPost:
+    """A record after its checks: the post (None when an image path was refused), faults, probes."""
+
+    record: Record
+    post: Post | None
+    faults: list[Fault]
+    probes: list[ImageProbe] = field(default_factory=list)
+
+    def is_bad(self, bad_kinds: frozenset[str]) -> bool:
+        return self.post is None or any(f.kind in bad_kinds for f in self.faults)
+
+
+def bad_kinds_for(cfg: DataConfig) -> frozenset[str]:
+    for kind in cfg.bad_faults:
+        if kind not in FAULT_KINDS:
+            raise InputError(f"data.bad_faults: unknown fault kind '{kind}' (known: {', '.join(FAULT_KINDS)})")
+    return BAD_BY_DEFAULT | frozenset(cfg.bad_faults)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks of one record
+
+
+def resolve_image_path(images_dir: Path, name: str) -> Path | None:
+    """The image's path inside `images_dir`, or None when the name would escape it.
+
+    Decided on the name alone (no filesystem access), so a refused path is never opened.
+    """
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]):
+        return None
+    depth = 0
+    for part in pure.parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            return None
+    return images_dir / pure
+
+
+class RecordChecker:
+    """Turns records into CheckedPosts; keeps the state that spans records (ids seen)."""
+
+    def __init__(
+        self,
+        cfg: DataConfig,
+        images_dir: Path | None,
+        labels: list[str] | None = None,
+        require_label: bool = False,
+        hashes: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.images_dir = images_dir if images_dir is not None else Path(".")
+        self.labels = set(labels) if labels is not None else None
+        self.require_label = require_label
+        self.hashes = hashes
+        self._first_row: dict[str, int] = {}
+
+    def check_all(self, records: Iterable[Record]) -> Iterator[CheckedPost]:
+        """Check records in file order, probing the images of a chunk of posts in parallel threads."""
+        records = iter(records)
+        with ThreadPoolExecutor(max_workers=_PROBE_THREADS) as pool:
+            while chunk := list(islice(records, _CHUNK)):
+                probed = pool.map(self._probe_record, chunk)
+                for record, (paths, image_faults, probes) in zip(chunk, probed):
+                    yield self._finish(record, paths, image_faults, probes)
+
+    def _probe_record(self, record: Record) -> tuple[list[Path] | None, list[Fault], list[ImageProbe]]:
+        faults: list[Fault] = []
+        probes: list[ImageProbe] = []
+        paths: list[Path] = []
+        if not record.images:
+            why = "no image field" if not record.has_image_field else "no image given"
+            return paths, [Fault(record.id, MISSING_IMAGE, why)], probes
+        for name in record.images:
+            path = resolve_image_path(self.images_dir, name)
+            if path is None:
+                return None, [Fault(record.id, UNSAFE_PATH, f"'{name}' escapes the images folder; refused")], []
+            paths.append(path)
+        max_pixels, max_aspect = self.cfg.image.max_pixels, self.cfg.image.max_aspect
+        for name, path in zip(record.images, paths):
+            try:
+                probe = probe_image(path, max_pixels=max_pixels, hashes=self.hashes)
+            except FileNotFoundError:
+                faults.append(Fault(record.id, MISSING_IMAGE, f"'{name}' not found in {self.images_dir}"))
+                continue
+            except (ImageError, OSError) as exc:
+                faults.append(Fault(record.id, UNREADABLE_IMAGE, f"'{name}': {exc}"))
+                continue
+            probes.append(probe)
+            if probe.format_mismatch:
+                faults.append(Fault(record.id, FORMAT_MISMATCH,
+                                    f"'{name}' is {probe.format} data behind a {probe.name_format} name; loaded by content"))
+            if probe.aspect > max_aspect:
+                faults.append(Fault(record.id, EXTREME_ASPECT,
+                                    f"'{name}' is {probe.width}x{probe.height} ({probe.aspect:.1f}:1 > {max_aspect:g}:1)"))
+        return paths, faults, probes
+
+    def _finish(
+        self, record: Record, paths: list[Path] | None, image_faults: list[Fault], probes: list[ImageProbe]
+    ) -> CheckedPost:
+        faults = [*self._record_faults(record), *image_faults]
+        post = None
+        if paths is not None:
+            post = Post(id=record.id, images=tuple(paths), text=record.text, extra=record.extra, label=record.label)
+        return CheckedPost(record=record, post=post, faults=faults, probes=probes)
+
+    def _record_faults(self, record: Record) -> list[Fault]:
+        faults: list[Fault] = []
+        first_row = self._first_row.setdefault(record.id, record.row)
+        if first_row != record.row:
+            faults.append(Fault(record.id, DUPLICATE_ID, f"row {record.row} repeats the id of row {first_row}"))
+        faults += self._label_faults(record)
+        faults += self._text_faults(record)
+        if len(record.images) > 1:
+            faults.append(Fault(record.id, MULTIPLE_IMAGES, f"{len(record.images)} images"))
+        return faults
+
+    def _label_faults(self, record: Record) -> list[Fault]:
+        if record.label is None:
+            return [Fault(record.id, UNKNOWN_LABEL, "no label")] if self.require_label else []
+        if self.labels is not None and record.label not in self.labels:
+            return [Fault(record.id, UNKNOWN_LABEL, f"'{record.label}' is not in data.labels")]
+        return []
+
+    def _text_faults(self, record: Record) -> list[Fault]:
+        text = record.text.strip()
+        if not text:
+            return [Fault(record.id, EMPTY_TEXT, "empty caption")]
+        if is_emoji_only(text):
+            return [Fault(record.id, EMOJI_ONLY_TEXT, f"caption is only emoji: {text[:40]}")]
+        words, budget = word_count(text), self.cfg.text.max_words
+        if words > budget:
+            policy = self.cfg.text.truncation
+            return [Fault(record.id, LONG_TEXT,
+                          f"{words} words > data.text.max_words={budget}; truncated ({policy})")]
+        return []
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class LoadedData:
+    """The usable posts of one file, every fault found, and the ids that were skipped."""
+
+    path: Path
+    posts: list[Post]
+    faults: list[Fault]
+    skipped: dict[str, str]
+    n_rows: int
+
+    def skip_summary(self, max_ids: int = 30) -> str:
+        kinds = Counter(self.skipped.values())
+        by_kind = ", ".join(f"{kind} {count}" for kind, count in kinds.most_common())
+        ids = list(self.skipped)
+        shown = ", ".join(ids[:max_ids]) + (f" ... and {len(ids) - max_ids} more" if len(ids) > max_ids else "")
+        return f"{self.path}: skipped {len(ids)} of {self.n_rows} posts ({by_kind}): ids {shown}"
+
+
+def load_posts(
+    path: str | Path,
+    images_dir: str | Path | None,
+    cfg: DataConfig,
+    labels: list[str] | None = None,
+    require_label: bool = False,
+) -> LoadedData:
+    """Read and check a data file. `on_bad_row=error` stops at the first bad post with InputError."""
+    path = Path(path)
+    bad = bad_kinds_for(cfg)
+    checker = RecordChecker(cfg, Path(images_dir) if images_dir else None, labels, require_label)
+    posts: list[Post] = []
+    faults: list[Fault] = []
+    skipped: dict[str, str] = {}
+    n_rows = 0
+    for checked in checker.check_all(iter_records(path, cfg.columns, cfg.format)):
+        n_rows += 1
+        faults += checked.faults
+        if not checked.is_bad(bad):
+            posts.append(checked.post)  # type: ignore[arg-type]
+            continue
+        first = next(f for f in checked.faults if f.kind in bad or f.kind == UNSAFE_PATH)
+        if cfg.on_bad_row == "error":
+            raise InputError(f"{path}: post '{first.id}' (row {checked.record.row}): {first.kind}: {first.detail}")
+        # A duplicate id keeps its first post; later ones are the ones skipped.
+        skipped.setdefault(first.id if first.kind != DUPLICATE_ID else f"{first.id}#row{checked.record.row}",
+                           first.kind)
+    loaded = LoadedData(path=path, posts=posts, faults=faults, skipped=skipped, n_rows=n_rows)
+    if skipped:
+        log.warning(loaded.skip_summary())
+    return loaded
