@@ -29,8 +29,15 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are bad input too: one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"mmtune: error: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmtune", description=__doc__)
+    parser = _OneLineParser(prog="mmtune", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mmtune {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,15 +68,21 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     config = commands.add_parser("config", help="print the resolved config, or every key with its doc")
-    config.add_argument("path", nargs="?", type=Path)
-    config.add_argument("overrides", nargs="*", metavar="section.key=value")
+    _config_args(config)
     config.add_argument("--schema", action="store_true", help="list every key, its default and doc")
     config.set_defaults(run=cmd_config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    # Overrides may come before or after options; argparse alone only takes them in one place.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)], force=True,
@@ -168,7 +181,7 @@ def cmd_config(args: argparse.Namespace) -> None:
         for key, default, text in describe_schema():
             console.print(f"[bold]{key}[/bold] = {default}  [dim]{text}[/dim]", highlight=False)
         return
-    cfg = load_config(args.path, args.overrides)
+    cfg = _load(args)
     console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), highlight=False)
 
 

@@ -113,7 +113,8 @@ def near_duplicate_pairs(hashes: dict[str, int], max_bits: int = NEAR_DUPLICATE_
     for low, high in zip(bounds[:-1], bounds[1:]):
         chunk = (values >> np.uint64(low)) & np.uint64((1 << (high - low)) - 1)
         order = np.argsort(chunk, kind="stable")
-        starts = np.flatnonzero(np.diff(chunk[order], prepend=chunk[order][0] - np.uint64(1)) != 0)
+        ordered = chunk[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         for begin, end in zip(starts, [*starts[1:], len(order)]):
             if end - begin < 2:
                 continue

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from mmtune.data.post import Post
 from mmtune.data.text import caption_key
 from mmtune.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 class _UnionFind:
@@ -76,12 +80,23 @@ def make_folds(
     if len(set(groups.tolist())) < k:
         raise InputError(f"cv.folds={k} but the data has only {len(set(groups.tolist()))} caption/image groups")
     labels = np.array([p.label for p in posts])
+    _warn_about_rare_labels(labels, groups, k)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold_of = np.empty(len(posts), dtype=int)
-    for fold, (_, val_index) in enumerate(splitter.split(np.zeros(len(posts)), labels, groups)):
-        fold_of[val_index] = fold
+    with warnings.catch_warnings():
+        # Said once, in our words, by _warn_about_rare_labels.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for fold, (_, val_index) in enumerate(splitter.split(np.zeros(len(posts)), labels, groups)):
+            fold_of[val_index] = fold
     _spread_rare_classes(fold_of, labels, groups, k)
     return {post.id: int(fold) for post, fold in zip(posts, fold_of)}
+
+
+def _warn_about_rare_labels(labels: np.ndarray, groups: np.ndarray, k: int) -> None:
+    for label in np.unique(labels):
+        n_groups = len(np.unique(groups[labels == label]))
+        if n_groups < k:
+            log.warning(f"label '{label}' has only {n_groups} caption/image groups: it cannot appear in all {k} folds")
 
 
 def _spread_rare_classes(fold_of: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> None:

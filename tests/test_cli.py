@@ -1,0 +1,63 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmtune.cli import main
+
+
+def run_cli(*args):
+    """The real console entry point in a subprocess: what users see, tracebacks included."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "mmtune", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_inspect_exits_0_on_faulty_data_and_writes_json(faulty_vimmsd, tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    code = main(["inspect", str(faulty_vimmsd.json), "--images", str(faulty_vimmsd.images), "--json", str(out),
+                 "data.labels=[not-sarcasm,multi-sarcasm,image-sarcasm,text-sarcasm]"])
+    assert code == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert {f["kind"] for f in report["faults"]} >= {"unsafe_path", "missing_image", "unknown_label"}
+    printed = capsys.readouterr().out
+    assert "faults" in printed and "unsafe_path" in printed and "imbalance ratio" in printed
+
+
+def test_folds_command_writes_folds_csv(faulty_vimmsd, tmp_path):
+    out = tmp_path / "folds.csv"
+    assert main(["folds", str(faulty_vimmsd.json), "--images", str(faulty_vimmsd.images), "-k", "2",
+                 "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert rows[0] == "id,fold" and len(rows) == 1 + 9  # 13 rows, 4 bad (unknown label kept: inferred labels)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inspect", "{root}/nope.json", "--images", "{root}"], "nope.json: data file not found"),
+        (["inspect", "{root}/bad.json", "--images", "{root}"], "bad.json: invalid JSON at line 1"),
+        (["inspect", "{root}/bad.csv", "--images", "{root}"], "bad.csv: no column 'caption' (data.columns.text)"),
+        (["inspect", "{json}", "--images", "{images}", "data.colums.text=x"], "unknown key 'data.colums'"),
+        (["folds", "{json}", "--images", "{images}", "--out", "{root}/f.csv", "data.on_bad_row=error"],
+         "train.json: post '2' (row 2): missing_image: 'missing.jpg' not found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(faulty_vimmsd, args, message):
+    root = faulty_vimmsd.root
+    (root / "bad.json").write_text('{"0": {"image": ')
+    (root / "bad.csv").write_text("id,image,text\n1,a.jpg,x\n")
+    filled = [a.format(root=root, json=faulty_vimmsd.json, images=faulty_vimmsd.images) for a in args]
+    result = run_cli(*filled)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("mmtune: error: ") and message in lines[0]
+
+
+def test_config_schema_lists_documented_keys(capsys):
+    assert main(["config", "--schema"]) == 0
+    printed = capsys.readouterr().out
+    assert "data.on_bad_row" in printed and "data.text.teencode" in printed
