@@ -28,16 +28,15 @@ SIZES = [(320, 240), (480, 360), (400, 400), (640, 360), (900, 250)]
 
 
 def _make_images(args: tuple[Path, int, int]) -> None:
+    """Distinct pictures (random low-resolution blocks, upscaled) so that near-duplicates are rare,
+    as in real data; a repeated base picture would turn the near-duplicate search quadratic."""
     folder, start, stop = args
     rng = np.random.default_rng(start)
-    bases = {size: Image.fromarray(rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8))
-             .resize(size, Image.Resampling.BILINEAR) for size in SIZES}
     for index in range(start, stop):
         size = SIZES[index % len(SIZES)]
-        image = bases[size].copy()
+        blocks = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(blocks).resize(size, Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(image)
-        x, y = int(rng.integers(0, size[0] - 60)), int(rng.integers(0, size[1] - 40))
-        draw.rectangle((x, y, x + 60, y + 40), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
         draw.text((10, 10), f"post {index}", fill=(255, 255, 255))
         fmt = "PNG" if index % 97 == 0 else "JPEG"  # ~1% PNG behind a .jpg name, as in ViMMSD
         image.save(folder / f"{index:06d}.jpg", format=fmt, quality=85)
@@ -47,7 +46,7 @@ def make_data(root: Path, n: int) -> tuple[Path, Path]:
     images = root / "images"
     data = root / f"posts-{n}.json"
     images.mkdir(parents=True, exist_ok=True)
-    have = len(os.listdir(images))
+    have = len(os.listdir(images))  # a partial folder from an earlier run is completed, not redone
     if have < n:
         step = 2000
         jobs = [(images, s, min(n, s + step)) for s in range(have - have % step, n, step)]

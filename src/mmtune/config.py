@@ -52,7 +52,7 @@ class TextConfig:
     mentions: Literal["keep", "token", "drop"] = doc("token", "@mentions: keep, replace with <user>, or drop")
     teencode: bool = doc(True, "expand teencode/abbreviations (ko -> không, dc -> được, ...)")
     teencode_file: str | None = doc(None, "TSV of extra 'short<TAB>expansion' pairs; overrides built-ins")
-    deobfuscate: bool = doc(True, "join dotted/spaced obfuscated words (c.h.ó -> chó)")
+    deobfuscate: bool = doc(True, "join single letters split by . - _ * (c.h.ó -> chó)")
     squeeze_repeats: bool = doc(True, "squeeze characters repeated 3+ times (quáaaa -> quá)")
     word_segment: bool = doc(False, "Vietnamese word segmentation for PhoBERT-style encoders (extra 'vi')")
     max_words: int = doc(256, "length budget of the main text in words; longer posts are a long_text fault")

@@ -125,3 +125,17 @@ def test_training_files_need_a_label(faulty_vimmsd):
     assert len(load_posts(path, faulty_vimmsd.images, DataConfig()).posts) == 1
     loaded = load_posts(path, faulty_vimmsd.images, DataConfig(), require_label=True)
     assert loaded.skipped == {"1": "unknown_label"}
+
+
+def test_large_files_probe_in_worker_processes_with_the_same_results(faulty_vimmsd):
+    # Past the first chunk of posts the image checks run in a process pool: same faults, same order.
+    path = faulty_vimmsd.root / "big.jsonl"
+    names = ["ok.jpg", "png.jpg", "pano.jpg", "missing.jpg", "broken.jpg", "../x.jpg"]
+    rows = [{"id": str(i), "image": names[i % len(names)], "caption": f"bài {i}"} for i in range(1300)]
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    loaded = load_posts(path, faulty_vimmsd.images, DataConfig())
+    assert [p.id for p in loaded.posts] == [r["id"] for r in rows if int(r["id"]) % 6 < 3]
+    kinds = [f.kind for f in loaded.faults if f.kind not in ("format_mismatch", "extreme_aspect")]
+    expected = [("missing_image", "unreadable_image", "unsafe_path")[i % 6 - 3] for i in range(1300) if i % 6 >= 3]
+    assert kinds == expected
+    assert sum(f.kind == "format_mismatch" for f in loaded.faults) == len(range(1, 1300, 6))

@@ -61,7 +61,8 @@ def test_csv_with_several_images_per_cell_and_empty_labels(tmp_path):
     ("name", "text", "columns", "message"),
     [
         ("bad.json", '{"0": {"image": "a.jpg",}', ColumnsConfig(), r"bad\.json: invalid JSON at line 1"),
-        ("bad.jsonl", '{"id": 1, "image": "a", "caption": "x"}\n{oops\n', ColumnsConfig(), r"bad\.jsonl:2: invalid JSON"),
+        ("bad.jsonl", '{"id": 1, "image": "a", "caption": "x"}\n{oops\n', ColumnsConfig(),
+         r"bad\.jsonl:2: invalid JSON"),
         ("bad.csv", "id,picture,caption\n1,a.jpg,x\n", ColumnsConfig(),
          r"bad\.csv: no column 'image' \(data\.columns\.image\)"),
         ("bad.csv", "id,image,caption\n1,a.jpg,x\n", ColumnsConfig(extra_text=["ocr"]), r"no column 'ocr'"),

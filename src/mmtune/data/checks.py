@@ -7,10 +7,12 @@ or *reported* (kept, and listed by `mmtune inspect` and the run log). Nothing is
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.context
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path, PurePosixPath
@@ -96,6 +98,60 @@ def resolve_image_path(images_dir: Path, name: str) -> Path | None:
     return images_dir / pure
 
 
+_ImageResult = tuple[list[Path] | None, list[Fault], list[ImageProbe]]
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    # forkserver, not fork: forking a process that runs threads (progress bars, torch) can deadlock.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+@dataclass(frozen=True)
+class ImageChecks:
+    """The image checks of one record; a small picklable callable, so worker processes can run it."""
+
+    images_dir: Path
+    max_pixels: int
+    max_aspect: float
+    hashes: bool
+
+    def __call__(self, record: Record) -> _ImageResult:
+        if not record.images:
+            why = "no image field" if not record.has_image_field else "no image given"
+            return [], [Fault(record.id, MISSING_IMAGE, why)], []
+        paths: list[Path] = []
+        for name in record.images:
+            path = resolve_image_path(self.images_dir, name)
+            if path is None:
+                return None, [Fault(record.id, UNSAFE_PATH, f"'{name}' escapes the images folder; refused")], []
+            paths.append(path)
+        faults: list[Fault] = []
+        probes: list[ImageProbe] = []
+        for name, path in zip(record.images, paths):
+            try:
+                probe = probe_image(path, max_pixels=self.max_pixels, hashes=self.hashes)
+            except FileNotFoundError:
+                faults.append(Fault(record.id, MISSING_IMAGE, f"'{name}' not found in {self.images_dir}"))
+                continue
+            except (ImageError, OSError) as exc:
+                faults.append(Fault(record.id, UNREADABLE_IMAGE, f"'{name}': {exc}"))
+                continue
+            probes.append(probe)
+            faults += self._probe_faults(record.id, name, probe)
+        return paths, faults, probes
+
+    def _probe_faults(self, post_id: str, name: str, probe: ImageProbe) -> list[Fault]:
+        faults = []
+        if probe.format_mismatch:
+            detail = f"'{name}' is {probe.format} data behind a {probe.name_format} name; loaded by content"
+            faults.append(Fault(post_id, FORMAT_MISMATCH, detail))
+        if probe.aspect > self.max_aspect:
+            ratio = f"{probe.aspect:.1f}:1 > {self.max_aspect:g}:1"
+            faults.append(Fault(post_id, EXTREME_ASPECT, f"'{name}' is {probe.width}x{probe.height} ({ratio})"))
+        return faults
+
+
 class RecordChecker:
     """Turns records into CheckedPosts; keeps the state that spans records (ids seen)."""
 
@@ -115,44 +171,36 @@ class RecordChecker:
         self._first_row: dict[str, int] = {}
 
     def check_all(self, records: Iterable[Record]) -> Iterator[CheckedPost]:
-        """Check records in file order, probing the images of a chunk of posts in parallel threads."""
+        """Check records in file order. Images of the first chunk are probed in threads; a larger
+        file continues in worker processes, two chunks in flight, because probing is CPU-bound
+        Python + PIL work that threads cannot spread over several cores (the GIL)."""
         records = iter(records)
-        with ThreadPoolExecutor(max_workers=_PROBE_THREADS) as pool:
-            while chunk := list(islice(records, _CHUNK)):
-                probed = pool.map(self._probe_record, chunk)
-                for record, (paths, image_faults, probes) in zip(chunk, probed):
-                    yield self._finish(record, paths, image_faults, probes)
+        probe = ImageChecks(self.images_dir, self.cfg.image.max_pixels, self.cfg.image.max_aspect, self.hashes)
+        first = list(islice(records, _CHUNK))
+        with ThreadPoolExecutor(max_workers=_PROBE_THREADS) as threads:
+            yield from self._finish_chunk(first, threads.map(probe, first))
+        if len(first) < _CHUNK:
+            return
+        pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=_process_context())
+        try:
+            pending: deque[tuple[list[Record], Iterator[_ImageResult]]] = deque()
 
-    def _probe_record(self, record: Record) -> tuple[list[Path] | None, list[Fault], list[ImageProbe]]:
-        faults: list[Fault] = []
-        probes: list[ImageProbe] = []
-        paths: list[Path] = []
-        if not record.images:
-            why = "no image field" if not record.has_image_field else "no image given"
-            return paths, [Fault(record.id, MISSING_IMAGE, why)], probes
-        for name in record.images:
-            path = resolve_image_path(self.images_dir, name)
-            if path is None:
-                return None, [Fault(record.id, UNSAFE_PATH, f"'{name}' escapes the images folder; refused")], []
-            paths.append(path)
-        max_pixels, max_aspect = self.cfg.image.max_pixels, self.cfg.image.max_aspect
-        for name, path in zip(record.images, paths):
-            try:
-                probe = probe_image(path, max_pixels=max_pixels, hashes=self.hashes)
-            except FileNotFoundError:
-                faults.append(Fault(record.id, MISSING_IMAGE, f"'{name}' not found in {self.images_dir}"))
-                continue
-            except (ImageError, OSError) as exc:
-                faults.append(Fault(record.id, UNREADABLE_IMAGE, f"'{name}': {exc}"))
-                continue
-            probes.append(probe)
-            if probe.format_mismatch:
-                faults.append(Fault(record.id, FORMAT_MISMATCH,
-                                    f"'{name}' is {probe.format} data behind a {probe.name_format} name; loaded by content"))
-            if probe.aspect > max_aspect:
-                faults.append(Fault(record.id, EXTREME_ASPECT,
-                                    f"'{name}' is {probe.width}x{probe.height} ({probe.aspect:.1f}:1 > {max_aspect:g}:1)"))
-        return paths, faults, probes
+            def submit() -> None:
+                if chunk := list(islice(records, _CHUNK)):
+                    pending.append((chunk, pool.map(probe, chunk, chunksize=32)))
+
+            submit()
+            submit()
+            while pending:
+                chunk, probed = pending.popleft()
+                submit()
+                yield from self._finish_chunk(chunk, probed)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _finish_chunk(self, chunk: list[Record], probed: Iterable[_ImageResult]) -> Iterator[CheckedPost]:
+        for record, (paths, image_faults, probes) in zip(chunk, probed):
+            yield self._finish(record, paths, image_faults, probes)
 
     def _finish(
         self, record: Record, paths: list[Path] | None, image_faults: list[Fault], probes: list[ImageProbe]

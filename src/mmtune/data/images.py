@@ -133,17 +133,20 @@ def _phash(img: Image.Image, orientation: int) -> int:
     method = _ORIENTATION.get(orientation)
     if method is not None:
         small = small.transpose(method)
-    return int(str(imagehash.phash(small)), 16)
+    bits = imagehash.phash(small).hash.ravel()
+    # The same integer as int(str(hash), 16), without imagehash's per-bit string building.
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
 def _hash_view(img: Image.Image) -> Image.Image:
     """A small image that looks like what load_image shows: phash resamples to 32x32 anyway."""
-    if img.mode not in ("L", "RGB", "RGBA", "LA"):
-        img = _to_rgb(img)
+    if img.mode != "L":
+        # Through RGB so that alpha lands on white, as in load_image; phash only reads luma.
+        img = _to_rgb(img).convert("L")
     factor = min(img.size) // (2 * _PROBE_DRAFT)
     if factor > 1:
         img = img.reduce(factor)
-    return _to_rgb(img)
+    return img
 
 
 # ------------------------------------------------------------------------------------------ loading

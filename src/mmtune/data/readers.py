@@ -41,7 +41,9 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         return FORMATS_BY_SUFFIX[path.suffix.lower()]
     except KeyError:
         known = ", ".join(FORMATS_BY_SUFFIX)
-        raise InputError(f"{path}: cannot tell the format from the extension (known: {known}); set data.format") from None
+        raise InputError(
+            f"{path}: cannot tell the format from the extension (known: {known}); set data.format"
+        ) from None
 
 
 def iter_records(path: str | Path, columns: ColumnsConfig, fmt: str = "auto") -> Iterator[Record]:

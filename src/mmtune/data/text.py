@@ -7,7 +7,7 @@
                a word for the later steps; a zero-width joiner inside an emoji sequence is kept.
  2. nfc        Unicode NFC: decomposed diacritics (`a` + U+0300) become one character (`à`).
  3. urls       http(s)://..., www...., bare domains (fb.com, youtu.be/x): keep | token `<url>` | drop.
-               With `keep`, URLs are shielded from steps 6-8 so that they are not altered.
+               With `keep`, URLs are shielded from steps 4-9 so that they are not altered.
  4. mentions   `@name` (Unicode letters, digits, `_`, inner dots): keep | token `<user>` | drop.
  5. hashtags   `#tag` with at least one letter: keep | words (`#ThanhXuan_VuiVe` -> `Thanh Xuan Vui
                Ve`: the '#' goes, `_` and CamelCase boundaries become spaces) | drop.
@@ -21,9 +21,9 @@
                except: digits are never squeezed (`1000`); 4+ dots become `...`; 3+ parentheses become
                two, because `:)` (polite, often sarcastic) and `:))` (laughing) differ in meaning;
                emoji with a variation selector or skin tone count as one character; 3+ repeats of
-               one `:emoji_word:` become one. Then a trailing run of the plain vowel after the same
-               vowel with a diacritic is dropped at a word end (`quáaaa` -> `quáa` -> `quá`,
-               `QUÁAA` -> `QUÁ`). Doubled letters (`đẹpp`, `xoong`) are left alone.
+               one `:emoji_word:` become one; a 3+ run of a plain vowel right after the same vowel
+               with a diacritic is dropped when it ends the word (`quáaaa` -> `quá`, not `quáa`;
+               `QUÁAAA` -> `QUÁ`). Doubles are left alone (`đẹpp`, `quáa`, `xoong`, `:))`).
  9. teencode   whole-word, case-insensitive expansion from `resources/teencode.tsv` plus
                `teencode_file` (`ko` -> `không`, `Ko` -> `Không`, `KO` -> `KHÔNG`). A short form
                right after a number and a space (`50 k`, `5 tr`), or touching `.x`, `:`, `@`, `#`, `/`
@@ -93,7 +93,8 @@ _LABEL = "[a-zA-Z0-9-]"
 _URL = re.compile(
     rf"(?:(?i:https?://|www\.)){_URL_CHARS}*{_URL_END}"
     # bare domain: the label before the TLD has 2+ characters unless a path follows (t.co/x)
-    rf"|(?<![\w@./-])(?:{_LABEL}+\.)*(?:{_LABEL}{{2,}}\.(?i:{_TLDS})(?![\w-])(?:/(?:{_URL_CHARS}*{_URL_END})?)?"
+    rf"|(?<![\w@./-])(?:{_LABEL}+\.)*"
+    rf"(?:{_LABEL}{{2,}}\.(?i:{_TLDS})(?![\w-])(?:/(?:{_URL_CHARS}*{_URL_END})?)?"
     rf"|{_LABEL}+\.(?i:{_TLDS})/(?:{_URL_CHARS}*{_URL_END})?)"
 )
 # Cheap pre-check: every URL the pattern above finds contains one of these.
@@ -108,9 +109,9 @@ EMOTICON_WORDS: list[tuple[str, str]] = [
     (r"\^_*\^", "smile"),  # ^^ ^_^
     (r"(?<![\d:=])[:=]-?D(?!\w)", "laugh"),
     (r"(?<!\w)[xX]D(?!\w)", "laugh"),
-    (r"(?<![\d:=])[:=]'?-?\(+", "sad"),  # :( :(( :'(
+    (r"(?<![\d:=])[:=]'?-?\(+(?!\d)", "sad"),  # :( :(( :'(  but not "Chú ý:(1)"
     (r"(?<!\w)T[_.]T(?!\w)", "sad"),
-    (r"<3+", "heart"),
+    (r"<3+(?!\d)", "heart"),  # not "<30 tuổi"
     (r"(?<![\d:=]):[vV](?!\w)", "smirk"),  # the Vietnamese "pacman" face, often ironic
     (r"(?<![\d:=])[:=]-?[pP](?!\w)", "tongue"),
     (r"-_+-", "meh"),
@@ -147,9 +148,6 @@ def _accented_vowels() -> dict[str, str]:
 
 
 _VOWEL_BASE = _accented_vowels()
-
-
-
 
 _WORD = re.compile(r"\w+")
 # Punctuation and emoji; U+2139 (information emoji) is the one emoji code point that is a letter.
@@ -235,6 +233,8 @@ class TextNormalizer:
             return ""
         shielded: list[str] = []
         if self.cfg.urls == "keep" and _URL_HINT.search(text):
+            if "\ue000" in text:  # private-use marks in the input would clash with the stand-ins
+                text = text.replace("\ue000", "")
             text = _URL.sub(lambda m: _stash(m.group(), shielded), text)
         for step in self._early:
             text = step(text)
