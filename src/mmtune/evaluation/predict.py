@@ -1,0 +1,46 @@
+"""Prediction files (the CSV contract) and prediction with a finished run.
+
+CSV: `id,label,p_<label1>,...,p_<labelK>`; probabilities sum to 1, columns in the run's label
+order; OOF files add `gold` and `fold`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def write_predictions(path: str | Path, ids: Sequence[str], probs: np.ndarray, labels: Sequence[str],
+                      gold: Sequence[str | None] | None = None, folds: Sequence[int] | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    header = ["id", "label", *(f"p_{label}" for label in labels)]
+    header += ["gold"] if gold is not None else []
+    header += ["fold"] if folds is not None else []
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row, (post_id, p) in enumerate(zip(ids, probs)):
+            line = [post_id, labels[int(np.argmax(p))], *(f"{value:.6f}" for value in p)]
+            line += [gold[row] if gold[row] is not None else ""] if gold is not None else []
+            line += [folds[row]] if folds is not None else []
+            writer.writerow(line)
+    tmp.replace(path)
+
+
+def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """ids, [N, K] probabilities, labels (from the p_ columns)."""
+    with Path(path).open("r", encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        labels = [name[2:] for name in reader.fieldnames or [] if name.startswith("p_")]
+        ids, rows = [], []
+        for row in reader:
+            ids.append(row["id"])
+            rows.append([float(row[f"p_{label}"]) for label in labels])
+    return ids, np.array(rows, dtype=np.float64).reshape(len(ids), len(labels)), labels

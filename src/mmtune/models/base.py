@@ -1,0 +1,92 @@
+"""The one interface every model kind implements, and the kind registry.
+
+A Classifier turns posts into examples once per data set (`prepare`: text normalization, cached
+features of frozen towers), a list of examples into a batch (`collate`, run in DataLoader workers),
+and a batch into class outputs (`forward`: [batch, output_size]). The training loop, losses,
+metrics, CV, ensembling and prediction only ever see this.
+
+Kinds register a builder with `@register_kind("name")` (timm's register_model / create_model);
+`build_classifier(cfg, labels)` looks the kind up. Adding a kind is one new module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from mmtune.config import Config
+from mmtune.data.post import Post
+from mmtune.errors import InputError
+
+
+@dataclass
+class Example:
+    """A post made ready for collation: its id, label index (or -1), prepared text and features."""
+
+    id: str
+    target: int
+    text: str
+    post: Post
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ParamGroup:
+    """Parameters that share a learning rate: `role` is 'head' or 'backbone'."""
+
+    role: str
+    params: list[nn.Parameter]
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    labels: list[str]
+    output_size: int
+
+    def prepare(self, posts: Sequence[Post], *, train: bool) -> list[Example]: ...
+
+    def collate(self, examples: Sequence[Example], *, train: bool) -> dict[str, Any]: ...
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor: ...
+
+    def parameter_groups(self) -> list[ParamGroup]: ...
+
+    def set_backbone_trainable(self, trainable: bool) -> None: ...
+
+
+Builder = Callable[[Config, list[str]], nn.Module]
+_KINDS: dict[str, Builder] = {}
+
+
+def register_kind(name: str) -> Callable[[Builder], Builder]:
+    def decorator(builder: Builder) -> Builder:
+        if name in _KINDS:
+            raise ValueError(f"model kind '{name}' is registered twice")
+        _KINDS[name] = builder
+        return builder
+
+    return decorator
+
+
+def known_kinds() -> list[str]:
+    _import_kinds()
+    return sorted(_KINDS)
+
+
+def build_classifier(cfg: Config, labels: list[str]) -> nn.Module:
+    """The classifier of kind `cfg.model.kind` for `labels` (in model order)."""
+    _import_kinds()
+    try:
+        builder = _KINDS[cfg.model.kind]
+    except KeyError:
+        raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(sorted(_KINDS))})") from None
+    return builder(cfg, labels)
+
+
+def _import_kinds() -> None:
+    # Importing the kind modules runs their @register_kind decorators.
+    from mmtune.models import fusion, vilt  # noqa: F401

@@ -1,0 +1,368 @@
+"""The one training loop, on Accelerate, for every Classifier kind.
+
+Skeleton (as in torchtune recipes): `setup` builds loaders, loss, optimizer and schedule and
+restores `last/` when resuming; `train` runs epochs of optimizer steps with evaluation, best/last
+checkpoints, early stopping, the time budget and signal stops; `cleanup` ends the trackers.
+Nothing here knows which kind it trains: it sees `prepare`d examples, `collate` and class outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from mmtune.config import Config
+from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
+from mmtune.models.base import Example
+from mmtune.training import checkpoint as ckpt
+from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
+from mmtune.training.losses import build_loss, class_log_probs
+from mmtune.training.optim import build_optimizer, build_scheduler, scale_backbone_lr, scaled_learning_rates
+from mmtune.training.sampler import EpochSampler, balanced_weights
+
+log = logging.getLogger(__name__)
+
+
+class _Indexed(Dataset):
+    def __init__(self, examples: Sequence[Example]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> tuple[int, Example]:
+        return index, self.examples[index]
+
+
+class BatchCollator:
+    """The kind's collate plus the two tensors the loop needs: dataset positions and targets."""
+
+    def __init__(self, classifier: nn.Module, train: bool) -> None:
+        self.classifier = classifier
+        self.train = train
+
+    def __call__(self, items: list[tuple[int, Example]]) -> dict[str, Any]:
+        examples = [example for _, example in items]
+        batch = self.classifier.collate(examples, train=self.train)
+        batch["index"] = torch.tensor([index for index, _ in items])
+        batch["target"] = torch.tensor([example.target for example in examples])
+        return batch
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """auto: bf16 where the GPU supports it, fp16 (+ grad scaler) on older GPUs such as the T4, none on CPU."""
+    if setting != "auto":
+        return setting
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
+    trackers = [name for name in cfg.train.log_with if _tracker_available(name)]
+    two_stage = cfg.model.freeze.head_only_epochs > 0
+    return Accelerator(
+        mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        log_with=trackers or None,
+        project_dir=str(run_dir),
+        # Why: in the head-only stage the backbone gets no gradients, which DDP must be told about.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=two_stage)],
+    )
+
+
+def _tracker_available(name: str) -> bool:
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    return {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}[name]()
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    probs: np.ndarray  # [N, K] in dataset order
+    value: float
+
+
+class TrainingLoop:
+    def __init__(self, cfg: Config, classifier: nn.Module, accelerator: Accelerator, run_dir: Path,
+                 config_hash: str) -> None:
+        self.cfg = cfg
+        self.classifier = classifier
+        self.accelerator = accelerator
+        self.run_dir = run_dir
+        self.labels: list[str] = list(classifier.labels)
+        self.state = ckpt.LoopState(config_hash=config_hash)
+        self.budget = TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)
+        self.trainable_names = list(classifier.trainable_parameter_names())
+
+    # ------------------------------------------------------------------------------------ setup
+
+    def setup(self, train: Sequence[Example], val: Sequence[Example], resume: bool) -> None:
+        cfg, accelerator = self.cfg, self.accelerator
+        targets = [example.target for example in train]
+        counts = np.bincount(targets, minlength=len(self.labels)).tolist()
+        self.loss_fn = build_loss(cfg.train.loss, counts, self.labels, class_weights=cfg.train.class_weights,
+                                  beta=cfg.train.effective_number_beta, gamma=cfg.train.focal_gamma,
+                                  label_smoothing=cfg.train.label_smoothing).to(accelerator.device)
+        self.sampler = EpochSampler(len(train), seed=cfg.seed, weights=self._sample_weights(targets))
+        self.train_loader = self._loader(train, self.sampler, train=True)
+        self.val_loader = self._loader(val, None, train=False)
+        steps_per_epoch = math.ceil(len(self.train_loader) / max(1, accelerator.num_processes) / cfg.train.grad_accum)
+        self.total_steps = steps_per_epoch * cfg.train.epochs
+        effective = cfg.train.batch_size * cfg.train.grad_accum * accelerator.num_processes
+        self.rates = scaled_learning_rates(cfg.train, effective)
+        log.info(f"effective batch {effective}: learning rates x{self.rates.factor:.3g} "
+                 f"({cfg.train.lr_scaling}) -> head {self.rates.head:.3g}, backbone {self.rates.backbone:.3g}")
+        optimizer = build_optimizer(self.classifier, self.classifier.parameter_groups(), cfg.train, self.rates)
+        self.scheduler = build_scheduler(optimizer, cfg.train, self.total_steps)
+        self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
+            self.classifier, optimizer, self.train_loader, self.val_loader)
+        if resume:
+            self._restore()
+        self._apply_stage(self.state.epoch, initial=True)
+        if accelerator.trackers:
+            accelerator.init_trackers(cfg.name.replace("/", "_"))
+
+    def _sample_weights(self, targets: list[int]) -> list[float] | None:
+        sampler = self.cfg.train.sampler
+        if sampler == "random":
+            return None
+        return balanced_weights(targets, power=1.0 if sampler == "balanced" else 0.5)
+
+    def _loader(self, examples: Sequence[Example], sampler: EpochSampler | None, train: bool) -> DataLoader:
+        batch_size = self.cfg.train.batch_size if train else max(1, self.cfg.train.batch_size * 2)
+        # Why a private generator: DataLoader draws a seed from the global RNG whenever an iterator
+        # starts; that would shift dropout masks between an interrupted+resumed run and a straight one.
+        return DataLoader(_Indexed(examples), batch_size=batch_size, sampler=sampler, shuffle=False,
+                          collate_fn=BatchCollator(self.classifier, train), num_workers=self.cfg.train.num_workers,
+                          generator=torch.Generator().manual_seed(self.cfg.seed))
+
+    # ------------------------------------------------------------------------------------ train
+
+    def train(self) -> str:
+        """Run until done; returns why it stopped: finished, early_stopping, time_budget or signal."""
+        cfg, accelerator = self.cfg, self.accelerator
+        with StopSignals() as signals:
+            while self.state.epoch < cfg.train.epochs:
+                stopped = self._train_epoch(signals)
+                if stopped:
+                    return stopped
+                if self._end_of_epoch():
+                    return "early_stopping"
+        self.state.finished = True
+        self.save_last()
+        accelerator.wait_for_everyone()
+        return "finished"
+
+    def _train_epoch(self, signals: StopSignals) -> str | None:
+        accelerator, state = self.accelerator, self.state
+        self._apply_stage(state.epoch)
+        self.sampler.set_epoch(state.epoch)
+        loader = self.train_loader
+        if state.batches_done:
+            loader = accelerator.skip_first_batches(loader, state.batches_done)
+        self.model.train()
+        progress = tqdm(total=len(self.train_loader), initial=state.batches_done, desc=f"epoch {state.epoch + 1}",
+                        disable=not accelerator.is_local_main_process, leave=False)
+        losses: list[float] = []
+        started = time.monotonic()
+        for batch in loader:
+            losses.append(self._step(batch))
+            state.losses_since_eval.append(losses[-1])
+            state.batches_done += 1
+            progress.update(1)
+            if not accelerator.sync_gradients:
+                continue
+            self.scheduler.step()
+            state.global_step += 1
+            self.budget.record_step(time.monotonic() - started)
+            started = time.monotonic()
+            self._log_step(losses)
+            stop = self._between_steps(signals)
+            if stop:
+                progress.close()
+                return stop
+        progress.close()
+        return None
+
+    def _step(self, batch: dict[str, Any]) -> float:
+        batch.pop("index")
+        target = batch.pop("target")
+        with self.accelerator.accumulate(self.model):
+            outputs = self.model(batch)
+            loss = self.loss_fn(outputs.float(), target)
+            self.accelerator.backward(loss)
+            if self.accelerator.sync_gradients and self.cfg.train.max_grad_norm > 0:
+                params = [p for p in self.model.parameters() if p.requires_grad]
+                self.accelerator.clip_grad_norm_(params, self.cfg.train.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def _log_step(self, losses: list[float]) -> None:
+        if self.accelerator.trackers:
+            self.accelerator.log({"train/loss": losses[-1], "train/lr": self.scheduler.get_last_lr()[0]},
+                                 step=self.state.global_step)
+
+    def _between_steps(self, signals: StopSignals) -> str | None:
+        train_cfg, state = self.cfg.train, self.state
+        if train_cfg.eval_every_steps and state.global_step % train_cfg.eval_every_steps == 0:
+            if self._evaluate_and_keep_best(kind="step"):
+                return "early_stopping"
+        if train_cfg.save_every_steps and state.global_step % train_cfg.save_every_steps == 0:
+            self.save_last()
+        if signals.received is not None:
+            log.warning(f"signal {signals.received} received: saving {self.run_dir / 'last'} and stopping")
+            self.save_last()
+            return "signal"
+        if self.budget.should_stop():
+            log.warning(f"time budget {self.cfg.train.time_budget} nearly spent after "
+                        f"{self.budget.elapsed() / 60:.1f} min: saving {self.run_dir / 'last'}; continue with --resume")
+            self.save_last()
+            return "time_budget"
+        return None
+
+    def _end_of_epoch(self) -> bool:
+        self.state.epoch += 1
+        self.state.batches_done = 0
+        started = time.monotonic()
+        stop = self._evaluate_and_keep_best(kind="epoch")
+        self.save_last()
+        self.budget.record_eval_and_save(time.monotonic() - started)
+        return stop
+
+    # ------------------------------------------------------------------------------- evaluation
+
+    def evaluate(self, loader: DataLoader | None = None) -> EvalResult:
+        loader = loader or self.val_loader
+        self.model.eval()
+        indices, probs, targets = [], [], []
+        with torch.no_grad():
+            for batch in loader:
+                index, target = batch.pop("index"), batch.pop("target")
+                outputs = self.model(batch)
+                prob = class_log_probs(self.cfg.train.loss, outputs.float(), self.labels).exp()
+                index, prob, target = self.accelerator.gather_for_metrics((index, prob, target))
+                indices.append(index.cpu())
+                probs.append(prob.cpu())
+                targets.append(target.cpu())
+        self.model.train()
+        order = torch.cat(indices).argsort()
+        all_probs = torch.cat(probs)[order].numpy().astype(np.float64)
+        all_targets = torch.cat(targets)[order].numpy()
+        metrics = evaluate_probs(all_probs, all_targets, self.labels)
+        return EvalResult(metrics, all_probs, selection_value(metrics, self.cfg.train.metric))
+
+    def _evaluate_and_keep_best(self, kind: str) -> bool:
+        """Evaluate, record, save best/ on improvement; True when early stopping says stop."""
+        result = self.evaluate()
+        state, metric = self.state, self.cfg.train.metric
+        improved = is_better(metric, result.value, state.best_value)
+        if improved:
+            state.best_value, state.best_step = result.value, state.global_step
+            state.evals_without_improvement = 0
+            self.save_best(result)
+        else:
+            state.evals_without_improvement += 1
+        train_loss = float(np.mean(state.losses_since_eval)) if state.losses_since_eval else None
+        state.losses_since_eval = []
+        scalars = {k: v for k, v in result.metrics.items() if not isinstance(v, (dict, list))}
+        record = {"kind": kind, "epoch": state.epoch, "step": state.global_step, "train_loss": train_loss,
+                  metric: result.value, "best": state.best_value, **scalars,
+                  "per_class_f1": {k: v["f1"] for k, v in result.metrics["per_class"].items()},
+                  "lr": self.scheduler.get_last_lr()[0], "elapsed_s": round(self.budget.elapsed(), 2)}
+        state.history.append(record)
+        if self.accelerator.is_main_process:
+            with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        if self.accelerator.trackers:
+            self.accelerator.log({f"val/{k}": v for k, v in record.items() if isinstance(v, (int, float))},
+                                 step=state.global_step)
+        log.info(f"epoch {state.epoch} step {state.global_step}: {metric} {result.value:.4f} "
+                 f"(best {state.best_value:.4f} at step {state.best_step})")
+        patience = self.cfg.train.early_stopping_patience
+        return bool(patience) and state.evals_without_improvement >= patience
+
+    # ------------------------------------------------------------------------------ two stages
+
+    def _apply_stage(self, epoch: int, initial: bool = False) -> None:
+        head_only = self.cfg.model.freeze.head_only_epochs
+        if not head_only:
+            return
+        in_head_stage = epoch < head_only
+        self.classifier.set_backbone_trainable(not in_head_stage)
+        if not in_head_stage and epoch == head_only and self.state.batches_done == 0 and not initial:
+            scale_backbone_lr(self.scheduler, self.optimizer, self.cfg.train.backbone_lr_factor)
+            log.info(f"stage 2: backbone unfrozen, its learning rate x{self.cfg.train.backbone_lr_factor:g}")
+
+    # ----------------------------------------------------------------------------- checkpoints
+
+    def save_best(self, result: EvalResult) -> None:
+        accelerator = self.accelerator
+        final = self.run_dir / "best"
+        if accelerator.is_main_process:
+            folder = ckpt.begin(final)
+            weights = ckpt.trainable_state(accelerator.unwrap_model(self.model), self.trainable_names)
+            ckpt.write_weights(folder, weights, {"labels": self.labels, "step": self.state.global_step})
+            (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=1), encoding="utf-8")
+            np.save(folder / "val_probs.npy", result.probs)
+            ckpt.commit(final)
+        accelerator.wait_for_everyone()
+
+    def save_last(self) -> None:
+        accelerator = self.accelerator
+        final = self.run_dir / "last"
+        if accelerator.is_main_process:
+            ckpt.begin(final)
+        accelerator.wait_for_everyone()
+        folder = ckpt.staging_dir(final)
+        torch.save(ckpt.rng_state(), folder / f"rng-{accelerator.process_index}.pt")
+        if accelerator.is_main_process:
+            weights = ckpt.trainable_state(accelerator.unwrap_model(self.model), self.trainable_names)
+            ckpt.write_weights(folder, weights, {"labels": self.labels})
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            if accelerator.scaler is not None:
+                torch.save(accelerator.scaler.state_dict(), folder / "scaler.pt")
+            ckpt.write_state(folder, self.state)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            ckpt.commit(final)
+        accelerator.wait_for_everyone()
+
+    def _restore(self) -> None:
+        folder = ckpt.resolve(self.run_dir / "last")
+        if folder is None:
+            log.info("no last/ checkpoint to resume from: starting from the beginning")
+            return
+        state = ckpt.read_state(folder)
+        ckpt.load_trainable_state(self.accelerator.unwrap_model(self.model), ckpt.read_weights(folder))
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+        if self.accelerator.scaler is not None and (folder / "scaler.pt").exists():
+            self.accelerator.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=False))
+        rng_file = folder / f"rng-{self.accelerator.process_index}.pt"
+        if rng_file.exists():
+            ckpt.set_rng_state(torch.load(rng_file, weights_only=False))
+        state.config_hash = self.state.config_hash
+        self.state = state
+        log.info(f"resumed from {folder}: epoch {state.epoch}, batch {state.batches_done}, step {state.global_step}")
+
+    def cleanup(self) -> None:
+        if self.accelerator.trackers:
+            self.accelerator.end_training()

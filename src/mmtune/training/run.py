@@ -1,0 +1,184 @@
+"""`mmtune train` and `mmtune predict` as recipes: data -> classifier -> loop -> run folder.
+
+Run folder (DESIGN.md): config.yaml (resolved: the label order is written in), folds.csv when the
+validation split comes from folds, metrics.jsonl, best/, last/, val_predictions.csv,
+test_predictions.csv when data.test is set, learning_curve.png.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from mmtune.config import Config, load_config, save_config, to_dict
+from mmtune.data.checks import load_posts
+from mmtune.data.folds import make_folds, read_folds, write_folds
+from mmtune.data.labels import infer_labels
+from mmtune.data.post import Post
+from mmtune.errors import InputError
+from mmtune.evaluation.curves import plot_learning_curve
+from mmtune.evaluation.predict import write_predictions
+from mmtune.models.base import build_classifier
+from mmtune.training import checkpoint as ckpt
+from mmtune.training.loop import TrainingLoop, make_accelerator, resolve_mixed_precision
+
+log = logging.getLogger(__name__)
+
+# Keys that may change when a run is resumed: they steer how long or how it runs, not what it learns.
+RESUMABLE_CHANGES = {
+    "output_dir", "train.epochs", "train.time_budget", "train.early_stopping_patience", "train.num_workers",
+    "train.eval_every_steps", "train.save_every_steps", "train.log_with",
+}
+
+
+@dataclass
+class Split:
+    labels: list[str]
+    train: list[Post]
+    val: list[Post]
+    test: list[Post] | None
+
+
+def load_split(cfg: Config, run_dir: Path) -> Split:
+    """Train/val/test posts and the label order; without data.val, a fold of train is held out."""
+    data = cfg.data
+    if not data.train:
+        raise InputError("data.train: no training file given")
+    train = load_posts(data.train, data.train_images, data, labels=data.labels, require_label=True).posts
+    labels = list(data.labels) if data.labels else infer_labels(p.label for p in train)
+    if len(labels) < 2:
+        raise InputError(f"{data.train}: training needs at least 2 labels, found {labels}")
+    test = load_posts(data.test, data.test_images, data, labels=labels).posts if data.test else None
+    if data.val:
+        val = load_posts(data.val, data.val_images or data.train_images, data, labels=labels, require_label=True).posts
+        return Split(labels, train, val, test)
+    if cfg.cv.folds_file:
+        folds = read_folds(cfg.cv.folds_file, ids=[p.id for p in train])
+    else:
+        folds = make_folds(train, k=cfg.cv.folds, seed=cfg.seed, group_by=cfg.cv.group_by)
+        write_folds(folds, run_dir / "folds.csv")
+    if cfg.train.val_fold not in set(folds.values()):
+        known = sorted(set(folds.values()))
+        raise InputError(f"train.val_fold: fold {cfg.train.val_fold} does not exist (folds: {known})")
+    val = [p for p in train if folds[p.id] == cfg.train.val_fold]
+    train = [p for p in train if folds[p.id] != cfg.train.val_fold]
+    return Split(labels, train, val, test)
+
+
+def config_hash(cfg: Config) -> str:
+    flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in RESUMABLE_CHANGES}
+    return hashlib.sha256(yaml.safe_dump(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
+    """A fresh run never overwrites one; a resumed run must have the config it started with."""
+    saved = run_dir / "config.yaml"
+    if not resume:
+        if ckpt.resolve(run_dir / "last") is not None:
+            raise InputError(f"{run_dir} already holds a run (last/): pass --resume to continue it, "
+                             "or set another output_dir")
+        return
+    if not saved.exists():
+        return
+    old, new = flatten(to_dict(load_config(saved))), flatten(to_dict(cfg))
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+    if changed:
+        raise InputError(f"{saved}: the config changed since the run started ({'; '.join(changed)}); "
+                         "resume with the same config or start a new output_dir")
+
+
+def train(cfg: Config, resume: bool = False) -> str:
+    """Train one run end to end; returns why the loop stopped."""
+    run_dir = Path(cfg.output_dir)
+    set_seed(cfg.seed)
+    accelerator = make_accelerator(cfg, run_dir)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    split = load_split(cfg, run_dir)
+    cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
+    check_resume(run_dir, cfg, resume)
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir / "config.yaml")
+    log.info(f"{len(split.train)} training and {len(split.val)} validation posts, labels {split.labels}")
+    set_seed(cfg.seed)
+    classifier = build_classifier(cfg, split.labels)
+    with accelerator.main_process_first():  # rank 0 fills the feature cache, the others read it
+        train_examples = classifier.prepare(split.train, train=True)
+        val_examples = classifier.prepare(split.val, train=False)
+    loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
+    loop.setup(train_examples, val_examples, resume=resume)
+    stopped = loop.train()
+    if stopped in ("finished", "early_stopping"):
+        _write_outputs(cfg, run_dir, loop, split, val_examples, accelerator)
+    loop.cleanup()
+    return stopped
+
+
+def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split, val_examples: list,
+                   accelerator: Accelerator) -> None:
+    best = ckpt.resolve(run_dir / "best")
+    if best is None:
+        return
+    if accelerator.is_main_process:
+        probs = np.load(best / "val_probs.npy")
+        write_predictions(run_dir / "val_predictions.csv", [e.id for e in val_examples], probs, split.labels,
+                          gold=[e.post.label for e in val_examples])
+        plot_learning_curve(loop.state.history, cfg.train.metric, run_dir / "learning_curve.png")
+    if split.test:
+        ckpt.load_trainable_state(accelerator.unwrap_model(loop.model), ckpt.read_weights(best))
+        test_examples = loop.classifier.prepare(split.test, train=False)
+        probs = predict_examples(loop, test_examples)
+        if accelerator.is_main_process:
+            write_predictions(run_dir / "test_predictions.csv", [e.id for e in test_examples], probs, split.labels)
+    accelerator.wait_for_everyone()
+
+
+def predict_examples(loop: TrainingLoop, examples: list) -> np.ndarray:
+    loader = loop.accelerator.prepare(loop._loader(examples, None, train=False))
+    return loop.evaluate(loader).probs
+
+
+def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip: bool = False) -> Path:
+    """Predict a data file with a finished run's best weights."""
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise InputError(f"{run_dir}: not a run folder (no config.yaml)")
+    best = ckpt.resolve(run_dir / "best")
+    if best is None:
+        raise InputError(f"{run_dir}: no best/ checkpoint yet (the run has not evaluated once)")
+    cfg = load_config(config_path)
+    labels = list(cfg.data.labels or [])
+    posts = load_posts(data, images, cfg.data, labels=labels).posts
+    classifier = build_classifier(cfg, labels)
+    ckpt.load_trainable_state(classifier, ckpt.read_weights(best))
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
+    loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
+    loop.model = accelerator.prepare(classifier)
+    examples = classifier.prepare(posts, train=False)
+    probs = predict_examples(loop, examples)
+    if tta_flip or cfg.train.tta_flip:
+        # Test-time augmentation: the mean of the plain and the mirrored images' probabilities.
+        classifier.flip_images = True
+        probs = (probs + predict_examples(loop, examples)) / 2
+        classifier.flip_images = False
+    write_predictions(out, [e.id for e in examples], probs, labels)
+    return out
