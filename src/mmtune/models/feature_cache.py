@@ -167,6 +167,10 @@ class FeatureCache:
 
 
 def _slug(identity: str) -> str:
-    """A readable folder-name prefix: the last path part of the model name."""
-    tail = identity.split("|")[0].rstrip("/").replace("\\", "/").split("/")[-1]
+    """A readable folder-name prefix: `pypi_<name>`, or the last path part of the model folder or id."""
+    head = identity.split("|")[0]
+    if head.startswith("pypi:"):
+        tail = "pypi_" + re.split(r"[:@]", head[5:])[0]
+    else:
+        tail = head.split("@")[0].rstrip("/").replace("\\", "/").split("/")[-1]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", tail)[:40] or "tower"

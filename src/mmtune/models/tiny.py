@@ -1,26 +1,31 @@
-"""Tiny random models of real architectures, saved like a Hub checkpoint, for fast offline tests and demos.
+"""Tiny random models of real architectures, saved like Hub checkpoints, for fast offline tests and demos.
 
-`make_tiny(family, out_dir, seed)` writes config + weights, a tokenizer trained here on a small Vietnamese +
-English corpus, and the image processor, into one folder that the Auto classes load back offline:
-
-    AutoModel / AutoTokenizer / AutoImageProcessor / AutoProcessor .from_pretrained(out_dir)
-
-The folder has the layout of a Hub checkpoint (config.json, model.safetensors, tokenizer.json +
-tokenizer_config.json, preprocessor_config.json), so loading it takes the code path a user's model takes.
+`make_tiny(family, out_dir, seed)` writes a config and random weights (2 layers, hidden 32), a tokenizer trained
+here on a small Vietnamese + English corpus, and the image processor into one folder, in the layout of a Hub
+checkpoint (config.json, model.safetensors, tokenizer.json + tokenizer_config.json, preprocessor_config.json).
+`AutoModel`, `AutoTokenizer`, `AutoImageProcessor` and `AutoProcessor.from_pretrained(folder)` load it offline,
+through the code path a user's checkpoint takes.
 
 Why the tokenizers are the family's own transformers class (BertTokenizer, CLIPTokenizer, XLMRobertaTokenizer)
-and not a generic `PreTrainedTokenizerFast`: in transformers 5 a class with its own `__init__` rebuilds its
-normalizer and pre-tokenizer from its arguments on reload and takes only the vocabulary (and merges) from
-tokenizer.json. Training the vocabulary through the family's own pipeline keeps save and reload identical, and
-the reloaded tokenizer behaves like the real checkpoint's (e.g. BERT returns token_type_ids). SigLIP's
-tokenizer class needs sentencepiece, which mmtune does not require, so SigLIP gets the generic backend.
+rather than a generic `PreTrainedTokenizerFast`: in transformers 5 such a class rebuilds its normalizer and
+pre-tokenizer from its own arguments on reload and takes only the vocabulary (and merges) from tokenizer.json.
+Training through the family's own pipeline keeps save and reload identical, and the reloaded tokenizer behaves
+like the real checkpoint's (BERT returns token_type_ids, CLIP adds its start and end tokens). SigLIP's class
+needs sentencepiece, which mmtune does not require, so SigLIP gets the generic `TokenizersBackend`.
+
+Why BPE and WordPiece merges are learned here and not by `tokenizers`' trainers: those break ties between equally
+frequent pairs in hash-map order, so two builds (even in one process) differ, and so would token ids for the
+same weights. The unigram trainer is only made canonical (see `_canonical_unigram`).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import string
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +67,10 @@ LAYERS = 2
 HEADS = 2
 INTERMEDIATE = 64
 TEXT_MAX_LENGTH = 128
-# ViLT's real text limit (bert-base-uncased embeddings cut to 40 positions); kept so that truncation is exercised.
+# ViLT's real text limit (bert-base-uncased's positions cut to 40); kept so that truncation gets exercised.
 VILT_MAX_LENGTH = 40
-VOCAB_SIZE = 800
+VOCAB_SIZE = 1000  # upper bound for the BPE and WordPiece vocabularies
+UNIGRAM_TRAIN_SIZE = 800  # the corpus supports about 350 unigram pieces; letters added afterwards
 ENCODER_IMAGE_SIZE = 32
 ENCODER_PATCH_SIZE = 8
 VILT_IMAGE_SIZE = 64
@@ -129,25 +135,18 @@ CORPUS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class _Family:
-    """How to build one family: its model and what processes its inputs."""
-
-    build: Callable[[], tuple[PreTrainedModel, list[Any]]]
-
-
 def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
     """Write a tiny random `family` model with its tokenizer and/or image processor to `out_dir`; return the folder.
 
-    The same seed gives identical weights; the tokenizer does not depend on the seed.
+    The same seed gives identical weights; the tokenizer is the same for every seed.
     """
-    spec = _FAMILY_SPECS.get(family)
-    if spec is None:
+    build = _BUILDERS.get(family)
+    if build is None:
         raise InputError(f"make-tiny: unknown family '{family}' (known: {', '.join(FAMILIES)})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model, parts = spec.build()
+    model, parts = build()
     model.save_pretrained(out)
     for part in parts:
         part.save_pretrained(out)
@@ -157,67 +156,141 @@ def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
 # ---- tokenizers -------------------------------------------------------------------------------------------
 
 
-def _train(pipeline: Tokenizer, model: models.Model, trainer: trainers.Trainer) -> dict[str, Any]:
-    """Train `model` through `pipeline`'s normalizer and pre-tokenizer; return the trained model as JSON."""
-    tokenizer = Tokenizer(model)
-    tokenizer.normalizer = pipeline.normalizer
-    tokenizer.pre_tokenizer = pipeline.pre_tokenizer
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    return json.loads(tokenizer.to_str())["model"]
+def _alphabet(lowercase: bool) -> list[str]:
+    """Every Vietnamese letter (each vowel with each tone), the other ASCII letters, digits and punctuation."""
+    tones = ["", "\u0300", "\u0301", "\u0303", "\u0309", "\u0323"]
+    vowels = [unicodedata.normalize("NFC", v + t) for v in "aăâeêioôơuưy" for t in tones]
+    chars = vowels + list("bcdđfghjklmnpqrstvwxz0123456789") + list(string.punctuation)
+    if not lowercase:
+        chars += [c.upper() for c in chars]
+    return sorted(set(chars))
+
+
+def _words(pipeline: Tokenizer) -> Counter[str]:
+    """CORPUS as `pipeline` normalizes and splits it: word -> count."""
+    words: Counter[str] = Counter()
+    for line in CORPUS:
+        text = pipeline.normalizer.normalize_str(line) if pipeline.normalizer else line
+        words.update(word for word, _ in pipeline.pre_tokenizer.pre_tokenize_str(text))
+    return words
+
+
+def _learn_merges(words: Sequence[tuple[list[str], int]], join: Callable[[str, str], str],
+                  budget: int) -> list[tuple[str, str]]:
+    """Byte-pair merges, the most frequent pair first and ties to the smallest pair, up to `budget` merges."""
+    symbols = [list(word) for word, _ in words]
+    counts = [count for _, count in words]
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
+    heap: list[tuple[int, tuple[str, str]]] = []
+
+    def tally(i: int, sign: int) -> None:
+        for pair in zip(symbols[i], symbols[i][1:]):
+            pairs[pair] += sign * counts[i]
+            where[pair].add(i)
+            heapq.heappush(heap, (-pairs[pair], pair))
+
+    for i in range(len(symbols)):
+        tally(i, 1)
+    merges: list[tuple[str, str]] = []
+    while heap and len(merges) < budget:
+        negative_count, pair = heapq.heappop(heap)
+        if pairs[pair] <= 0 or -negative_count != pairs[pair]:
+            continue  # a stale heap entry
+        merges.append(pair)
+        merged = join(*pair)
+        for i in sorted(where.pop(pair)):
+            tally(i, -1)
+            symbols[i] = _merge(symbols[i], pair, merged)
+            tally(i, 1)
+    return merges
+
+
+def _merge(symbols: list[str], pair: tuple[str, str], merged: str) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(merged)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
 
 
 def _bert_tokenizer(max_length: int, lowercase: bool) -> BertTokenizer:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     # strip_accents=False: BERT's default strips accents whenever it lowercases, which erases Vietnamese tones.
     options = {"do_lower_case": lowercase, "strip_accents": False}
-    pipeline = BertTokenizer(**options).backend_tokenizer
-    trainer = trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials)
-    vocab = _train(pipeline, models.WordPiece(unk_token="[UNK]"), trainer)["vocab"]
+    words = _words(BertTokenizer(**options).backend_tokenizer)
+    letters = sorted(set(_alphabet(lowercase)).union(*words))
+    # WordPiece turns a whole word into [UNK] when one piece is missing: like real BERT vocabularies, hold every
+    # letter both as a word start and as a continuation ("##x").
+    base = specials + letters + ["##" + c for c in letters]
+    split = [([w[0]] + ["##" + c for c in w[1:]], n) for w, n in sorted(words.items())]
+    merges = _learn_merges(split, lambda a, b: a + b[2:], VOCAB_SIZE - len(base))
+    vocab = {token: i for i, token in enumerate(base + [a + b[2:] for a, b in merges])}
     return BertTokenizer(vocab=vocab, model_max_length=max_length, **options)
 
 
 def _clip_tokenizer() -> CLIPTokenizer:
     pipeline = CLIPTokenizer().backend_tokenizer
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=["<|startoftext|>", "<|endoftext|>"], initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-    )
-    trained = _train(pipeline, models.BPE(end_of_word_suffix="</w>"), trainer)
-    vocab: dict[str, int] = trained["vocab"]
-    # Like real CLIP, every byte exists both inside a word and at its end ("x</w>"), so that no text maps to
-    # unk: the trainer only makes end-of-word symbols for bytes that ended a word in the corpus.
-    for symbol in sorted(alphabet) + sorted(c + "</w>" for c in alphabet):
-        vocab.setdefault(symbol, len(vocab))
-    merges = [tuple(m) for m in trained["merges"]]
+    # Like real CLIP, every byte exists both inside a word and at its end ("x</w>"), so no text maps to unk.
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    base = ["<|startoftext|>", "<|endoftext|>"] + alphabet + [c + "</w>" for c in alphabet]
+    split = [(list(w[:-1]) + [w[-1] + "</w>"], n) for w, n in sorted(_words(pipeline).items())]
+    merges = _learn_merges(split, lambda a, b: a + b, VOCAB_SIZE - len(base))
+    vocab = {token: i for i, token in enumerate(base + [a + b for a, b in merges])}
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=TEXT_MAX_LENGTH)
+
+
+def _unigram_vocab(pipeline: Tokenizer, specials: list[str], lowercase: bool) -> list[tuple[str, float]]:
+    """A unigram vocabulary trained on CORPUS through `pipeline`, plus every letter as a last-resort piece (as
+    SentencePiece keeps all characters), so that Vietnamese text never maps to unk ("<unk>")."""
+    trainer = trainers.UnigramTrainer(
+        vocab_size=UNIGRAM_TRAIN_SIZE, special_tokens=specials, unk_token="<unk>", max_piece_length=8,
+        show_progress=False,
+    )
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = pipeline.normalizer
+    tokenizer.pre_tokenizer = pipeline.pre_tokenizer
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    vocab = _canonical_unigram(json.loads(tokenizer.to_str())["model"]["vocab"], specials)
+    known = {piece for piece, _ in vocab}
+    rare = vocab[-1][1] - 1.0
+    return vocab + [(c, rare) for c in _alphabet(lowercase) if c not in known]
+
+
+def _canonical_unigram(trained: list[list[Any]], specials: list[str]) -> list[tuple[str, float]]:
+    """The trained vocabulary in an order and with scores that do not vary from one run to the next.
+
+    The trainer gives characters it did not keep the lowest score plus 1e-4 steps in hash-set order, and its EM
+    sums leave noise in the last digits: the band is flattened, scores rounded, and pieces sorted.
+    """
+    pieces = [(piece, round(score, 6)) for piece, score in trained if piece not in specials]
+    floor = min(score for _, score in pieces)
+    pieces = [(p, floor if len(p) == 1 and score < floor + 0.05 else score) for p, score in pieces]
+    return [(s, 0.0) for s in specials] + sorted(pieces, key=lambda item: (-item[1], item[0]))
 
 
 def _xlm_roberta_tokenizer() -> XLMRobertaTokenizer:
     # XLMRobertaTokenizer hard-codes unk_id=3: the order <s> <pad> </s> <unk> is that of the real vocabulary.
     pipeline = XLMRobertaTokenizer().backend_tokenizer
-    trainer = trainers.UnigramTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>", max_piece_length=8,
-    )
-    vocab = [tuple(piece) for piece in _train(pipeline, models.Unigram(), trainer)["vocab"]]
+    vocab = _unigram_vocab(pipeline, ["<s>", "<pad>", "</s>", "<unk>"], lowercase=False)
     vocab.append(("<mask>", 0.0))  # last, as in the real model
     return XLMRobertaTokenizer(vocab=vocab, model_max_length=TEXT_MAX_LENGTH)
 
 
 def _siglip_tokenizer() -> PreTrainedTokenizerFast:
     # Real SigLIP: a lowercasing SentencePiece unigram model, "</s>" appended, and "</s>" also used as padding.
-    pipeline = Tokenizer(models.Unigram())
-    pipeline.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    pipeline.pre_tokenizer = pre_tokenizers.Sequence(
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
     )
-    trainer = trainers.UnigramTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", max_piece_length=8,
-    )
-    trained = _train(pipeline, models.Unigram(), trainer)
-    tokenizer = Tokenizer(models.Unigram([tuple(p) for p in trained["vocab"]], unk_id=trained["unk_id"]))
-    tokenizer.normalizer = pipeline.normalizer
-    tokenizer.pre_tokenizer = pipeline.pre_tokenizer
+    vocab = _unigram_vocab(tokenizer, ["<pad>", "</s>", "<unk>"], lowercase=True)
+    tokenizer.model = models.Unigram(vocab, unk_id=2)
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tokenizer.token_to_id("</s>"))],
@@ -252,7 +325,7 @@ def _build_xlm_roberta() -> tuple[PreTrainedModel, list[Any]]:
     tokenizer = _xlm_roberta_tokenizer()
     config = XLMRobertaConfig(
         vocab_size=len(tokenizer),
-        # RoBERTa positions start after the padding id, so 128 tokens need 128 + pad_id + 1 rows (real: 514).
+        # RoBERTa positions start after the padding id: 128 tokens need 128 + pad_id + 1 rows (real: 514).
         max_position_embeddings=TEXT_MAX_LENGTH + tokenizer.pad_token_id + 1, type_vocab_size=1,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, **_encoder_sizes(),
@@ -261,19 +334,21 @@ def _build_xlm_roberta() -> tuple[PreTrainedModel, list[Any]]:
 
 
 def _build_vilt() -> tuple[PreTrainedModel, list[Any]]:
-    # Uncased without accent stripping: ViLT uses bert-base-uncased's tokenizer.
+    # Uncased but keeping tones: ViLT uses bert-base-uncased's tokenizer.
     tokenizer = _bert_tokenizer(VILT_MAX_LENGTH, lowercase=True)
+    # modality_type_vocab_size stays 2 (text, image) as in dandelin/vilt-b32-mlm, the checkpoint one fine-tunes.
     config = ViltConfig(
         vocab_size=len(tokenizer), max_position_embeddings=VILT_MAX_LENGTH, pad_token_id=tokenizer.pad_token_id,
         image_size=VILT_IMAGE_SIZE, patch_size=VILT_PATCH_SIZE, **_encoder_sizes(),
     )
-    # size_divisor = patch size (as 32/32 in the real model), so padded images cut into whole patches.
+    # size_divisor = patch size (32/32 in the real model): images are resized to whole patches, then padded.
     image_processor = ViltImageProcessorPil(size={"shortest_edge": VILT_IMAGE_SIZE}, size_divisor=VILT_PATCH_SIZE)
-    return ViltModel(config), _with_processor_class([tokenizer, image_processor], "ViltProcessor")
+    return ViltModel(config), _named_processor([tokenizer, image_processor], "ViltProcessor")
 
 
 def _build_clip() -> tuple[PreTrainedModel, list[Any]]:
     tokenizer = _clip_tokenizer()
+    # eos_token_id != 2: CLIP pools on the first eos; with 2 it takes the argmax id (the legacy behaviour).
     text = {**_encoder_sizes(), "vocab_size": len(tokenizer), "max_position_embeddings": TEXT_MAX_LENGTH,
             "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id}
@@ -282,7 +357,7 @@ def _build_clip() -> tuple[PreTrainedModel, list[Any]]:
         size={"shortest_edge": ENCODER_IMAGE_SIZE},
         crop_size={"height": ENCODER_IMAGE_SIZE, "width": ENCODER_IMAGE_SIZE},
     )
-    return CLIPModel(config), _with_processor_class([tokenizer, image_processor], "CLIPProcessor")
+    return CLIPModel(config), _named_processor([tokenizer, image_processor], "CLIPProcessor")
 
 
 def _build_siglip() -> tuple[PreTrainedModel, list[Any]]:
@@ -291,7 +366,7 @@ def _build_siglip() -> tuple[PreTrainedModel, list[Any]]:
             "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id, "bos_token_id": None}
     config = SiglipConfig(text_config=text, vision_config=_vision_sizes())
     image_processor = SiglipImageProcessorPil(size={"height": ENCODER_IMAGE_SIZE, "width": ENCODER_IMAGE_SIZE})
-    return SiglipModel(config), _with_processor_class([tokenizer, image_processor], "SiglipProcessor")
+    return SiglipModel(config), _named_processor([tokenizer, image_processor], "SiglipProcessor")
 
 
 def _build_vit() -> tuple[PreTrainedModel, list[Any]]:
@@ -305,20 +380,22 @@ def _build_convnext() -> tuple[PreTrainedModel, list[Any]]:
     return ConvNextModel(config), [image_processor]
 
 
-def _with_processor_class(parts: list[Any], processor_class: str) -> list[Any]:
-    """Name the processor in each part's saved config, as Hub checkpoints do, so that AutoProcessor finds it."""
+def _named_processor(parts: list[Any], processor_class: str) -> list[Any]:
+    """Write the processor's name into the tokenizer config, as Hub checkpoints have it. Parts are saved one by
+    one, not as a ProcessorMixin, because that would put the image processor into processor_config.json where
+    Hub checkpoints have preprocessor_config.json."""
     for part in parts:
-        if hasattr(part, "_set_processor_class"):
+        if hasattr(part, "_set_processor_class"):  # transformers 5 image processors no longer save it
             part._set_processor_class(processor_class)
     return parts
 
 
-_FAMILY_SPECS: dict[str, _Family] = {
-    "vilt": _Family(_build_vilt),
-    "clip": _Family(_build_clip),
-    "siglip": _Family(_build_siglip),
-    "bert": _Family(_build_bert),
-    "xlm-roberta": _Family(_build_xlm_roberta),
-    "vit": _Family(_build_vit),
-    "convnext": _Family(_build_convnext),
+_BUILDERS: dict[str, Callable[[], tuple[PreTrainedModel, list[Any]]]] = {
+    "vilt": _build_vilt,
+    "clip": _build_clip,
+    "siglip": _build_siglip,
+    "bert": _build_bert,
+    "xlm-roberta": _build_xlm_roberta,
+    "vit": _build_vit,
+    "convnext": _build_convnext,
 }

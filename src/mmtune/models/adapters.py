@@ -1,0 +1,169 @@
+"""LoRA / DoRA adapters, k-bit (QLoRA) loading and gradient checkpointing for backbones.
+
+Adapters are injected in place with `peft.inject_adapter_in_model`, not wrapped with `get_peft_model`: our
+classifier calls `backbone(**inputs)` and reads `backbone.config`, and the injected backbone stays the same
+object of the same class (a `BertModel` stays a `BertModel`: isinstance checks, `.config`, `get_input_embeddings`,
+`activation_checkpointing_enable` all keep working), while a `PeftModel` wrapper would change the class, add a
+`base_model.model.` prefix to every name, and route `forward` through peft's task-specific signatures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from torch import nn
+
+from mmtune.errors import InputError
+
+# (names that must all be present, extra names added by `extended=True`), per attention naming family.
+TARGET_FAMILIES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("query", "value"), ("key", "dense")),  # BERT, XLM-R, PhoBERT, E5, ViLT
+    (("q_proj", "v_proj"), ("k_proj", "out_proj", "o_proj", "fc1", "fc2")),  # CLIP, SigLIP, ViT (transformers 5)
+    (("qkv",), ("proj", "fc1", "fc2")),  # fused projections (timm-style ViTs)
+)
+
+
+def default_lora_targets(model: nn.Module, extended: bool = False) -> list[str]:
+    """LoRA target names for `model`: its attention query/value projections (plus key/output/MLP if extended)."""
+    names = _linear_leaf_names(model)
+    targets: list[str] = []
+    for core, extra in TARGET_FAMILIES:
+        if all(name in names for name in core):
+            targets += [name for name in core + (extra if extended else ()) if name in names]
+    if not targets:
+        raise InputError(f"model.lora.targets: no query/value projections found in {type(model).__name__}; "
+                         f"name some of its linear layers: {', '.join(sorted(names)) or 'none'}")
+    return targets
+
+
+def _linear_leaf_names(model: nn.Module) -> set[str]:
+    inside_mha = _inside_multihead_attention(model)
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and name not in inside_mha and "lora_" not in name}
+
+
+def _inside_multihead_attention(model: nn.Module) -> set[str]:
+    # nn.MultiheadAttention reads `out_proj.weight` directly, so a LoRA on that Linear would be silently
+    # bypassed (SigLIP's pooling head has one, and the suffix `out_proj` also names CLIP/SigLIP projections).
+    return {f"{name}.{child}" if name else child for name, module in model.named_modules()
+            if isinstance(module, nn.MultiheadAttention) for child, _ in module.named_children()}
+
+
+def _matches(name: str, targets: Sequence[str]) -> bool:
+    return any(name == target or name.endswith("." + target) for target in targets)
+
+
+def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: Sequence[str] | None,
+               dora: bool = False) -> nn.Module:
+    """Inject LoRA (or DoRA) adapters into `model` in place; afterwards only adapter parameters train."""
+    _check_lora_numbers(r, alpha, dropout)
+    if getattr(model, "peft_config", None):
+        raise InputError(f"model.lora: {type(model).__name__} already has LoRA adapters")
+    targets = list(targets) if targets else default_lora_targets(model)
+    _check_targets(model, targets)
+    excluded = sorted(name for name in _inside_multihead_attention(model) if _matches(name, targets))
+    config = PeftLoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                            exclude_modules=excluded or None, use_dora=dora, bias="none")
+    try:
+        return inject_adapter_in_model(config, model)
+    except ValueError as error:  # e.g. a target that is a module type peft cannot adapt
+        raise InputError(f"model.lora.targets: {error}") from error
+
+
+def _check_lora_numbers(r: int, alpha: int, dropout: float) -> None:
+    if r < 1:
+        raise InputError(f"model.lora.r: the rank must be at least 1, got {r}")
+    if alpha <= 0:
+        raise InputError(f"model.lora.alpha: must be positive, got {alpha}")
+    if not 0.0 <= dropout < 1.0:
+        raise InputError(f"model.lora.dropout: must be in [0, 1), got {dropout}")
+
+
+def _check_targets(model: nn.Module, targets: Sequence[str]) -> None:
+    # peft only fails when no target matches at all; one misspelt name among several would adapt less, silently.
+    module_names = [name for name, _ in model.named_modules()]
+    for target in targets:
+        if not any(_matches(name, [target]) for name in module_names):
+            raise InputError(f"model.lora.targets: {target!r} matches no module of {type(model).__name__}; "
+                             f"linear layers are named {', '.join(sorted(_linear_leaf_names(model)))}")
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter weights only (peft naming, no adapter name), to save beside the head."""
+    return get_peft_model_state_dict(model)
+
+
+def load_adapter_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load adapters saved by `adapter_state_dict` into a model given the same `apply_lora` settings."""
+    if not getattr(model, "peft_config", None):
+        raise InputError(f"model.lora: {type(model).__name__} has no adapters to load into (apply_lora first)")
+    expected = set(get_peft_model_state_dict(model))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise InputError(f"model.lora: the saved adapters do not fit this model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}); use the r/targets/dora they were trained with")
+    try:
+        set_peft_model_state_dict(model, state)
+    except RuntimeError as error:  # size mismatch: another rank
+        raise InputError(f"model.lora.r: the saved adapters have other shapes: {error}") from error
+
+
+def load_quantized(model_cls: Any, path_or_id: str, bits: int, compute_dtype: torch.dtype,
+                   gradient_checkpointing: bool = False, **from_pretrained_kwargs: Any) -> Any:
+    """Load `model_cls.from_pretrained(path_or_id)` in 4-bit NF4 or 8-bit, frozen and ready for (Q)LoRA.
+
+    Extra keyword arguments (e.g. `device_map`) go to `from_pretrained`.
+    """
+    from transformers import BitsAndBytesConfig
+
+    _require_bitsandbytes()
+    if bits == 4:
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True)
+    elif bits == 8:
+        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        raise InputError(f"model.quantize: {bits} bits is not supported; use 4bit or 8bit")
+    model = model_cls.from_pretrained(path_or_id, quantization_config=quantization, dtype=compute_dtype,
+                                      **from_pretrained_kwargs)
+    from peft import prepare_model_for_kbit_training
+
+    # peft's own checkpointing path calls the deprecated `gradient_checkpointing_enable` and adds the input
+    # grad hook; ours uses non-reentrant checkpointing, which needs no hook.
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    return model
+
+
+def _require_bitsandbytes() -> None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise InputError("model.quantize: needs the bitsandbytes package (pip install bitsandbytes), "
+                         "or set model.quantize: none") from error
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> bool:
+    """Turn on non-reentrant activation checkpointing in a HF model; False when nothing in it trains.
+
+    Non-reentrant checkpointing gives exact gradients to adapters behind a frozen embedding without
+    `enable_input_require_grads`. That hook (which transformers adds on its own for text models) is removed
+    again: it makes the embedding output require grad, so backward would run through every frozen layer.
+    """
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise InputError(f"model.gradient_checkpointing: {type(model).__name__} does not support it")
+    if not any(param.requires_grad for param in model.parameters()):
+        return False  # a fully frozen backbone keeps no activations for backward: nothing to save
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.23; the old name warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if hasattr(model, "disable_input_require_grads") and getattr(model, "_require_grads_hooks", None):
+        model.disable_input_require_grads()
+    return True

@@ -1,0 +1,279 @@
+"""LoRA / DoRA adapters, 4-bit and 8-bit (QLoRA) loading on the CPU, and gradient checkpointing."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from transformers import (
+    BertConfig,
+    BertModel,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    ConvNextConfig,
+    ConvNextModel,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+    ViltConfig,
+    ViltModel,
+    ViTConfig,
+    ViTModel,
+    XLMRobertaConfig,
+    XLMRobertaModel,
+)
+
+from mmtune.errors import InputError
+from mmtune.models.adapters import (
+    adapter_state_dict,
+    apply_lora,
+    default_lora_targets,
+    enable_gradient_checkpointing,
+    load_adapter_state_dict,
+    load_quantized,
+)
+from mmtune.models.freezing import apply_freeze
+
+SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def tiny_bert(seed: int = 0) -> BertModel:
+    torch.manual_seed(seed)
+    return BertModel(BertConfig(vocab_size=100, **SIZE, **NO_DROPOUT))
+
+
+def tiny_clip_vision(seed: int = 0) -> CLIPVisionModel:
+    torch.manual_seed(seed)
+    return CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=8, **SIZE))
+
+
+def tiny_siglip_vision() -> SiglipVisionModel:
+    return SiglipVisionModel(SiglipVisionConfig(image_size=32, patch_size=8, **SIZE))
+
+
+FAMILIES: dict[str, tuple[Callable[[], nn.Module], list[str]]] = {
+    "bert": (tiny_bert, ["query", "value"]),
+    "xlm-r": (lambda: XLMRobertaModel(XLMRobertaConfig(vocab_size=100, **SIZE)), ["query", "value"]),
+    "vilt": (lambda: ViltModel(ViltConfig(vocab_size=100, image_size=32, patch_size=8, max_position_embeddings=40,
+                                          **SIZE)), ["query", "value"]),
+    "clip-vision": (tiny_clip_vision, ["q_proj", "v_proj"]),
+    "siglip-vision": (tiny_siglip_vision, ["q_proj", "v_proj"]),
+    # transformers 5.23's ViT names its projections q_proj/v_proj (older versions: query/value).
+    "vit": (lambda: ViTModel(ViTConfig(image_size=32, patch_size=8, **SIZE)), ["q_proj", "v_proj"]),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_lora_targets(family: str) -> None:
+    build, expected = FAMILIES[family]
+    model = build()
+    if family == "vit" and not any(name.endswith("q_proj") for name, _ in model.named_modules()):
+        expected = ["query", "value"]
+    assert default_lora_targets(model) == expected
+
+
+def test_extended_targets_add_key_output_and_mlp() -> None:
+    assert default_lora_targets(tiny_bert(), extended=True) == ["query", "value", "key", "dense"]
+    assert default_lora_targets(tiny_clip_vision(), extended=True) == [
+        "q_proj", "v_proj", "k_proj", "out_proj", "fc1", "fc2"]
+
+
+def test_no_default_targets_names_the_key() -> None:
+    convnext = ConvNextModel(ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2))
+    with pytest.raises(InputError, match=r"model\.lora\.targets: .*pwconv1, pwconv2"):
+        default_lora_targets(convnext)
+
+
+def test_multihead_attention_out_proj_is_not_adapted() -> None:
+    # SigLIP's pooling head is an nn.MultiheadAttention, which would bypass a LoRA on its `out_proj`.
+    model = tiny_siglip_vision()
+    apply_lora(model, r=2, alpha=4, dropout=0.0, targets=default_lora_targets(model, extended=True))
+    assert hasattr(model.encoder.layers[0].self_attn.out_proj, "lora_A")
+    assert not hasattr(model.head.attention.out_proj, "lora_A")
+
+
+def bert_batch(seed: int = 1) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"input_ids": torch.randint(1, 100, (4, 6), generator=generator),
+            "attention_mask": torch.ones(4, 6, dtype=torch.long)}
+
+
+def train_steps(backbone: nn.Module, head: nn.Module, steps: int = 3) -> None:
+    params = [p for p in [*backbone.parameters(), *head.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
+    for step in range(steps):
+        features = backbone(**bert_batch(step)).last_hidden_state.mean(dim=1)
+        loss = nn.functional.cross_entropy(head(features), torch.tensor([0, 1, 0, 1]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def outputs(model: nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**bert_batch()).last_hidden_state
+
+
+@pytest.mark.parametrize("dora", [False, True])
+def test_lora_trains_only_adapters_and_starts_as_the_base(dora: bool) -> None:
+    base = tiny_bert()
+    model = apply_lora(copy.deepcopy(base), r=4, alpha=8, dropout=0.1, targets=None, dora=dora)
+    assert type(model) is BertModel and model.config.hidden_size == 32
+
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    kinds = {"lora_A", "lora_B"} | ({"lora_magnitude_vector"} if dora else set())
+    assert trainable and all(any(f".{kind}." in name for kind in kinds) for name in trainable)
+    assert {name.split(".")[-3] for name in trainable} == kinds
+    assert {name.split(".")[-4] for name in trainable} == {"query", "value"}
+    torch.testing.assert_close(outputs(model), outputs(base), rtol=0, atol=1e-6)  # LoRA B starts at 0
+
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train_steps(model, nn.Linear(32, 2))
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed == trainable
+
+
+def test_misspelt_target_names_the_key() -> None:
+    with pytest.raises(InputError, match=r"model\.lora\.targets: 'valeu' matches no module of BertModel"):
+        apply_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, targets=["query", "valeu"])
+
+
+@pytest.mark.parametrize(("kwargs", "key"), [
+    ({"r": 0}, "model.lora.r"), ({"alpha": 0}, "model.lora.alpha"), ({"dropout": 1.0}, "model.lora.dropout"),
+])
+def test_bad_lora_numbers_name_the_key(kwargs: dict[str, float], key: str) -> None:
+    settings = {"r": 4, "alpha": 8, "dropout": 0.0, **kwargs}
+    with pytest.raises(InputError, match=key.replace(".", r"\.")):
+        apply_lora(tiny_bert(), targets=None, **settings)
+
+
+def test_applying_lora_twice_is_refused() -> None:
+    model = apply_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, targets=None)
+    with pytest.raises(InputError, match="already has LoRA adapters"):
+        apply_lora(model, r=4, alpha=8, dropout=0.0, targets=None)
+
+
+@pytest.mark.parametrize("dora", [False, True])
+def test_adapter_state_reloads_onto_a_fresh_base(dora: bool) -> None:
+    model = apply_lora(tiny_bert(seed=0), r=4, alpha=8, dropout=0.0, targets=None, dora=dora)
+    train_steps(model, nn.Linear(32, 2), steps=2)
+    state = {name: tensor.clone() for name, tensor in adapter_state_dict(model).items()}
+    assert state and all("lora_" in name and ".default." not in name for name in state)
+
+    fresh = apply_lora(tiny_bert(seed=0), r=4, alpha=8, dropout=0.0, targets=None, dora=dora)
+    assert not torch.equal(outputs(fresh), outputs(model))
+    load_adapter_state_dict(fresh, state)
+    assert torch.equal(outputs(fresh), outputs(model))
+
+
+def test_adapter_state_from_other_settings_fails_clearly() -> None:
+    saved = adapter_state_dict(apply_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, targets=["query"]))
+    other = apply_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, targets=["query", "value"])
+    with pytest.raises(InputError, match=r"model\.lora: the saved adapters do not fit"):
+        load_adapter_state_dict(other, saved)
+    wider = apply_lora(tiny_bert(), r=2, alpha=8, dropout=0.0, targets=["query"])
+    with pytest.raises(InputError, match=r"model\.lora\.r: the saved adapters have other shapes"):
+        load_adapter_state_dict(wider, saved)
+    with pytest.raises(InputError, match=r"model\.lora: BertModel has no adapters"):
+        load_adapter_state_dict(tiny_bert(), saved)
+
+
+@pytest.fixture(scope="module")
+def saved_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tiny_bert().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_qlora_trains_one_step_on_the_cpu(saved_bert: Path, bits: int) -> None:
+    import bitsandbytes as bnb
+
+    model = load_quantized(BertModel, str(saved_bert), bits=bits, compute_dtype=torch.float32)
+    quantized = bnb.nn.Linear4bit if bits == 4 else bnb.nn.Linear8bitLt
+    assert isinstance(model.encoder.layer[0].attention.self.query, quantized)
+    assert not any(p.requires_grad for p in model.parameters())
+    apply_lora(model, r=4, alpha=8, dropout=0.0, targets=None)
+    assert isinstance(model.encoder.layer[0].attention.self.query.base_layer, quantized)
+
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    lora = {name for name, p in model.named_parameters() if p.requires_grad}
+    train_steps(model, nn.Linear(32, 2), steps=2)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed == lora and all("lora_" in name for name in lora)
+
+
+def test_quantize_errors_name_the_key(saved_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InputError, match=r"model\.quantize: 3 bits"):
+        load_quantized(BertModel, str(saved_bert), bits=3, compute_dtype=torch.float32)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import now raises ImportError
+    with pytest.raises(InputError, match=r"model\.quantize: needs the bitsandbytes package"):
+        load_quantized(BertModel, str(saved_bert), bits=4, compute_dtype=torch.float32)
+
+
+def gradients(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    model.train()
+    model.zero_grad()
+    output = model(**batch)
+    (output.last_hidden_state.pow(2).mean() + output.pooler_output.sum()).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def lora_bert() -> nn.Module:
+    return apply_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, targets=None)
+
+
+def full_bert() -> nn.Module:
+    return tiny_bert()
+
+
+def lora_clip() -> nn.Module:
+    return apply_lora(tiny_clip_vision(), r=4, alpha=8, dropout=0.0, targets=None)
+
+
+@pytest.mark.parametrize(("build", "batch"), [
+    (lora_bert, bert_batch()), (full_bert, bert_batch()),
+    (lora_clip, {"pixel_values": torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))}),
+], ids=["lora-bert", "full-bert", "lora-clip-vision"])
+def test_gradient_checkpointing_gives_the_same_gradients(build: Callable[[], nn.Module],
+                                                         batch: dict[str, torch.Tensor]) -> None:
+    plain = build()
+    if isinstance(plain, BertModel) and hasattr(plain.encoder.layer[0].attention.self.query, "lora_B"):
+        for name, param in plain.named_parameters():  # non-zero B, so that A gets gradients too
+            if "lora_B" in name:
+                nn.init.normal_(param, std=0.1)
+    checkpointed = copy.deepcopy(plain)
+    assert enable_gradient_checkpointing(checkpointed)
+
+    blocks = checkpointed.encoder.layers if hasattr(checkpointed.encoder, "layers") else checkpointed.encoder.layer
+    calls: list[int] = []
+    # The block's own hooks stay outside the checkpoint (transformers checkpoints `forward`): watch its first child.
+    next(blocks[1].children()).register_forward_pre_hook(lambda *_: calls.append(1))
+    expected, actual = gradients(plain, batch), gradients(checkpointed, batch)
+    assert len(calls) == 2  # the block ran again in backward: checkpointing is really on
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-5, msg=name)
+
+
+def test_gradient_checkpointing_does_not_backpropagate_into_frozen_embeddings() -> None:
+    model = tiny_bert()
+    apply_freeze(model, "last_n", last_n=1)
+    enable_gradient_checkpointing(model)
+    seen: list[bool] = []
+    model.embeddings.register_forward_hook(lambda _module, _inputs, output: seen.append(output.requires_grad))
+    gradients(model, bert_batch())
+    assert seen == [False]
+
+
+def test_gradient_checkpointing_skips_a_fully_frozen_backbone_and_refuses_plain_modules() -> None:
+    model = tiny_bert()
+    apply_freeze(model, "all")
+    assert enable_gradient_checkpointing(model) is False
+    with pytest.raises(InputError, match=r"model\.gradient_checkpointing: Sequential does not support it"):
+        enable_gradient_checkpointing(nn.Sequential(nn.Linear(2, 2)))

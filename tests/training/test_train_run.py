@@ -1,0 +1,159 @@
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from mmtune.config import load_config
+from mmtune.training.run import train
+from tests.training.conftest import fusion_config, run_mmtune, write_config
+
+
+def read_csv(path):
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def metrics_lines(run_dir):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        line.pop("elapsed_s")
+    return lines
+
+
+def test_train_writes_the_run_folder(demo_small, tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    path = write_config(fusion_config(demo_small, tiny_models, run_dir), tmp_path / "c.yaml")
+    assert train(load_config(path)) == "finished"
+    saved = load_config(run_dir / "config.yaml")
+    assert saved.data.labels == sorted(saved.data.labels) and len(saved.data.labels) == 4
+    assert len(metrics_lines(run_dir)) == 2
+    assert (run_dir / "best" / "trainable.safetensors").exists() and (run_dir / "last" / "optimizer.pt").exists()
+    assert (run_dir / "learning_curve.png").stat().st_size > 1000
+    folds = read_csv(run_dir / "folds.csv")
+    val_ids = {row["id"] for row in folds if row["fold"] == "0"}
+    val = read_csv(run_dir / "val_predictions.csv")
+    assert {row["id"] for row in val} == val_ids and len(val) == len(val_ids)
+    test = read_csv(run_dir / "test_predictions.csv")
+    assert len(test) == 24
+    for row in val + test:
+        probs = [float(v) for k, v in row.items() if k.startswith("p_")]
+        assert abs(sum(probs) - 1) < 1e-4 and row["label"] in saved.data.labels
+    assert all(row["gold"] in saved.data.labels for row in val)
+
+
+def test_training_lowers_the_loss(demo_small, tiny_models, tmp_path):
+    config = fusion_config(demo_small, tiny_models, tmp_path / "run", epochs=6, warmup_ratio=0.0)
+    train(load_config(write_config(config, tmp_path / "c.yaml")))
+    losses = [line["train_loss"] for line in metrics_lines(tmp_path / "run")]
+    assert losses[-1] < losses[0] * 0.9, losses
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "last" / "trainable.safetensors"))
+
+
+def _assert_same_run(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        np.testing.assert_allclose(wa[name].numpy(), wb[name].numpy(), atol=1e-6, err_msg=name)
+    assert metrics_lines(a) == metrics_lines(b)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(demo_small, tiny_models, tmp_path):
+    settings = {"epochs": 3, "batch_size": 4, "save_every_steps": 2}
+    straight = write_config(fusion_config(demo_small, tiny_models, tmp_path / "straight", **settings),
+                            tmp_path / "a.yaml")
+    assert run_mmtune("train", straight).returncode == 0
+    killed_dir = tmp_path / "killed"
+    killed = write_config(fusion_config(demo_small, tiny_models, killed_dir, **settings), tmp_path / "b.yaml")
+    process = subprocess.Popen([sys.executable, "-m", "mmtune", "train", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed_dir / "last" / "trainer_state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text() or "{}").get("global_step", 0) >= 23:
+            break  # mid-epoch 2 of 3 (18 steps per epoch)
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = run_mmtune("train", killed, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    _assert_same_run(tmp_path / "straight", killed_dir)
+
+
+def test_time_budget_stops_early_with_a_resumable_checkpoint(demo_small, tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    config = write_config(fusion_config(demo_small, tiny_models, run_dir, epochs=200, time_budget="4s"),
+                          tmp_path / "c.yaml")
+    started = time.monotonic()
+    result = run_mmtune("train", config)
+    assert result.returncode == 0, result.stderr
+    assert "stopped (time_budget)" in result.stdout and "--resume" in result.stdout
+    state = json.loads((run_dir / "last" / "trainer_state.json").read_text())
+    assert not state["finished"] and 0 < state["global_step"] < 200 * 18
+    assert time.monotonic() - started < 60
+    more = run_mmtune("train", config, "train.time_budget=3s", "--resume")
+    assert more.returncode == 0, more.stderr
+    after = json.loads((run_dir / "last" / "trainer_state.json").read_text())
+    assert after["global_step"] > state["global_step"]
+
+
+def test_sigterm_saves_and_exits_cleanly(demo_small, tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    config = write_config(fusion_config(demo_small, tiny_models, run_dir, epochs=200), tmp_path / "c.yaml")
+    process = subprocess.Popen([sys.executable, "-m", "mmtune", "train", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "stopped (signal)" in out
+    assert json.loads((run_dir / "last" / "trainer_state.json").read_text())["finished"] is False
+
+
+def test_resume_with_a_changed_config_names_the_keys(demo_small, tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    config = write_config(fusion_config(demo_small, tiny_models, run_dir, epochs=1), tmp_path / "c.yaml")
+    assert run_mmtune("train", config).returncode == 0
+    again = run_mmtune("train", config)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    changed = run_mmtune("train", config, "--resume", "train.lr=0.5", "model.hidden_size=8", "train.epochs=2")
+    assert changed.returncode == 2
+    line = changed.stderr.strip()
+    assert "model.hidden_size: 16 -> 8" in line and "train.lr: 0.001 -> 0.5" in line and "train.epochs" not in line
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("model.kind=bogus", "model.kind: unknown kind 'bogus'"),
+     ("train.loss=hinge", "'train.loss' must be one of"),
+     ("train.epochs=many", "'train.epochs' must be int"),
+     ("train.lrr=1", "unknown key 'train.lrr'")],
+)
+def test_bad_training_configs_exit_2_naming_the_key(demo_small, tiny_models, tmp_path, override, message):
+    config = write_config(fusion_config(demo_small, tiny_models, tmp_path / "run"), tmp_path / "c.yaml")
+    result = run_mmtune("train", config, override)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_writes_the_csv_contract(demo_small, tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    train(load_config(write_config(fusion_config(demo_small, tiny_models, run_dir, epochs=1), tmp_path / "c.yaml")))
+    out = tmp_path / "pred.csv"
+    result = run_mmtune("predict", run_dir, demo_small.test, "--images", demo_small.test_images, "--out", out,
+                        "--tta-flip")
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    assert len(rows) == 24 and list(rows[0])[:2] == ["id", "label"]
+    assert all(abs(sum(float(v) for k, v in r.items() if k.startswith("p_")) - 1) < 1e-4 for r in rows)
