@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-import io
+import os
+
+# Before anything imports huggingface_hub, which reads it once: tests never touch the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Tiny models run fastest on one thread, and pytest-xdist already runs one worker per core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import io  # noqa: E402
 import json
 from dataclasses import dataclass
 from pathlib import Path

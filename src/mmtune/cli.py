@@ -9,8 +9,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from importlib.resources import as_file
 from pathlib import Path
 
+import numpy as np
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
@@ -85,6 +87,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-train", type=int, default=2000)
     demo.add_argument("--n-test", type=int, default=400)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--run-dir", type=Path, default=Path("demo-runs/fusion"), help="where the demo run goes")
+    demo.add_argument("overrides", nargs="*", metavar="section.key=value", help="overrides of the demo config")
     demo.set_defaults(run=cmd_demo)
 
     config = commands.add_parser("config", help="print the resolved config, or every key with its doc")
@@ -169,31 +173,67 @@ def _folds_table(folds: dict[str, int], labels: dict[str, str | None], k: int) -
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    """Demo data -> inspect -> folds -> train the demo config offline -> held-out macro-F1."""
     from mmtune.data.audit import InspectRequest, inspect_data
     from mmtune.data.audit_view import render_audit
-    from mmtune.data.checks import load_posts
-    from mmtune.data.folds import make_folds, write_folds
     from mmtune.data.synthetic import make_demo_data
 
     started = time.perf_counter()
     with console.status(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}"):
         demo = make_demo_data(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     console.print(f"demo data: {demo.train} ({args.n_train} posts), {demo.test} ({args.n_test} posts)")
-    cfg = load_config(None).data
+    cfg = _demo_config(args, demo)
     request = InspectRequest(demo.train, demo.train_images, demo.test, demo.test_images)
     with _counting_progress("inspecting demo posts") as tick:
-        report = inspect_data(request, cfg, progress=tick)
+        report = inspect_data(request, cfg.data, progress=tick)
     render_audit(report, console)
-    audit_path = args.out / "inspect.json"
-    _write_json(report, audit_path)
-    loaded = load_posts(demo.train, demo.train_images, cfg, require_label=True)
-    folds = make_folds(loaded.posts, k=5, seed=args.seed)
-    write_folds(folds, args.out / "folds.csv")
-    console.print(_folds_table(folds, {p.id: p.label for p in loaded.posts}, 5))
-    console.print(
-        f"done in {time.perf_counter() - started:.1f} s: audit {audit_path}, folds {args.out / 'folds.csv'} "
-        f"({len(loaded.posts)} usable posts, {len(loaded.skipped)} skipped)"
-    )
+    _write_json(report, args.out / "inspect.json")
+    _demo_train(cfg, demo, args.run_dir)
+    console.print(f"demo done in {time.perf_counter() - started:.0f} s. Data and audit: {args.out}; "
+                  f"run: {args.run_dir} (metrics.jsonl, best/, val_predictions.csv, test_predictions.csv, "
+                  "learning_curve.png)")
+
+
+def _demo_config(args: argparse.Namespace, demo: object) -> Config:
+    from importlib.resources import files
+
+    overrides = [
+        f"output_dir={args.run_dir}", f"data.train={demo.train}", f"data.train_images={demo.train_images}",
+        f"data.test={demo.test}", f"data.test_images={demo.test_images}", *args.overrides,
+    ]
+    with as_file(files("mmtune") / "resources" / "demo.yaml") as path:
+        return load_config(path, overrides)
+
+
+def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
+    import shutil
+
+    from mmtune.evaluation.metrics import evaluate_probs
+    from mmtune.evaluation.predict import read_predictions
+    from mmtune.training.run import train
+
+    shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts over; the feature cache stays
+    stopped = train(cfg)
+    best = json.loads((run_dir / "best" / "metrics.json").read_text(encoding="utf-8"))
+    ids, probs, labels = read_predictions(run_dir / "test_predictions.csv")
+    gold = {row[0]: row[1] for row in _read_rows(demo.test_gold)}
+    targets = [labels.index(gold[i]) for i in ids]
+    held_out = evaluate_probs(probs, np.array(targets), labels)
+    table = Table(title="demo results (macro-F1)", title_justify="left")
+    for name in ("split", "macro-F1", "accuracy", *labels):
+        table.add_column(name, justify="right" if name != "split" else "left")
+    for name, metrics in (("validation fold", best), ("held-out test", held_out)):
+        table.add_row(name, f"{metrics['macro_f1']:.3f}", f"{metrics['accuracy']:.3f}",
+                      *(f"{metrics['per_class'][label]['f1']:.3f}" for label in labels))
+    console.print(table)
+    console.print(f"training stopped: {stopped}")
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))[1:]
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,15 @@ from mmtune.models.freezing import apply_freeze
 
 SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    # 32-wide layers gain nothing from intra-op threads, and on a shared 2-core runner they spin and wait.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_bert(seed: int = 0) -> BertModel:
@@ -190,15 +199,17 @@ def saved_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("bits", [4, 8])
-def test_qlora_trains_one_step_on_the_cpu(saved_bert: Path, bits: int) -> None:
+@pytest.mark.parametrize(("bits", "dora"), [(4, False), (4, True), (8, False)])
+def test_qlora_trains_one_step_on_the_cpu(saved_bert: Path, bits: int, dora: bool) -> None:
     import bitsandbytes as bnb
 
-    model = load_quantized(BertModel, str(saved_bert), bits=bits, compute_dtype=torch.float32)
+    model = load_quantized(BertModel, str(saved_bert), bits=bits, compute_dtype=torch.float32,
+                           gradient_checkpointing=True)
     quantized = bnb.nn.Linear4bit if bits == 4 else bnb.nn.Linear8bitLt
     assert isinstance(model.encoder.layer[0].attention.self.query, quantized)
     assert not any(p.requires_grad for p in model.parameters())
-    apply_lora(model, r=4, alpha=8, dropout=0.0, targets=None)
+    assert model.encoder.layer[0].gradient_checkpointing
+    apply_lora(model, r=4, alpha=8, dropout=0.0, targets=None, dora=dora)
     assert isinstance(model.encoder.layer[0].attention.self.query.base_layer, quantized)
 
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -248,7 +259,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(build: Callable[[], nn.
             if "lora_B" in name:
                 nn.init.normal_(param, std=0.1)
     checkpointed = copy.deepcopy(plain)
-    assert enable_gradient_checkpointing(checkpointed)
+    enable_gradient_checkpointing(checkpointed)
 
     blocks = checkpointed.encoder.layers if hasattr(checkpointed.encoder, "layers") else checkpointed.encoder.layer
     calls: list[int] = []
@@ -271,9 +282,18 @@ def test_gradient_checkpointing_does_not_backpropagate_into_frozen_embeddings() 
     assert seen == [False]
 
 
-def test_gradient_checkpointing_skips_a_fully_frozen_backbone_and_refuses_plain_modules() -> None:
+def test_gradient_checkpointing_before_lora_on_a_frozen_base() -> None:
+    # The order a quantized load takes: everything frozen, checkpointing on, then adapters.
     model = tiny_bert()
     apply_freeze(model, "all")
-    assert enable_gradient_checkpointing(model) is False
+    enable_gradient_checkpointing(model)
+    apply_lora(model, r=4, alpha=8, dropout=0.0, targets=None)
+    calls: list[int] = []
+    model.encoder.layer[1].attention.register_forward_pre_hook(lambda *_: calls.append(1))
+    grads = gradients(model, bert_batch())
+    assert len(calls) == 2 and grads and all("lora_" in name for name in grads)
+
+
+def test_gradient_checkpointing_refuses_plain_modules() -> None:
     with pytest.raises(InputError, match=r"model\.gradient_checkpointing: Sequential does not support it"):
         enable_gradient_checkpointing(nn.Sequential(nn.Linear(2, 2)))

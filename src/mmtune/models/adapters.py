@@ -148,8 +148,8 @@ def _require_bitsandbytes() -> None:
                          "or set model.quantize: none") from error
 
 
-def enable_gradient_checkpointing(model: nn.Module) -> bool:
-    """Turn on non-reentrant activation checkpointing in a HF model; False when nothing in it trains.
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Turn on non-reentrant activation checkpointing in a HF model (before or after adapters are added).
 
     Non-reentrant checkpointing gives exact gradients to adapters behind a frozen embedding without
     `enable_input_require_grads`. That hook (which transformers adds on its own for text models) is removed
@@ -157,13 +157,10 @@ def enable_gradient_checkpointing(model: nn.Module) -> bool:
     """
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise InputError(f"model.gradient_checkpointing: {type(model).__name__} does not support it")
-    if not any(param.requires_grad for param in model.parameters()):
-        return False  # a fully frozen backbone keeps no activations for backward: nothing to save
     kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.23; the old name warns there
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.23, where the old name warns
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if hasattr(model, "disable_input_require_grads") and getattr(model, "_require_grads_hooks", None):
         model.disable_input_require_grads()
-    return True

@@ -138,15 +138,17 @@ CORPUS: tuple[str, ...] = (
 def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
     """Write a tiny random `family` model with its tokenizer and/or image processor to `out_dir`; return the folder.
 
-    The same seed gives identical weights; the tokenizer is the same for every seed.
+    The same seed gives identical weights; the tokenizer is the same for every seed. The caller's random state is
+    left as it was. Backs `mmtune make-tiny FAMILY DIR [--seed N]`; an unknown family is an InputError.
     """
     build = _BUILDERS.get(family)
     if build is None:
         raise InputError(f"make-tiny: unknown family '{family}' (known: {', '.join(FAMILIES)})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model, parts = build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, parts = build()
     model.save_pretrained(out)
     for part in parts:
         part.save_pretrained(out)
@@ -230,8 +232,8 @@ def _bert_tokenizer(max_length: int, lowercase: bool) -> BertTokenizer:
     base = specials + letters + ["##" + c for c in letters]
     split = [([w[0]] + ["##" + c for c in w[1:]], n) for w, n in sorted(words.items())]
     merges = _learn_merges(split, lambda a, b: a + b[2:], VOCAB_SIZE - len(base))
-    vocab = {token: i for i, token in enumerate(base + [a + b[2:] for a, b in merges])}
-    return BertTokenizer(vocab=vocab, model_max_length=max_length, **options)
+    return BertTokenizer(vocab=_numbered(base + [a + b[2:] for a, b in merges]), model_max_length=max_length,
+                         **options)
 
 
 def _clip_tokenizer() -> CLIPTokenizer:
@@ -241,8 +243,14 @@ def _clip_tokenizer() -> CLIPTokenizer:
     base = ["<|startoftext|>", "<|endoftext|>"] + alphabet + [c + "</w>" for c in alphabet]
     split = [(list(w[:-1]) + [w[-1] + "</w>"], n) for w, n in sorted(_words(pipeline).items())]
     merges = _learn_merges(split, lambda a, b: a + b, VOCAB_SIZE - len(base))
-    vocab = {token: i for i, token in enumerate(base + [a + b for a, b in merges])}
+    vocab = _numbered(base + [a + b for a, b in merges])
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=TEXT_MAX_LENGTH)
+
+
+def _numbered(tokens: list[str]) -> dict[str, int]:
+    """Ids 0..n-1 for the tokens, first occurrence kept: two merges can make the same token ("ab"+"c", "a"+"bc"),
+    and a gap in the ids would leave the model's vocab_size (= len(tokenizer)) short of the largest id."""
+    return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
 
 
 def _unigram_vocab(pipeline: Tokenizer, specials: list[str], lowercase: bool) -> list[tuple[str, float]]:

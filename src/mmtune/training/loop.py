@@ -120,8 +120,8 @@ class TrainingLoop:
                                   beta=cfg.train.effective_number_beta, gamma=cfg.train.focal_gamma,
                                   label_smoothing=cfg.train.label_smoothing).to(accelerator.device)
         self.sampler = EpochSampler(len(train), seed=cfg.seed, weights=self._sample_weights(targets))
-        self.train_loader = self._loader(train, self.sampler, train=True)
-        self.val_loader = self._loader(val, None, train=False)
+        self.train_loader = self.make_loader(train, self.sampler, train=True)
+        self.val_loader = self.make_loader(val, None, train=False)
         steps_per_epoch = math.ceil(len(self.train_loader) / max(1, accelerator.num_processes) / cfg.train.grad_accum)
         self.total_steps = steps_per_epoch * cfg.train.epochs
         effective = cfg.train.batch_size * cfg.train.grad_accum * accelerator.num_processes
@@ -144,7 +144,7 @@ class TrainingLoop:
             return None
         return balanced_weights(targets, power=1.0 if sampler == "balanced" else 0.5)
 
-    def _loader(self, examples: Sequence[Example], sampler: EpochSampler | None, train: bool) -> DataLoader:
+    def make_loader(self, examples: Sequence[Example], sampler: EpochSampler | None, train: bool) -> DataLoader:
         batch_size = self.cfg.train.batch_size if train else max(1, self.cfg.train.batch_size * 2)
         # Why a private generator: DataLoader draws a seed from the global RNG whenever an iterator
         # starts; that would shift dropout masks between an interrupted+resumed run and a straight one.
@@ -248,8 +248,8 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------------------- evaluation
 
-    def evaluate(self, loader: DataLoader | None = None) -> EvalResult:
-        loader = loader or self.val_loader
+    def predict_probs(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+        """[N, K] class probabilities and targets in dataset order, gathered over processes once each."""
         self.model.eval()
         indices, probs, targets = [], [], []
         with torch.no_grad():
@@ -263,10 +263,12 @@ class TrainingLoop:
                 targets.append(target.cpu())
         self.model.train()
         order = torch.cat(indices).argsort()
-        all_probs = torch.cat(probs)[order].numpy().astype(np.float64)
-        all_targets = torch.cat(targets)[order].numpy()
-        metrics = evaluate_probs(all_probs, all_targets, self.labels)
-        return EvalResult(metrics, all_probs, selection_value(metrics, self.cfg.train.metric))
+        return torch.cat(probs)[order].numpy().astype(np.float64), torch.cat(targets)[order].numpy()
+
+    def evaluate(self) -> EvalResult:
+        probs, targets = self.predict_probs(self.val_loader)
+        metrics = evaluate_probs(probs, targets, self.labels)
+        return EvalResult(metrics, probs, selection_value(metrics, self.cfg.train.metric))
 
     def _evaluate_and_keep_best(self, kind: str) -> bool:
         """Evaluate, record, save best/ on improvement; True when early stopping says stop."""

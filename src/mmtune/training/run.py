@@ -153,8 +153,8 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
 
 
 def predict_examples(loop: TrainingLoop, examples: list) -> np.ndarray:
-    loader = loop.accelerator.prepare(loop._loader(examples, None, train=False))
-    return loop.evaluate(loader).probs
+    loader = loop.accelerator.prepare(loop.make_loader(examples, None, train=False))
+    return loop.predict_probs(loader)[0]
 
 
 def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip: bool = False) -> Path:
