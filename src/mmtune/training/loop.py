@@ -76,6 +76,8 @@ def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     trackers = [name for name in cfg.train.log_with if _tracker_available(name)]
     two_stage = cfg.model.freeze.head_only_epochs > 0
     return Accelerator(
+        # Why cpu=True without a GPU: only then does Accelerate join torchrun's processes over gloo.
+        cpu=not torch.cuda.is_available(),
         mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
         gradient_accumulation_steps=cfg.train.grad_accum,
         log_with=trackers or None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -170,7 +171,8 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
     posts = load_posts(data, images, cfg.data, labels=labels).posts
     classifier = build_classifier(cfg, labels)
     ckpt.load_trainable_state(classifier, ckpt.read_weights(best))
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
     loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
     loop.model = accelerator.prepare(classifier)
     examples = classifier.prepare(posts, train=False)
