@@ -111,6 +111,7 @@ class TrainingLoop:
         self.state = ckpt.LoopState(config_hash=config_hash)
         self.budget = TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)
         self.trainable_names = list(classifier.trainable_parameter_names())
+        self._resume_rng: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------ setup
 
@@ -174,16 +175,24 @@ class TrainingLoop:
     def _train_epoch(self, signals: StopSignals) -> str | None:
         accelerator, state = self.accelerator, self.state
         self._apply_stage(state.epoch)
-        self.sampler.set_epoch(state.epoch)
+        # Why through the loader: Accelerate's loader counts its own epochs and passes them to the
+        # sampler on every iteration; a resumed run must start that count at the right epoch.
+        self.train_loader.set_epoch(state.epoch)
         loader = self.train_loader
         if state.batches_done:
             loader = accelerator.skip_first_batches(loader, state.batches_done)
+        batches = iter(loader)
+        if self._resume_rng is not None and state.batches_done:
+            # Mid-epoch resume: starting the iterator may draw from the global RNG, which the straight
+            # run did before the checkpoint, so the restored state is put back after it.
+            ckpt.set_rng_state(self._resume_rng)
+        self._resume_rng = None
         self.model.train()
         progress = tqdm(total=len(self.train_loader), initial=state.batches_done, desc=f"epoch {state.epoch + 1}",
                         disable=not accelerator.is_local_main_process, leave=False)
         losses: list[float] = []
         started = time.monotonic()
-        for batch in loader:
+        for batch in batches:
             losses.append(self._step(batch))
             state.losses_since_eval.append(losses[-1])
             state.batches_done += 1
@@ -362,7 +371,8 @@ class TrainingLoop:
             self.accelerator.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=False))
         rng_file = folder / f"rng-{self.accelerator.process_index}.pt"
         if rng_file.exists():
-            ckpt.set_rng_state(torch.load(rng_file, weights_only=False))
+            self._resume_rng = torch.load(rng_file, weights_only=False)
+            ckpt.set_rng_state(self._resume_rng)
         state.config_hash = self.state.config_hash
         self.state = state
         log.info(f"resumed from {folder}: epoch {state.epoch}, batch {state.batches_done}, step {state.global_step}")
