@@ -219,12 +219,15 @@ def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
     gold = {row[0]: row[1] for row in _read_rows(demo.test_gold)}
     targets = [labels.index(gold[i]) for i in ids]
     held_out = evaluate_probs(probs, np.array(targets), labels)
-    table = Table(title="demo results (macro-F1)", title_justify="left")
-    for name in ("split", "macro-F1", "accuracy", *labels):
-        table.add_column(name, justify="right" if name != "split" else "left")
-    for name, metrics in (("validation fold", best), ("held-out test", held_out)):
-        table.add_row(name, f"{metrics['macro_f1']:.3f}", f"{metrics['accuracy']:.3f}",
-                      *(f"{metrics['per_class'][label]['f1']:.3f}" for label in labels))
+    table = Table(title="demo results", title_justify="left")
+    for name in ("", "validation fold", "held-out test"):
+        table.add_column(name, justify="right" if name else "left")
+    rows = [("macro-F1", "macro_f1"), ("accuracy", "accuracy")]
+    for title, key in rows:
+        table.add_row(title, f"{best[key]:.3f}", f"{held_out[key]:.3f}")
+    for label in labels:
+        table.add_row(f"F1 {label}", f"{best['per_class'][label]['f1']:.3f}",
+                      f"{held_out['per_class'][label]['f1']:.3f}")
     console.print(table)
     console.print(f"training stopped: {stopped}")
 

@@ -46,6 +46,7 @@ class ParamGroup:
 class Classifier(Protocol):
     labels: list[str]
     output_size: int
+    flip_images: bool  # set by test-time augmentation: collate mirrors every image
 
     def prepare(self, posts: Sequence[Post], *, train: bool) -> list[Example]: ...
 
@@ -56,6 +57,10 @@ class Classifier(Protocol):
     def parameter_groups(self) -> list[ParamGroup]: ...
 
     def set_backbone_trainable(self, trainable: bool) -> None: ...
+
+    def trainable_parameter_names(self) -> list[str]:
+        """Every parameter training may change in any stage: what a run saves."""
+        ...
 
 
 Builder = Callable[[Config, list[str]], nn.Module]

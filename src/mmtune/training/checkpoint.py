@@ -44,22 +44,31 @@ class LoopState:
 
 
 def trainable_state(model: nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """The parameters training may change, plus the persistent buffers of the modules that own them
+    (a fine-tuned BatchNorm's running statistics belong with its weights)."""
     wanted = set(names)
     params = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if name in wanted}
     missing = wanted - set(params)
     if missing:
         raise RuntimeError(f"trainable parameters not found in the model: {sorted(missing)[:5]}")
+    for prefix, module in model.named_modules():
+        owned = [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)]
+        if not any(name in wanted for name in owned):
+            continue
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer is not None and name not in module._non_persistent_buffers_set:
+                params[f"{prefix}.{name}" if prefix else name] = buffer.detach().to("cpu").contiguous()
     return params
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    unknown = [name for name in state if name not in params]
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    unknown = [name for name in state if name not in tensors]
     if unknown:
         raise RuntimeError(f"checkpoint has parameters the model lacks: {unknown[:5]}")
     with torch.no_grad():
         for name, value in state.items():
-            params[name].copy_(value.to(params[name].device, params[name].dtype))
+            tensors[name].copy_(value.to(tensors[name].device, tensors[name].dtype))
 
 
 def rng_state() -> dict[str, Any]:

@@ -28,6 +28,7 @@ from mmtune.evaluation.curves import plot_learning_curve
 from mmtune.evaluation.predict import write_predictions
 from mmtune.models.base import build_classifier
 from mmtune.training import checkpoint as ckpt
+from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
 from mmtune.training.loop import TrainingLoop, make_accelerator, resolve_mixed_precision
 
 log = logging.getLogger(__name__)
@@ -116,15 +117,20 @@ def train(cfg: Config, resume: bool = False) -> str:
     accelerator.wait_for_everyone()
     split = load_split(cfg, run_dir)
     cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
+    if resume and cfg.train.batch_size == 0 and (run_dir / "config.yaml").exists():
+        cfg = _with_batch_plan(cfg, load_config(run_dir / "config.yaml").train)  # found when the run started
     check_resume(run_dir, cfg, resume)
-    if accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
     log.info(f"{len(split.train)} training and {len(split.val)} validation posts, labels {split.labels}")
     set_seed(cfg.seed)
     classifier = build_classifier(cfg, split.labels)
     with accelerator.main_process_first():  # rank 0 fills the feature cache, the others read it
         train_examples = classifier.prepare(split.train, train=True)
         val_examples = classifier.prepare(split.val, train=False)
+    if cfg.train.batch_size == 0:
+        cfg = _with_batch_plan(cfg, _find_batch_plan(cfg, classifier, train_examples, accelerator))
+        set_seed(cfg.seed)  # the probe must not change what the run draws afterwards
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir / "config.yaml")
     loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
     loop.setup(train_examples, val_examples, resume=resume)
     stopped = loop.train()
@@ -132,6 +138,20 @@ def train(cfg: Config, resume: bool = False) -> str:
         _write_outputs(cfg, run_dir, loop, split, val_examples, accelerator)
     loop.cleanup()
     return stopped
+
+
+def _find_batch_plan(cfg: Config, classifier: object, examples: list, accelerator: Accelerator) -> BatchPlan:
+    found = find_batch_size(classifier, examples, accelerator.device)
+    # Every process must use the same size: the smallest that fitted anywhere.
+    found = int(accelerator.gather(torch.tensor([found], device=accelerator.device)).min())
+    effective = cfg.train.effective_batch_size or cfg.train.grad_accum * found * accelerator.num_processes
+    plan = plan_batches(found, max(1, effective // accelerator.num_processes))
+    log.info(f"automatic batch size: {plan.batch_size} x {plan.grad_accum} accumulation steps per process")
+    return plan
+
+
+def _with_batch_plan(cfg: Config, plan: BatchPlan | object) -> Config:
+    return replace(cfg, train=replace(cfg.train, batch_size=plan.batch_size, grad_accum=plan.grad_accum))
 
 
 def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split, val_examples: list,
