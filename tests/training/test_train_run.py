@@ -157,3 +157,14 @@ def test_predict_writes_the_csv_contract(demo_small, tiny_models, tmp_path):
     rows = read_csv(out)
     assert len(rows) == 24 and list(rows[0])[:2] == ["id", "label"]
     assert all(abs(sum(float(v) for k, v in r.items() if k.startswith("p_")) - 1) < 1e-4 for r in rows)
+
+
+def test_automatic_batch_size_is_written_into_the_run_config(demo_small, tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    config = fusion_config(demo_small, tiny_models, run_dir, epochs=1, batch_size=0, effective_batch_size=16)
+    assert train(load_config(write_config(config, tmp_path / "c.yaml"))) == "finished"
+    saved = load_config(run_dir / "config.yaml").train
+    assert saved.batch_size * saved.grad_accum == 16 and saved.batch_size > 0
+    # Resuming with batch_size 0 again keeps what was found, instead of calling it a changed config.
+    again = run_mmtune("train", tmp_path / "c.yaml", "--resume", "train.epochs=2")
+    assert again.returncode == 0, again.stderr

@@ -441,7 +441,8 @@ def _configure(model: nn.Module, cfg: Config, part: str, dual: bool) -> None:
         report = apply_freeze(model, m.freeze.preset, m.freeze.last_n,
                               _matching(m.freeze.freeze_globs, names) + unused, _matching(m.freeze.train_globs, names))
         log.info(f"{part} tower: {report.summary()}")
-    if m.gradient_checkpointing:
+    # A frozen tower runs without gradients: checkpointing it would only cost time.
+    if m.gradient_checkpointing and any(p.requires_grad for p in model.parameters()):
         if getattr(model, "supports_gradient_checkpointing", False):
             enable_gradient_checkpointing(model)
         else:

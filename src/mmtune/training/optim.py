@@ -21,7 +21,7 @@ from mmtune.models.base import ParamGroup
 
 log = logging.getLogger(__name__)
 
-_NO_DECAY = ("bias", "norm", "embedding")
+_NO_DECAY = ("bias", "norm")  # as transformers.Trainer: biases and normalization weights
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def scaled_learning_rates(cfg: TrainConfig, effective_batch: int) -> LearningRat
 
 def build_optimizer(model: nn.Module, groups: list[ParamGroup], cfg: TrainConfig,
                     rates: LearningRates) -> torch.optim.Optimizer:
-    """AdamW over the head and backbone groups, weight decay off for biases, norms and embeddings."""
+    """AdamW over the head and backbone groups, weight decay off for biases and normalization weights."""
     names = {id(p): n for n, p in model.named_parameters()}
     param_groups = []
     for group in groups:

@@ -26,7 +26,7 @@ from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.evaluation.curves import plot_learning_curve
 from mmtune.evaluation.predict import write_predictions
-from mmtune.models.base import build_classifier
+from mmtune.models.base import build_classifier, known_kinds
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
 from mmtune.training.loop import TrainingLoop, make_accelerator, resolve_mixed_precision
@@ -110,6 +110,8 @@ def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
 def train(cfg: Config, resume: bool = False) -> str:
     """Train one run end to end; returns why the loop stopped."""
     run_dir = Path(cfg.output_dir)
+    if cfg.model.kind not in known_kinds():  # before minutes of data loading
+        raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(known_kinds())})")
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg, run_dir)
     if accelerator.is_main_process:
