@@ -10,22 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from transformers import (
-    BertConfig,
-    BertModel,
-    CLIPVisionConfig,
-    CLIPVisionModel,
-    ConvNextConfig,
-    ConvNextModel,
-    SiglipVisionConfig,
-    SiglipVisionModel,
-    ViltConfig,
-    ViltModel,
-    ViTConfig,
-    ViTModel,
-    XLMRobertaConfig,
-    XLMRobertaModel,
-)
+from transformers import BertModel
 
 from mmtune.errors import InputError
 from mmtune.models.adapters import (
@@ -37,34 +22,26 @@ from mmtune.models.adapters import (
     load_quantized,
 )
 from mmtune.models.freezing import apply_freeze
-
-SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-def tiny_bert(seed: int = 0) -> BertModel:
-    torch.manual_seed(seed)
-    return BertModel(BertConfig(vocab_size=100, **SIZE, **NO_DROPOUT))
-
-
-def tiny_clip_vision(seed: int = 0) -> CLIPVisionModel:
-    torch.manual_seed(seed)
-    return CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=8, **SIZE))
-
-
-def tiny_siglip_vision() -> SiglipVisionModel:
-    return SiglipVisionModel(SiglipVisionConfig(image_size=32, patch_size=8, **SIZE))
-
+from tests.models.backbones import (
+    bert_batch,
+    tiny_bert,
+    tiny_clip_vision,
+    tiny_convnext,
+    tiny_siglip_vision,
+    tiny_vilt,
+    tiny_vit,
+    tiny_xlm_roberta,
+    train_steps,
+)
 
 FAMILIES: dict[str, tuple[Callable[[], nn.Module], list[str]]] = {
     "bert": (tiny_bert, ["query", "value"]),
-    "xlm-r": (lambda: XLMRobertaModel(XLMRobertaConfig(vocab_size=100, **SIZE)), ["query", "value"]),
-    "vilt": (lambda: ViltModel(ViltConfig(vocab_size=100, image_size=32, patch_size=8, max_position_embeddings=40,
-                                          **SIZE)), ["query", "value"]),
+    "xlm-r": (tiny_xlm_roberta, ["query", "value"]),
+    "vilt": (tiny_vilt, ["query", "value"]),
     "clip-vision": (tiny_clip_vision, ["q_proj", "v_proj"]),
     "siglip-vision": (tiny_siglip_vision, ["q_proj", "v_proj"]),
     # transformers 5.23's ViT names its projections q_proj/v_proj (older versions: query/value).
-    "vit": (lambda: ViTModel(ViTConfig(image_size=32, patch_size=8, **SIZE)), ["q_proj", "v_proj"]),
+    "vit": (tiny_vit, ["q_proj", "v_proj"]),
 }
 
 
@@ -84,7 +61,7 @@ def test_extended_targets_add_key_output_and_mlp() -> None:
 
 
 def test_no_default_targets_names_the_key() -> None:
-    convnext = ConvNextModel(ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2))
+    convnext = tiny_convnext(depths=(1, 1))
     with pytest.raises(InputError, match=r"model\.lora\.targets: .*pwconv1, pwconv2"):
         default_lora_targets(convnext)
 
@@ -95,23 +72,6 @@ def test_multihead_attention_out_proj_is_not_adapted() -> None:
     apply_lora(model, r=2, alpha=4, dropout=0.0, targets=default_lora_targets(model, extended=True))
     assert hasattr(model.encoder.layers[0].self_attn.out_proj, "lora_A")
     assert not hasattr(model.head.attention.out_proj, "lora_A")
-
-
-def bert_batch(seed: int = 1) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(1, 100, (4, 6), generator=generator),
-            "attention_mask": torch.ones(4, 6, dtype=torch.long)}
-
-
-def train_steps(backbone: nn.Module, head: nn.Module, steps: int = 3) -> None:
-    params = [p for p in [*backbone.parameters(), *head.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
-    for step in range(steps):
-        features = backbone(**bert_batch(step)).last_hidden_state.mean(dim=1)
-        loss = nn.functional.cross_entropy(head(features), torch.tensor([0, 1, 0, 1]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
 
 def outputs(model: nn.Module) -> torch.Tensor:

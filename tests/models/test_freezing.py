@@ -7,22 +7,6 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import nn
-from transformers import (
-    BertConfig,
-    BertModel,
-    CLIPVisionConfig,
-    CLIPVisionModel,
-    ConvNextConfig,
-    ConvNextModel,
-    SiglipVisionConfig,
-    SiglipVisionModel,
-    ViltConfig,
-    ViltModel,
-    ViTConfig,
-    ViTModel,
-    XLMRobertaConfig,
-    XLMRobertaModel,
-)
 
 from mmtune.errors import InputError
 from mmtune.models.freezing import (
@@ -32,14 +16,17 @@ from mmtune.models.freezing import (
     load_trainable_state_dict,
     trainable_state_dict,
 )
-
-SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-def tiny_bert(layers: int = 2, seed: int = 0) -> BertModel:
-    torch.manual_seed(seed)
-    return BertModel(BertConfig(vocab_size=100, **{**SIZE, "num_hidden_layers": layers}, **NO_DROPOUT))
+from tests.models.backbones import (
+    bert_batch,
+    tiny_bert,
+    tiny_clip_vision,
+    tiny_convnext,
+    tiny_siglip_vision,
+    tiny_vilt,
+    tiny_vit,
+    tiny_xlm_roberta,
+    train_steps,
+)
 
 
 class TinyCNN(nn.Module):
@@ -61,19 +48,14 @@ class TinyCNN(nn.Module):
 
 FAMILIES: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], nn.Module]]] = {
     "bert": (tiny_bert, lambda m: m.encoder.layer),
-    "xlm-r": (lambda: XLMRobertaModel(XLMRobertaConfig(vocab_size=100, **SIZE)), lambda m: m.encoder.layer),
-    "clip-vision": (lambda: CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=8, **SIZE)),
-                    lambda m: m.encoder.layers),
-    "siglip-vision": (lambda: SiglipVisionModel(SiglipVisionConfig(image_size=32, patch_size=8, **SIZE)),
-                      lambda m: m.encoder.layers),
+    "xlm-r": (tiny_xlm_roberta, lambda m: m.encoder.layer),
+    "clip-vision": (tiny_clip_vision, lambda m: m.encoder.layers),
+    "siglip-vision": (tiny_siglip_vision, lambda m: m.encoder.layers),
     # transformers 5.23's ViT keeps its blocks at the top (`layers`); older versions had `encoder.layer`.
-    "vit": (lambda: ViTModel(ViTConfig(image_size=32, patch_size=8, **SIZE)),
-            lambda m: m.layers if hasattr(m, "layers") else m.encoder.layer),
-    "vilt": (lambda: ViltModel(ViltConfig(vocab_size=100, image_size=32, patch_size=8, max_position_embeddings=40,
-                                          **SIZE)), lambda m: m.encoder.layer),
+    "vit": (tiny_vit, lambda m: m.layers if hasattr(m, "layers") else m.encoder.layer),
+    "vilt": (tiny_vilt, lambda m: m.encoder.layer),
     # ConvNeXt's stage 2 holds 3 blocks in `stages.1.layers`, more than the 2 `stages`: the outer list wins.
-    "convnext": (lambda: ConvNextModel(ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 3], num_stages=2)),
-                 lambda m: m.encoder.stages),
+    "convnext": (tiny_convnext, lambda m: m.encoder.stages),
     "cnn": (TinyCNN, lambda m: m._blocks),
 }
 
@@ -87,25 +69,6 @@ def test_find_blocks(family: str) -> None:
 
 def test_find_blocks_none_without_a_block_list() -> None:
     assert find_blocks(nn.Sequential(nn.Linear(2, 2), nn.ReLU())) is None
-
-
-def bert_batch(seed: int = 1) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(1, 100, (4, 6), generator=generator),
-            "attention_mask": torch.ones(4, 6, dtype=torch.long)}
-
-
-def train_steps(backbone: nn.Module, head: nn.Module, steps: int = 3) -> None:
-    params = [p for p in [*backbone.parameters(), *head.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-2)
-    targets = torch.tensor([0, 1, 0, 1])
-    for step in range(steps):
-        output = backbone(**bert_batch(step))
-        features = output.pooler_output + output.last_hidden_state.mean(dim=1)
-        loss = nn.functional.cross_entropy(head(features), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
 
 EXPECTED_TRAINABLE: dict[str, Callable[[str], bool]] = {
@@ -147,7 +110,7 @@ def test_last_n_trains_the_last_blocks_and_what_follows_them(last_n: int) -> Non
 
 
 def test_last_n_keeps_norms_before_the_blocks_frozen() -> None:
-    model = CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=8, **SIZE))
+    model = tiny_clip_vision()
     apply_freeze(model, "last_n", last_n=1)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert {"post_layernorm.weight", "post_layernorm.bias"} <= trainable
@@ -195,7 +158,7 @@ def test_last_n_is_ignored_by_other_presets() -> None:
 
 
 def test_embeddings_preset_on_a_vision_tower() -> None:
-    model = SiglipVisionModel(SiglipVisionConfig(image_size=32, patch_size=8, **SIZE))
+    model = tiny_siglip_vision()
     apply_freeze(model, "embeddings")
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {name for name, _ in model.named_parameters() if name.startswith("embeddings.")}
