@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from mmtune.config import Config
+from mmtune.config import Config, flat_dict
 from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
 from mmtune.models.base import Example
 from mmtune.training import checkpoint as ckpt
@@ -138,8 +138,9 @@ class TrainingLoop:
         if resume:
             self._restore()
         self._apply_stage(self.state.epoch, initial=True)
-        if accelerator.trackers:
-            accelerator.init_trackers(cfg.name.replace("/", "_"))
+        if accelerator.log_with:
+            config = {k: v for k, v in flat_dict(cfg).items() if isinstance(v, (int, float, str, bool))}
+            accelerator.init_trackers(cfg.name.replace("/", "_"), config=config)
 
     def _sample_weights(self, targets: list[int]) -> list[float] | None:
         sampler = self.cfg.train.sampler

@@ -18,7 +18,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from mmtune.config import Config, load_config, save_config, to_dict
+from mmtune.config import Config, flat_dict, load_config, save_config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import make_folds, read_folds, write_folds
 from mmtune.data.labels import infer_labels
@@ -75,18 +75,8 @@ def load_split(cfg: Config, run_dir: Path) -> Split:
 
 
 def config_hash(cfg: Config) -> str:
-    flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in RESUMABLE_CHANGES}
+    flat = {k: v for k, v in flat_dict(cfg).items() if k not in RESUMABLE_CHANGES}
     return hashlib.sha256(yaml.safe_dump(flat, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
@@ -99,7 +89,7 @@ def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
         return
     if not saved.exists():
         return
-    old, new = flatten(to_dict(load_config(saved))), flatten(to_dict(cfg))
+    old, new = flat_dict(load_config(saved)), flat_dict(cfg)
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
     if changed:
