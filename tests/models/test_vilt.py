@@ -81,3 +81,15 @@ def test_vilt_with_lora_trains_only_adapters_and_head(setup):
     trainable = [n for n, p in classifier.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
     assert _train_steps(classifier, examples, steps=4)[-1] < _train_steps(classifier, examples, steps=1)[0] + 1
+
+
+def test_vilt_qlora_loads_4bit_and_trains_adapters(setup):
+    pytest.importorskip("bitsandbytes")
+    classifier, examples = build(setup, "model.quantize=4bit", "model.lora.enabled=true", "model.lora.r=4")
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in classifier.backbone.modules())
+    trainable = [n for n, p in classifier.named_parameters() if p.requires_grad]
+    assert all("lora_" in n or n.startswith("head.") for n in trainable)
+    losses = _train_steps(classifier, examples, steps=3)
+    assert all(torch.isfinite(torch.tensor(losses)))

@@ -67,7 +67,8 @@ def _assert_same_run(a, b):
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(demo_small, tiny_models, tmp_path):
-    settings = {"epochs": 3, "batch_size": 4, "save_every_steps": 2}
+    # Accumulation over 2 batches: 9 optimizer steps per epoch, checkpoints every 2 steps.
+    settings = {"epochs": 3, "batch_size": 4, "grad_accum": 2, "save_every_steps": 2}
     straight = write_config(fusion_config(demo_small, tiny_models, tmp_path / "straight", **settings),
                             tmp_path / "a.yaml")
     assert run_mmtune("train", straight).returncode == 0
@@ -78,8 +79,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(demo_small, tiny_models
     state = killed_dir / "last" / "trainer_state.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text() or "{}").get("global_step", 0) >= 23:
-            break  # mid-epoch 2 of 3 (18 steps per epoch)
+        if state.exists() and json.loads(state.read_text() or "{}").get("global_step", 0) >= 12:
+            break  # mid-epoch 2 of 3
         time.sleep(0.005)
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)

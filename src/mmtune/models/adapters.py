@@ -112,6 +112,13 @@ def load_adapter_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) ->
         raise InputError(f"model.lora.r: the saved adapters have other shapes: {error}") from error
 
 
+def quantized_compute_dtype() -> torch.dtype:
+    """The dtype 4-/8-bit layers compute in: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16 if torch.cuda.is_available() else torch.float32
+
+
 def load_quantized(model_cls: Any, path_or_id: str, bits: int, compute_dtype: torch.dtype,
                    gradient_checkpointing: bool = False, **from_pretrained_kwargs: Any) -> Any:
     """Load `model_cls.from_pretrained(path_or_id)` in 4-bit NF4 or 8-bit, frozen and ready for (Q)LoRA.

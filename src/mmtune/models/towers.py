@@ -42,7 +42,7 @@ from mmtune.config import Config, ImageConfig
 from mmtune.data.images import Augmenter, ImageError, prepare_image
 from mmtune.data.post import Post
 from mmtune.errors import InputError
-from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized
+from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
 from mmtune.models.freezing import apply_freeze
 from mmtune.models.pypi_encoders import (
     EFFICIENTNET_LITE0,
@@ -392,7 +392,7 @@ def _load_hf(path: str, cfg: Config, part: str, key: str) -> tuple[nn.Module, bo
     try:
         if cfg.model.quantize != "none":
             bits = 4 if cfg.model.quantize == "4bit" else 8
-            model = load_quantized(AutoModel, path, bits, _compute_dtype(), **options)
+            model = load_quantized(AutoModel, path, bits, quantized_compute_dtype(), **options)
         else:
             model = AutoModel.from_pretrained(path, dtype=torch.float32, **options)
     except (OSError, ValueError) as exc:
@@ -417,12 +417,6 @@ def _keep_half(model: nn.Module, part: str) -> None:
     for name, _ in list(model.named_children()):
         if name.startswith(other):
             setattr(model, name, None)
-
-
-def _compute_dtype() -> torch.dtype:
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16 if torch.cuda.is_available() else torch.float32
 
 
 def _configure(model: nn.Module, cfg: Config, part: str, dual: bool) -> None:

@@ -23,7 +23,7 @@ from mmtune.data.images import Augmenter, load_image
 from mmtune.data.post import Post
 from mmtune.data.text import TextNormalizer, pack_text
 from mmtune.errors import InputError
-from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing
+from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
 from mmtune.models.base import Example, ParamGroup, register_kind
 from mmtune.models.freezing import apply_freeze
 from mmtune.training.losses import loss_output_size
@@ -40,7 +40,7 @@ class ViltClassifier(nn.Module):
         self.labels = list(labels)
         self.output_size = loss_output_size(cfg.train.loss, len(labels))
         self.processor = ViltProcessor.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
-        self.backbone = ViltModel.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
+        self.backbone = self._load_backbone()
         hidden = self.backbone.config.hidden_size
         self.head = nn.Sequential(
             nn.Linear(hidden, hidden * 2), nn.LayerNorm(hidden * 2), nn.GELU(), nn.Dropout(cfg.model.dropout),
@@ -53,9 +53,20 @@ class ViltClassifier(nn.Module):
         self._configure_backbone()
         self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
 
+    def _load_backbone(self) -> ViltModel:
+        model_cfg = self.cfg.model
+        if model_cfg.quantize == "none":
+            return ViltModel.from_pretrained(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
+        bits = 4 if model_cfg.quantize == "4bit" else 8
+        return load_quantized(ViltModel, model_cfg.name, bits, quantized_compute_dtype(),
+                              trust_remote_code=model_cfg.trust_remote_code)
+
     def _configure_backbone(self) -> None:
         model_cfg = self.cfg.model
-        if model_cfg.lora.enabled:
+        if model_cfg.quantize != "none" and not model_cfg.lora.enabled:
+            apply_freeze(self.backbone, "all")  # quantized weights train only through adapters (QLoRA)
+            log.info("vilt backbone: quantized and frozen; enable model.lora to fine-tune it (QLoRA)")
+        elif model_cfg.lora.enabled:
             apply_freeze(self.backbone, "all")
             self.backbone = apply_lora(self.backbone, r=model_cfg.lora.r, alpha=model_cfg.lora.alpha,
                                        dropout=model_cfg.lora.dropout, targets=model_cfg.lora.targets,
