@@ -79,7 +79,8 @@ def make_config(kind: str, work: Path, demo: Any, models: dict[str, Path], batch
 
 
 class Setup:
-    """One configuration: the classifier (built once), its prepared examples and initial weights."""
+    """One configuration: two classifiers built once with the same initial weights (one for each loop, so that
+    their epochs can alternate), the prepared examples (shared) and the initial weights."""
 
     def __init__(self, cfg: Config, posts: list, n_train: int) -> None:
         labels = infer_labels(p.label for p in posts)
@@ -89,37 +90,42 @@ class Setup:
         self.train = self.classifier.prepare(posts[:n_train], train=True)
         self.val = self.classifier.prepare(posts[n_train:], train=False)
         self.initial = {k: v.detach().clone() for k, v in self.classifier.state_dict().items()}
+        self.plain_model = build_classifier(self.cfg, labels)
         self.n_trainable = sum(p.numel() for p in self.classifier.parameters() if p.requires_grad)
 
     def reset(self) -> None:
         self.classifier.load_state_dict(self.initial)
+        self.plain_model.load_state_dict(self.initial)
         set_seed(SEED)
 
 
-def run_mmtune(setup: Setup, round_index: int) -> dict[str, float]:
-    setup.reset()
-    cfg = setup.cfg
-    run_dir = Path(cfg.output_dir) / f"round-{round_index}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    loop = TrainingLoop(cfg, setup.classifier, make_accelerator(cfg, run_dir), run_dir, "benchmark")
-    loop.setup(setup.train, setup.val, resume=False)
-    signals = StopSignals()  # not entered: the signal handlers are not part of the steps
-    train_s = end_s = 0.0
-    for _ in range(cfg.train.epochs):
-        started = time.perf_counter()
-        stopped = loop._train_epoch(signals)
-        train_s += time.perf_counter() - started
+class MmtuneRun:
+    """mmtune's loop, set up untimed; `epoch()` times what `TrainingLoop.train` runs for one epoch."""
+
+    def __init__(self, setup: Setup, run_dir: Path) -> None:
+        cfg = setup.cfg
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        self.run_dir = run_dir
+        self.loop = TrainingLoop(cfg, setup.classifier, make_accelerator(cfg, run_dir), run_dir, "benchmark")
+        self.loop.setup(setup.train, setup.val, resume=False)
+        self.signals = StopSignals()  # not entered: installing signal handlers is not part of the steps
+
+    def epoch(self) -> dict[str, float]:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        stopped = self.loop._train_epoch(self.signals)
+        train_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         assert stopped is None, stopped
         started = time.perf_counter()
-        loop._end_of_epoch()
-        end_s += time.perf_counter() - started
-    samples = len(setup.train) * cfg.train.epochs
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return {"train_s": train_s, "end_of_epoch_s": end_s, "samples": samples, "steps": loop.state.global_step}
+        self.loop._end_of_epoch()  # evaluation, best/ on improvement, last/
+        return {"train_s": train_s, "cpu_s": cpu_s, "end_of_epoch_s": time.perf_counter() - started}
+
+    def close(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def plain_param_groups(model: torch.nn.Module, cfg: Config) -> list[dict[str, Any]]:
+    """AdamW groups as a plain script would write them: head/backbone learning rate, no decay on biases/norms."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -134,81 +140,102 @@ def plain_loader(setup: Setup) -> tuple[DataLoader, EpochSampler]:
     cfg = setup.cfg
     sampler = EpochSampler(len(setup.train), seed=cfg.seed)
     loader = DataLoader(_Indexed(setup.train), batch_size=cfg.train.batch_size, sampler=sampler,
-                        collate_fn=BatchCollator(setup.classifier, True), num_workers=0,
+                        collate_fn=BatchCollator(setup.plain_model, True), num_workers=0,
                         generator=torch.Generator().manual_seed(cfg.seed))
     return loader, sampler
 
 
-def run_plain(setup: Setup) -> dict[str, float]:
-    setup.reset()
-    cfg, model = setup.cfg, setup.classifier
-    loader, sampler = plain_loader(setup)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(plain_param_groups(model, cfg))
-    losses: list[float] = []
-    steps = 0
-    started = time.perf_counter()
-    for epoch in range(cfg.train.epochs):
-        sampler.set_epoch(epoch)
+class PlainRun:
+    """The plain PyTorch loop on the second classifier: same data, batches, optimizer groups, loss, clipping."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.cfg, self.model = setup.cfg, setup.plain_model
+        self.loader, self.sampler = plain_loader(setup)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(plain_param_groups(self.model, self.cfg))
+        self.epochs_done = 0
+        self.losses: list[float] = []
+
+    def epoch(self) -> dict[str, float]:
+        model, optimizer, max_norm = self.model, self.optimizer, self.cfg.train.max_grad_norm
+        started, cpu_started = time.perf_counter(), time.process_time()
+        self.sampler.set_epoch(self.epochs_done)
         model.train()
-        for batch in loader:
+        for batch in self.loader:
             batch.pop("index")
             target = batch.pop("target")
             loss = F.cross_entropy(model(batch).float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.params, max_norm)
             optimizer.step()
-            losses.append(loss.item())
-            steps += 1
-    train_s = time.perf_counter() - started
-    return {"train_s": train_s, "samples": len(setup.train) * cfg.train.epochs, "steps": steps}
+            self.losses.append(loss.item())
+        self.epochs_done += 1
+        return {"train_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started}
 
 
 def check_same_order(setup: Setup) -> None:
     """The two loops see the same batches in the same order (checked untimed, on epochs 0 and 1)."""
-    cfg = setup.cfg
-    run_dir = Path(cfg.output_dir) / "order-check"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    loop = TrainingLoop(cfg, setup.classifier, make_accelerator(cfg, run_dir), run_dir, "benchmark")
-    loop.setup(setup.train, setup.val, resume=False)
+    run = MmtuneRun(setup, Path(setup.cfg.output_dir) / "order-check")
     loader, sampler = plain_loader(setup)
     for epoch in (0, 1):
-        loop.train_loader.set_epoch(epoch)
+        run.loop.train_loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        ours = torch.cat([b["index"] for b in loop.train_loader])
+        ours = torch.cat([b["index"] for b in run.loop.train_loader])
         theirs = torch.cat([b["index"] for b in loader])
         assert torch.equal(ours, theirs), f"epoch {epoch}: the loops see different sample orders"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    run.close()
+
+
+def run_round(setup: Setup, index: int, epochs: int) -> dict[str, dict[str, float]]:
+    """One round: both loops from the initial weights, their epochs alternating (the order swaps every epoch)."""
+    setup.reset()
+    runs = {"mmtune": MmtuneRun(setup, Path(setup.cfg.output_dir) / f"round-{index}"), "plain": PlainRun(setup)}
+    totals = {name: {"train_s": 0.0, "cpu_s": 0.0, "end_of_epoch_s": 0.0} for name in runs}
+    for epoch in range(epochs):
+        for name in (("plain", "mmtune") if (index + epoch) % 2 == 0 else ("mmtune", "plain")):
+            for key, value in runs[name].epoch().items():
+                totals[name][key] += value
+    runs["mmtune"].close()
+    samples = len(setup.train) * epochs
+    for total in totals.values():
+        total["samples"] = samples
+        total["samples_per_s"] = samples / total["train_s"]
+    return totals
 
 
 def measure(setup: Setup, rounds: int) -> dict[str, Any]:
+    cfg = setup.cfg
     check_same_order(setup)
-    run_plain(setup)  # warm-up (allocator, lazy imports, first-touch of the images) for both, untimed
-    run_mmtune(setup, -1)
-    plain_rates, ours_rates, ours_full_rates, end_costs = [], [], [], []
+    run_round(setup, -1, 1)  # warm-up (allocator, lazy imports, first reads of the images), untimed
+    results = []
     for index in range(rounds):
-        order = (("plain", "mmtune") if index % 2 == 0 else ("mmtune", "plain"))
-        for which in order:
-            if which == "plain":
-                result = run_plain(setup)
-                plain_rates.append(result["samples"] / result["train_s"])
-            else:
-                result = run_mmtune(setup, index)
-                ours_rates.append(result["samples"] / result["train_s"])
-                ours_full_rates.append(result["samples"] / (result["train_s"] + result["end_of_epoch_s"]))
-                end_costs.append(result["end_of_epoch_s"] / setup.cfg.train.epochs)
-        print(f"  round {index + 1}: plain {plain_rates[-1]:8.1f}  mmtune {ours_rates[-1]:8.1f} samples/s  "
-              f"(ratio {ours_rates[-1] / plain_rates[-1]:.3f}; load {os.getloadavg()[0]:.2f})", flush=True)
-    plain, ours = float(np.median(plain_rates)), float(np.median(ours_rates))
-    paired = [o / p for o, p in zip(ours_rates, plain_rates)]
+        result = run_round(setup, index, cfg.train.epochs)
+        results.append(result)
+        plain, ours = result["plain"], result["mmtune"]
+        print(f"  round {index + 1}: plain {plain['samples_per_s']:8.1f}  mmtune {ours['samples_per_s']:8.1f} "
+              f"samples/s (ratio {plain['train_s'] / ours['train_s']:.3f}, "
+              f"CPU-time ratio {plain['cpu_s'] / ours['cpu_s']:.3f}; load {os.getloadavg()[0]:.2f})", flush=True)
+
+    def median(name: str, key: str) -> float:
+        return float(np.median([r[name][key] for r in results]))
+
+    plain, ours = median("plain", "samples_per_s"), median("mmtune", "samples_per_s")
+    paired = [r["plain"]["train_s"] / r["mmtune"]["train_s"] for r in results]
+    full = [r["mmtune"]["samples"] / (r["mmtune"]["train_s"] + r["mmtune"]["end_of_epoch_s"]) for r in results]
+    batch = cfg.train.batch_size
     return {
         "plain_samples_per_s": round(plain, 1), "mmtune_samples_per_s": round(ours, 1), "ratio": round(ours / plain, 3),
         "ratio_paired_median": round(float(np.median(paired)), 3),
         "ratio_paired_min_max": [round(min(paired), 3), round(max(paired), 3)],
-        "mmtune_with_eval_and_save_samples_per_s": round(float(np.median(ours_full_rates)), 1),
-        "end_of_epoch_s": round(float(np.median(end_costs)), 3),
-        "plain_runs": [round(r, 1) for r in plain_rates], "mmtune_runs": [round(r, 1) for r in ours_rates],
+        "ratio_cpu_time": round(median("plain", "cpu_s") / median("mmtune", "cpu_s"), 3),
+        "plain_ms_per_step": round(1000 * batch / plain, 2),
+        "overhead_ms_per_step": round(1000 * batch * (1 / ours - 1 / plain), 2),
+        "steps_per_epoch": -(-len(setup.train) // batch),
+        "mmtune_with_eval_and_save_samples_per_s": round(float(np.median(full)), 1),
+        "end_of_epoch_s": round(median("mmtune", "end_of_epoch_s") / cfg.train.epochs, 3),
+        "plain_runs": [round(r["plain"]["samples_per_s"], 1) for r in results],
+        "mmtune_runs": [round(r["mmtune"]["samples_per_s"], 1) for r in results],
     }
 
 
@@ -217,7 +244,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=512, help="training posts")
     parser.add_argument("--val-posts", type=int, default=64, help="validation posts (end-of-epoch evaluation)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5, help="ABAB rounds per configuration; medians reported")
+    parser.add_argument("--rounds", type=int, default=7, help="ABAB rounds per configuration; medians reported")
     parser.add_argument("--epochs-trainable", type=int, default=2, help="epochs per timed run, trainable towers")
     parser.add_argument("--epochs-frozen", type=int, default=20, help="epochs per timed run, cached frozen towers")
     parser.add_argument("--configs", nargs="+", default=["trainable", "frozen"], choices=["trainable", "frozen"])
@@ -249,19 +276,18 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     print()
-    print(f"{'config':<10} {'plain/s':>9} {'mmtune/s':>9} {'ratio':>6} {'paired':>6} {'w/ eval+save':>12} "
-          f"{'end-of-epoch s':>14}")
+    print(f"{'config':<10} {'plain/s':>9} {'mmtune/s':>9} {'ratio':>6} {'paired':>6} {'CPU':>6} {'plain ms/step':>13} "
+          f"{'overhead ms/step':>16} {'w/ eval+save /s':>15} {'end-of-epoch s':>14}")
     for kind, r in results.items():
         print(f"{kind:<10} {r['plain_samples_per_s']:>9.1f} {r['mmtune_samples_per_s']:>9.1f} {r['ratio']:>6.3f} "
-              f"{r['ratio_paired_median']:>6.3f} {r['mmtune_with_eval_and_save_samples_per_s']:>12.1f} "
+              f"{r['ratio_paired_median']:>6.3f} {r['ratio_cpu_time']:>6.3f} {r['plain_ms_per_step']:>13.2f} "
+              f"{r['overhead_ms_per_step']:>16.2f} {r['mmtune_with_eval_and_save_samples_per_s']:>15.1f} "
               f"{r['end_of_epoch_s']:>14.3f}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min); {os.cpu_count()} CPUs")
     print(json.dumps({
         "config": {"posts": args.posts, "val_posts": args.val_posts, "batch_size": args.batch_size,
                    "rounds": args.rounds, "threads": args.threads, "towers": "tiny bert + tiny vit (32 px)"},
-        **{kind: {k: v for k, v in r.items() if not k.endswith("_runs")} | {"plain_runs": r["plain_runs"],
-                                                                           "mmtune_runs": r["mmtune_runs"]}
-           for kind, r in results.items()},
+        **results,
         "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
     }))
 

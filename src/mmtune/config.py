@@ -179,6 +179,7 @@ class TrainConfig:
     num_workers: int = doc(0, "DataLoader worker processes")
     tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
     log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
+    log_every_steps: int = doc(10, "write the training loss and learning rate to the trackers every N steps")
 
 
 @dataclass

@@ -135,6 +135,10 @@ class TrainingLoop:
         self.scheduler = build_scheduler(optimizer, cfg.train, self.total_steps)
         self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
             self.classifier, optimizer, self.train_loader, self.val_loader)
+        # Every parameter any stage trains; clipping skips those without gradients (head-only stage).
+        # Listed once: walking the module tree every step costs milliseconds on small heads.
+        wanted = set(self.trainable_names)
+        self._clip_params = [p for n, p in self.classifier.named_parameters() if n in wanted]
         if resume:
             self._restore()
         self._apply_stage(self.state.epoch, initial=True)
@@ -220,14 +224,14 @@ class TrainingLoop:
             loss = self.loss_fn(outputs.float(), target)
             self.accelerator.backward(loss)
             if self.accelerator.sync_gradients and self.cfg.train.max_grad_norm > 0:
-                params = [p for p in self.model.parameters() if p.requires_grad]
-                self.accelerator.clip_grad_norm_(params, self.cfg.train.max_grad_norm)
+                self.accelerator.clip_grad_norm_(self._clip_params, self.cfg.train.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
     def _log_step(self, losses: list[float]) -> None:
-        if self.accelerator.trackers:
+        # Trackers write to disk: every train.log_every_steps optimizer steps, not every step.
+        if self.accelerator.trackers and self.state.global_step % max(1, self.cfg.train.log_every_steps) == 0:
             self.accelerator.log({"train/loss": losses[-1], "train/lr": self.scheduler.get_last_lr()[0]},
                                  step=self.state.global_step)
 
