@@ -85,10 +85,28 @@ def train_loop(cfg: Config, classifier: torch.nn.Module, examples: tuple[list, l
     set_seed(cfg.seed)
     loop = TrainingLoop(cfg, classifier, make_accelerator(cfg, run_dir), run_dir, config_hash(cfg))
     _, setup_s = timed(lambda: loop.setup(examples[0], examples[1], resume=False))
+    spent = {name: _clock(loop, name) for name in ("_train_epoch", "evaluate", "save_best", "save_last")}
     stopped, train_s = timed(loop.train)
     loop.cleanup()
     assert stopped == "finished", stopped
-    return {"setup_s": setup_s, "train_s": train_s, "epochs": loop.state.epoch, "steps": loop.state.global_step}
+    return {"setup_s": setup_s, "train_s": train_s, "epochs": loop.state.epoch, "steps": loop.state.global_step,
+            "steps_s": spent["_train_epoch"][0], "evaluate_s": spent["evaluate"][0],
+            "checkpoints_s": spent["save_best"][0] + spent["save_last"][0]}
+
+
+def _clock(loop: TrainingLoop, name: str) -> list[float]:
+    """Wrap one method of this loop instance to add up the seconds spent in it (the breakdown of train)."""
+    original, total = getattr(loop, name), [0.0]
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - started
+
+    setattr(loop, name, wrapper)
+    return total
 
 
 def main() -> None:
@@ -132,6 +150,8 @@ def main() -> None:
         print(f"(2) cached: prepare from the cache {read_s:.2f} s + loop setup {loop['setup_s']:.2f} s + "
               f"{loop['epochs']} epochs ({loop['steps']} steps, evaluation and checkpoints) {loop['train_s']:.1f} s "
               f"= {cached_s:.1f} s", flush=True)
+        print(f"    of the loop: training steps {loop['steps_s']:.1f} s, evaluation {loop['evaluate_s']:.1f} s, "
+              f"checkpoints (best/, last/) {loop['checkpoints_s']:.1f} s", flush=True)
 
         # (3) re-encoding every epoch, modelled
         reencode_s = args.epochs * encode_s + head_s
@@ -176,7 +196,9 @@ def main() -> None:
         "encode_s": round(encode_s, 2), "build_classifier_s": round(build_s, 2),
         "cached_total_s": round(cached_s, 2), "cache_read_s": round(read_s, 3),
         "loop_setup_s": round(loop["setup_s"], 3),
-        "loop_train_s": round(loop["train_s"], 2), "ratio_cached_to_encode": round(ratio, 3),
+        "loop_train_s": round(loop["train_s"], 2), "loop_steps_s": round(loop["steps_s"], 2),
+        "loop_evaluate_s": round(loop["evaluate_s"], 2), "loop_checkpoints_s": round(loop["checkpoints_s"], 2),
+        "ratio_cached_to_encode": round(ratio, 3),
         "reencode_model_s": round(reencode_s, 1), "speedup_vs_reencode": round(speedup, 2),
         "feature_cache_false": direct, "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
     }))
