@@ -302,12 +302,10 @@ def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
         low, high = float(values.min()), float(values.max())
         if img.mode == "F" and low >= 0.0 and high <= 1.0:
             values = values * 255.0
-        elif low >= 0.0 and high <= 255.0:
-            pass
-        elif low >= 0.0 and high <= 65535.0:
-            values = values / 257.0
-        else:
+        elif low < 0.0 or high > 65535.0:
             values = (values - low) * (255.0 / max(high - low, 1e-12))
+        elif high > 255.0:  # 16-bit range; values already in 0..255 stay as they are
+            values = values / 257.0
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)).convert("RGB")
 
 

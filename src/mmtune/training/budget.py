@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import time
@@ -62,10 +63,9 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            # Outside the main thread (e.g. a notebook worker) handlers cannot be set: run without them.
+            with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. inside a notebook worker): no handler
-                pass
         return self
 
     def __exit__(self, *exc: object) -> None:
