@@ -4,7 +4,7 @@ Target (issue): training samples/s of mmtune's loop >= 0.95 x a plain PyTorch lo
 fusion model, data and batches.
 
     HF_HUB_OFFLINE=1 python benchmarks/loop_overhead.py [--posts 512] [--val-posts 64] [--batch-size 32]
-        [--rounds 5] [--epochs-trainable 2] [--epochs-frozen 20] [--threads N] [--work DIR]
+        [--rounds 7] [--epochs-trainable 2] [--epochs-frozen 20] [--threads N] [--work DIR]
 
 Two configurations of the `fusion` kind on tiny random towers (`make_tiny`: bert text, vit image, 32 px):
     trainable  freeze preset none, feature_cache off: every step tokenizes, decodes and normalises the
@@ -12,8 +12,9 @@ Two configurations of the `fusion` kind on tiny random towers (`make_tiny`: bert
     frozen     freeze preset all, feature_cache on: the towers' features are read from the cache at
                `prepare`, each step trains the fusion head only (where per-step overhead matters most).
 
-Each configuration builds its classifier and `prepare`s the examples once. Then, for --rounds rounds,
-A and B alternate (ABAB...), each starting from a copy of the same initial weights and the same seed:
+Each configuration builds its two classifiers (one per loop) and `prepare`s the examples once. Each of
+--rounds rounds starts both loops from the same initial weights and seed, then alternates their epochs
+(AB, BA, AB, ...: the order swaps every epoch, so both see the same machine load):
     A  mmtune: `TrainingLoop.setup` (untimed), then for each epoch `loop._train_epoch` (timed: the
        training steps, i.e. prepared loader + accumulate + backward + clip + optimizer + scheduler + tqdm
        + budget/signal checks) followed by `loop._end_of_epoch` (timed apart: evaluation on --val-posts
@@ -22,7 +23,9 @@ A and B alternate (ABAB...), each starting from a copy of the same initial weigh
        sampler order (`EpochSampler`, same seed and epochs), AdamW over the same parameter groups
        (learning rates, weight decay), torch cross-entropy, zero_grad / backward /
        clip_grad_norm_(max_grad_norm) / step, `loss.item()` per step; no scheduler, no evaluation.
-The comparison (ratio) is training-step samples/s: medians over the rounds of mmtune / plain. The
+The comparison (ratio) is training-step samples/s: medians over the rounds of mmtune / plain (also the
+median of the per-round ratios, and the ratio of CPU times). Run it alone: a second torch process on
+2 cores oversubscribes the threads and slows both by an order of magnitude. The
 end-of-epoch cost is reported as well (the loop's samples/s including it), but it is evaluation and
 checkpointing, which a plain loop would also need and does here not do.
 
