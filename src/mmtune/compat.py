@@ -1,0 +1,26 @@
+"""Work-arounds for behaviour of the libraries mmtune builds on; each names the versions that need it.
+
+The only module allowed to reach into other libraries' objects. Keep each fix small, say why, and
+delete it when the versions that need it are no longer supported.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def keep_bnb_4bit_training_layout(model: nn.Module) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference; returns how many layers it touched.
+
+    bitsandbytes 0.50 (`Linear4bit.forward`), on CPUs with AVX512-BF16, converts a 4-bit weight in place to
+    an inference-only packed layout the first time the layer runs in eval mode without gradients. A training
+    loop evaluates between epochs, so later training steps would run on that layout, and the conversion
+    fails outright for layers narrower than the quantization block (64), as in tiny test models. The layer
+    exposes the switch as an attribute; it is set per layer, nothing global is changed.
+    """
+    touched = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            touched += 1
+    return touched
