@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from mmtune.compat import cache_accelerate_lomo_check
 from mmtune.config import Config, flat_dict
 from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
 from mmtune.models.base import Example
@@ -73,6 +74,7 @@ def resolve_mixed_precision(setting: str) -> str:
 
 
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
+    cache_accelerate_lomo_check()
     trackers = [name for name in cfg.train.log_with if _tracker_available(name)]
     two_stage = cfg.model.freeze.head_only_epochs > 0
     return Accelerator(
