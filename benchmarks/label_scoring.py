@@ -4,7 +4,7 @@ Targets (issue 4): on tiny VLMs of each family on the CPU, max_abs_diff <= 1e-4 
 scores and the per-label loop's, and speedup_vs_loop >= 4.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/label_scoring.py [--families qwen2-vl,internvl]
-        [--posts 8] [--rounds 5] [--image-size 64] [--work DIR]
+        [--posts 16] [--rounds 5] [--image-size 96] [--work DIR]
 
 For every family a tiny random checkpoint (`make_tiny`) is classified with kind vlm-generative as the Vintern
 recipe sets it up (the `vi` prompt, the recipe's four Vietnamese label words, length-normalized scores) on
@@ -91,9 +91,9 @@ def bench_family(family: str, work: Path, demo: object, posts: int, rounds: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(VLM_FAMILIES))
-    parser.add_argument("--posts", type=int, default=8)
+    parser.add_argument("--posts", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
