@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +115,30 @@ def test_recipe_trains_on_a_tiny_model_of_its_family(name, tiny_vlm, vlm_demo, t
     cfg = load_config(CONFIGS / name, overrides)
     assert train(cfg) in ("finished", "early_stopping")
     assert_probabilities(tmp_path / "run" / "test_predictions.csv", 8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["vlm-generative", "vlm-head"])
+def test_two_process_ddp_trains_and_predicts_every_post_once(kind, tiny_vlm, vlm_demo, tmp_path):
+    run_dir = tmp_path / "run"
+    config = write_config(vlm_run_config(vlm_demo, tiny_vlm("qwen2-vl"), run_dir, kind, epochs=1, batch_size=3),
+                          tmp_path / "c.yaml")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "mmtune", "train", str(config)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    val_ids = [row["id"] for row in rows(run_dir / "folds.csv") if row["fold"] == "0"]
+    assert sorted(row["id"] for row in rows(run_dir / "val_predictions.csv")) == sorted(val_ids)
+    assert_probabilities(run_dir / "test_predictions.csv", 8)
+
+
+def test_time_budget_stops_a_vlm_run_with_a_resumable_checkpoint(tiny_vlm, vlm_demo, tmp_path):
+    run_dir = tmp_path / "run"
+    config = vlm_run_config(vlm_demo, tiny_vlm("llava"), run_dir, epochs=50, time_budget="2s")
+    path = write_config(config, tmp_path / "c.yaml")
+    assert train(load_config(path)) == "time_budget"
+    state = json.loads((run_dir / "last" / "trainer_state.json").read_text())
+    assert not state["finished"] and state["global_step"] > 0
+    assert train(load_config(path, ["train.time_budget=2s"]), resume=True) == "time_budget"
+    assert json.loads((run_dir / "last" / "trainer_state.json").read_text())["global_step"] > state["global_step"]
