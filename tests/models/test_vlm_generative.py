@@ -90,3 +90,13 @@ def test_posts_keep_at_most_max_images(vlm_setup, caplog):
     assert multi and "more than model.vlm.max_images=1" in caplog.text
     batch = classifier.collate(multi[:1], train=False)
     assert batch["image_grid_thw"].shape[0] == 1
+
+
+def test_a_half_precision_base_trains_fp32_adapters(vlm_setup):
+    setup = vlm_setup("qwen2", "vlm-generative", "model.lora.enabled=true", "model.vlm.dtype=float16")
+    classifier = build(setup)
+    dtypes = {name: p.dtype for name, p in classifier.named_parameters()}
+    assert {dtypes[n] for n in classifier.trainable_parameter_names()} == {torch.float32}
+    assert torch.float16 in set(dtypes.values())
+    losses = train_steps(classifier, classifier.prepare(setup.posts, train=True), steps=3, lr=1e-2)
+    assert all(torch.isfinite(torch.tensor(losses)))
