@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from mmtune.compat import keep_narrow_4bit_layers_unpacked, load_processor
+from mmtune.compat import keep_bnb_4bit_training_layout, load_processor
 from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.models.adapters import quantized_compute_dtype
@@ -170,7 +170,7 @@ def run_trl(cfg: Config, steps: int) -> dict[str, Any]:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        keep_narrow_4bit_layers_unpacked(model)
+        keep_bnb_4bit_training_layout(model)
     if torch.cuda.is_available() and cfg.model.quantize == "none":
         model.to("cuda")
     processor = load_processor(folder)

@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code = args.run(args)
+        _release_process_group()
     except InputError as exc:
         print(f"mmtune: error: {exc}", file=sys.stderr)
         return 2
@@ -277,6 +278,14 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _release_process_group() -> None:
+    """Under torchrun / accelerate launch: every rank leaves the process group together at the end."""
+    distributed = sys.modules.get("torch.distributed")  # never import torch for commands that did not
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+        distributed.destroy_process_group()
 
 
 def _write_json(report: dict, path: Path) -> None:

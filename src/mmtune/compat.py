@@ -1,18 +1,17 @@
-"""The one compatibility module: every workaround for a library version lives here, with the versions it is for.
+"""Work-arounds for behaviour of the libraries mmtune builds on; each names the versions that need it.
 
-1. VLM processors without torchvision (transformers 5.x, checked on 5.23 and 5.24). Qwen2-VL, Qwen2.5-VL,
-   InternVL and SmolVLM processors take a video processor, and video processors need torchvision, which mmtune
-   does not require (on PyPI it does not even import beside torch 2.13). ProcessorMixin takes its sub-processors
-   from the names in `__init__`'s signature, so a subclass whose `__init__` has no `video_processor` builds and
-   reloads with the image processor and tokenizer only. The subclass must name `image_seq_length` /
-   `image_seq_len` as real arguments: `from_pretrained` keeps only saved kwargs that appear in the signature,
-   and without them the reload falls back to the defaults ("Image features and image tokens do not match").
-   SmolVLM's `apply_chat_template` also reads `num_frames`/`fps` from the video processor; images need neither.
-   `load_processor` uses these subclasses only where torchvision is missing.
-2. 4-bit layers narrower than a quantization block on the CPU (bitsandbytes 0.50.2). In eval mode without
-   gradients, Linear4bit repacks its weight for the AVX512-bf16 CPU kernel, which reshapes the block scales to
-   [out, in // blocksize] and fails for in_features < blocksize (64). Real checkpoints have no such layers;
-   tiny test models (hidden 32) do. `keep_narrow_4bit_layers_unpacked` turns the repacking off for them only.
+The only module allowed to reach into other libraries' objects. Keep each fix small, say why, and
+delete it when the versions that need it are no longer supported.
+
+VLM processors without torchvision (transformers 5.x, checked on 5.23 and 5.24): Qwen2-VL, Qwen2.5-VL,
+InternVL and SmolVLM processors take a video processor, and video processors need torchvision, which mmtune
+does not require (on PyPI it does not even import beside torch 2.13). ProcessorMixin takes its sub-processors
+from the names in `__init__`'s signature, so a subclass whose `__init__` has no `video_processor` builds and
+reloads with the image processor and tokenizer only. The subclass must name `image_seq_length` /
+`image_seq_len` as real arguments: `from_pretrained` keeps only saved kwargs that appear in the signature,
+and without them the reload falls back to the defaults ("Image features and image tokens do not match").
+SmolVLM's `apply_chat_template` also reads `num_frames`/`fps` from the video processor; images need neither.
+`load_processor` uses these subclasses only where torchvision is missing.
 """
 
 from __future__ import annotations
@@ -32,6 +31,23 @@ from transformers import (
     Qwen2VLProcessor,
     SmolVLMProcessor,
 )
+
+
+def keep_bnb_4bit_training_layout(model: nn.Module) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference; returns how many layers it touched.
+
+    bitsandbytes 0.50 (`Linear4bit.forward`), on CPUs with AVX512-BF16, converts a 4-bit weight in place to
+    an inference-only packed layout the first time the layer runs in eval mode without gradients. A training
+    loop evaluates between epochs, so later training steps would run on that layout, and the conversion
+    fails outright for layers narrower than the quantization block (64), as in tiny test models. The layer
+    exposes the switch as an attribute; it is set per layer, nothing global is changed.
+    """
+    touched = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            touched += 1
+    return touched
 
 
 class Qwen2VLProcessorWithoutVideo(Qwen2VLProcessor):
@@ -99,18 +115,3 @@ def processor_class_name(path_or_id: str, **kwargs: Any) -> str | None:
     except (OSError, ValueError):
         return None
     return PROCESSOR_MAPPING_NAMES.get(model_type)
-
-
-def keep_narrow_4bit_layers_unpacked(model: nn.Module) -> int:
-    """Turn bitsandbytes' CPU repacking off in 4-bit layers narrower than a block; returns how many."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        return 0
-    changed = 0
-    for module in model.modules():
-        state = getattr(getattr(module, "weight", None), "quant_state", None)
-        if isinstance(module, bnb.nn.Linear4bit) and state is not None and module.in_features < state.blocksize:
-            module.support_avx512bf16_for_cpu = False
-            changed += 1
-    return changed

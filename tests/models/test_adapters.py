@@ -163,6 +163,13 @@ def test_qlora_trains_one_step_on_the_cpu(saved_bert: Path, bits: int, dora: boo
     apply_lora(model, r=4, alpha=8, dropout=0.0, targets=None, dora=dora)
     assert isinstance(model.encoder.layer[0].attention.self.query.base_layer, quantized)
 
+    # An evaluation between epochs must leave the 4-bit weights in their training layout (see compat.py).
+    model.eval()
+    with torch.no_grad():
+        model(**bert_batch(0))
+    query = model.encoder.layer[0].attention.self.query.base_layer
+    assert not getattr(getattr(query.weight, "quant_state", None), "packing_format_for_cpu", False)
+    model.train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     lora = {name for name, p in model.named_parameters() if p.requires_grad}
     train_steps(model, nn.Linear(32, 2), steps=2)

@@ -18,6 +18,7 @@ from peft import get_peft_model_state_dict, inject_adapter_in_model, set_peft_mo
 from peft.tuners.tuners_utils import cast_adapter_dtype
 from torch import nn
 
+from mmtune.compat import keep_bnb_4bit_training_layout
 from mmtune.errors import InputError
 
 # (names that must all be present, extra names added by `extended=True`), per attention naming family.
@@ -142,6 +143,7 @@ def load_quantized(model_cls: Any, path_or_id: str, bits: int, compute_dtype: to
         raise InputError(f"model.quantize: {bits} bits is not supported; use 4bit or 8bit")
     model = model_cls.from_pretrained(path_or_id, quantization_config=quantization, dtype=compute_dtype,
                                       **from_pretrained_kwargs)
+    keep_bnb_4bit_training_layout(model)
     from peft import prepare_model_for_kbit_training
 
     # peft's own checkpointing path calls the deprecated `gradient_checkpointing_enable` and adds the input

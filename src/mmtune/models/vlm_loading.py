@@ -94,9 +94,7 @@ def _from_pretrained(model_cls: Any, model_cfg: ModelConfig, attention: str, rem
     kwargs = {"attn_implementation": attention, **remote}
     if model_cfg.quantize != "none":
         bits = 4 if model_cfg.quantize == "4bit" else 8
-        model = load_quantized(model_cls, model_cfg.name, bits, quantized_compute_dtype(), **kwargs)
-        compat.keep_narrow_4bit_layers_unpacked(model)
-        return model
+        return load_quantized(model_cls, model_cfg.name, bits, quantized_compute_dtype(), **kwargs)
     return model_cls.from_pretrained(model_cfg.name, dtype=weights_dtype(model_cfg), **kwargs)
 
 

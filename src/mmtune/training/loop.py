@@ -385,5 +385,9 @@ class TrainingLoop:
         log.info(f"resumed from {folder}: epoch {state.epoch}, batch {state.batches_done}, step {state.global_step}")
 
     def cleanup(self) -> None:
-        if self.accelerator.trackers:
-            self.accelerator.end_training()
+        # Why not accelerator.end_training(): it also destroys the process group, and trackers live on
+        # the main process only, so one rank would tear the group down while the others still use it
+        # (and a CV run trains several folds in one process). The CLI releases the group at exit.
+        self.accelerator.wait_for_everyone()
+        for tracker in self.accelerator.trackers:
+            tracker.finish()

@@ -48,8 +48,10 @@ class Split:
     test: list[Post] | None
 
 
-def load_split(cfg: Config, run_dir: Path) -> Split:
-    """Train/val/test posts and the label order; without data.val, a fold of train is held out."""
+def load_split(cfg: Config, run_dir: Path, write: bool = True) -> Split:
+    """Train/val/test posts and the label order; without data.val, a fold of train is held out.
+
+    `write`: save the folds to run_dir/folds.csv (one process only: concurrent writers race on the file)."""
     data = cfg.data
     if not data.train:
         raise InputError("data.train: no training file given")
@@ -65,7 +67,8 @@ def load_split(cfg: Config, run_dir: Path) -> Split:
         folds = read_folds(cfg.cv.folds_file, ids=[p.id for p in train])
     else:
         folds = make_folds(train, k=cfg.cv.folds, seed=cfg.seed, group_by=cfg.cv.group_by)
-        write_folds(folds, run_dir / "folds.csv")
+        if write:
+            write_folds(folds, run_dir / "folds.csv")
     if cfg.train.val_fold not in set(folds.values()):
         known = sorted(set(folds.values()))
         raise InputError(f"train.val_fold: fold {cfg.train.val_fold} does not exist (folds: {known})")
@@ -107,7 +110,7 @@ def train(cfg: Config, resume: bool = False) -> str:
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    split = load_split(cfg, run_dir)
+    split = load_split(cfg, run_dir, write=accelerator.is_main_process)
     cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
     if resume and cfg.train.batch_size == 0 and (run_dir / "config.yaml").exists():
         cfg = _with_batch_plan(cfg, load_config(run_dir / "config.yaml").train)  # found when the run started
