@@ -60,3 +60,19 @@ def test_first_token_scoring_reads_only_the_prompt_forward(vlm_setup):
         logits = classifier(batch)
         full = answer_logprobs_loop(classifier.vlm, batch, classifier.answers)
     torch.testing.assert_close(logits, full[:, :, 0], atol=1e-4, rtol=0)
+
+
+def test_shared_prompt_gradients_equal_the_per_label_loops(vlm_setup):
+    # Training through the shared cache back-propagates into the prompt forward as the full forwards do.
+    setup = vlm_setup("qwen2-vl", "vlm-generative", "model.lora.enabled=true", "model.lora.dropout=0.0")
+    classifier = build(setup).train()
+    batch = classifier.collate(classifier.prepare(setup.posts[:3], train=True), train=True)
+    weights = torch.randn(3, 4, classifier.answers.ids.shape[1])
+    grads = []
+    for score in (answer_logprobs_cached, answer_logprobs_loop):
+        classifier.zero_grad()
+        (score(classifier.vlm, batch, classifier.answers) * weights).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in classifier.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
