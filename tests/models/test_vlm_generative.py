@@ -100,3 +100,11 @@ def test_a_half_precision_base_trains_fp32_adapters(vlm_setup):
     assert torch.float16 in set(dtypes.values())
     losses = train_steps(classifier, classifier.prepare(setup.posts, train=True), steps=3, lr=1e-2)
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_dora_adapters_train(vlm_setup):
+    setup = vlm_setup("idefics3", "vlm-generative", "model.lora.enabled=true", "model.lora.dora=true")
+    classifier = build(setup)
+    assert any("lora_magnitude_vector" in n for n in classifier.trainable_parameter_names())
+    losses = train_steps(classifier, classifier.prepare(setup.posts, train=True), steps=5, lr=2e-2)
+    assert losses[-1] < losses[0], losses
