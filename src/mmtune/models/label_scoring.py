@@ -61,7 +61,7 @@ def answer_logprobs_cached(model: nn.Module, prompt: dict[str, torch.Tensor], an
     logprobs = input_ids.new_zeros((batch, labels, answer_length), dtype=torch.float32)
     logprobs[:, :, 0] = first[:, answers.ids[:, 0]]
     if answer_length == 1 or first_only:
-        return logprobs * answers.mask[None, :, :1].expand(batch, -1, answer_length)
+        return logprobs
     cache = out.cache
     cache.batch_repeat_interleave(labels)  # row b*K + k continues prompt b with label k
     continuation = answers.ids[:, :-1].repeat(batch, 1)  # [B*K, L-1]
