@@ -69,7 +69,9 @@ def build_checkpoint(work: Path, smoke: bool) -> Path:
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     tiny = InternVLConfig.from_pretrained(folder)
-    text = {**tiny.text_config.to_dict(), **TEXT_1B}
+    # Per-layer lists of the 2-layer tiny config would contradict 24 layers: they are derived again.
+    text = {k: v for k, v in tiny.text_config.to_dict().items() if k not in ("layer_types", "max_window_layers")}
+    text |= TEXT_1B
     config = InternVLConfig(vision_config={**tiny.vision_config.to_dict(), **VISION_1B}, text_config=text,
                             image_token_id=tiny.image_token_id, image_seq_length=256, downsample_ratio=0.5)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
