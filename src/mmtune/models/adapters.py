@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft.tuners.tuners_utils import cast_adapter_dtype
 from torch import nn
 
 from mmtune.compat import keep_bnb_4bit_training_layout
@@ -70,9 +71,13 @@ def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: Se
     config = PeftLoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
                             exclude_modules=excluded or None, use_dora=dora, bias="none")
     try:
-        return inject_adapter_in_model(config, model)
+        model = inject_adapter_in_model(config, model)
     except ValueError as error:  # e.g. a target that is a module type peft cannot adapt
         raise InputError(f"model.lora.targets: {error}") from error
+    # Adapters take the base layer's dtype; on a half-precision base they train in fp32 (fp16 gradients could
+    # not be unscaled by the grad scaler), as get_peft_model's autocast_adapter_dtype does.
+    cast_adapter_dtype(model, adapter_name="default")
+    return model
 
 
 def _check_lora_numbers(r: int, alpha: int, dropout: float) -> None:
