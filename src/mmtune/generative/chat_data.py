@@ -168,8 +168,7 @@ def _convert(record: Any, layout: str, request: ReadRequest) -> list[dict[str, A
         caption = record.get(request.columns.text)
         if not isinstance(caption, str) or not caption.strip():
             raise BadRow("empty_answer", f"'{request.columns.text}' must be a non-empty string")
-        turns = [{"role": "user", "content": request.chat.caption_prompt},
-                 {"role": "assistant", "content": caption}]
+        turns = [_text_message("user", request.chat.caption_prompt), _text_message("assistant", caption)]
     elif layout == "messages":
         turns = _messages(record.get("messages"), "messages")
     else:
