@@ -407,3 +407,10 @@ _BUILDERS: dict[str, Callable[[], tuple[PreTrainedModel, list[Any]]]] = {
     "vit": _build_vit,
     "convnext": _build_convnext,
 }
+
+# Causal LMs and generative VLMs live in tiny_vlm.py, which uses this module's tokenizer helpers: imported last.
+from mmtune.models.tiny_vlm import BUILDERS as _VLM_BUILDERS  # noqa: E402
+from mmtune.models.tiny_vlm import VLM_FAMILIES  # noqa: E402
+
+FAMILIES = FAMILIES + VLM_FAMILIES
+_BUILDERS.update(_VLM_BUILDERS)
