@@ -1,4 +1,4 @@
-"""Fixtures for the generative side: a tiny SigLIP + causal LM, the LLaVA built from them, chat data on disk."""
+"""Fixtures for the generative side: tiny SigLIP / CLIP / Qwen2 / LLaMA, a LLaVA built from parts, chat data."""
 
 from __future__ import annotations
 
@@ -15,28 +15,10 @@ from mmtune.models.tiny import make_tiny
 COLOURS = {"đỏ": (220, 20, 20), "xanh": (20, 20, 220), "vàng": (230, 220, 20), "đen": (5, 5, 5)}
 
 
-def tiny_causal_lm(out: Path, tokenizer_source: Path) -> Path:
-    """A 2-layer Qwen2 causal LM that uses the tiny SigLIP's tokenizer (saved with it, as a Hub LM folder)."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=None, tie_word_embeddings=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        Qwen2ForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="session")
 def tiny_parts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("parts")
-    siglip = make_tiny("siglip", root / "siglip")
-    return {"siglip": siglip, "lm": tiny_causal_lm(root / "lm", siglip), "convnext": make_tiny("convnext", root / "cn")}
+    return {family: make_tiny(family, root / family) for family in ("siglip", "clip", "qwen2", "llama", "convnext")}
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +27,7 @@ def tiny_llava(tiny_parts, tmp_path_factory) -> Path:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        built = build_llava(BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(tiny_parts["lm"])))
+        built = build_llava(BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(tiny_parts["qwen2"])))
     return save_vlm(built, tmp_path_factory.mktemp("llava") / "model")
 
 

@@ -47,11 +47,13 @@ def test_sft_lowers_the_answer_loss_records_eval_loss_and_saves_a_loadable_model
     from PIL import Image
 
     inputs = processor(images=[Image.new("RGB", (40, 30), (220, 20, 20))], text=[prompt], return_tensors="pt")
-    generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
-    assert processor.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:]).strip().startswith("màu")
+    generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)[0, inputs["input_ids"].shape[1]:]
+    # Every answer starts with "màu": after a few epochs greedy decoding starts the same way.
+    answer_start = processor.tokenizer(" màu đỏ", add_special_tokens=False)["input_ids"][0]
+    assert int(generated[0]) == answer_start
 
 
-def test_lora_with_gradient_checkpointing_trains_adapters_only_and_merges(tiny_llava, colour_chat, tmp_path):
+def test_lora_with_gradient_checkpointing_trains_language_model_adapters_only(tiny_llava, colour_chat, tmp_path):
     out = tmp_path / "run"
     cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], out, "model.lora.enabled=true",
                      "model.gradient_checkpointing=true", "train.epochs=1")
@@ -61,8 +63,8 @@ def test_lora_with_gradient_checkpointing_trains_adapters_only_and_merges(tiny_l
     trainer = sft_trainer(cfg, model, processor, read_chat_splits(cfg), out, lora_config(cfg))
     trainable = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name and "language_model" in name for name in trainable)
-    assert trainer.model.base_model.model.model.language_model.is_gradient_checkpointing
     trainer.train()
+    assert trainer.model.base_model.model.model.language_model.is_gradient_checkpointing
     assert trainer.state.log_history[0]["loss"] > 0
 
 
@@ -89,7 +91,6 @@ def test_resume_without_checkpoint_and_quantize_without_lora_are_input_errors(ti
         run_sft(run_config(*args, "model.quantize=4bit"))
 
 
-@pytest.mark.slow
 def test_qlora_sft_runs_on_a_4bit_base_and_exports_a_full_precision_model(tiny_llava, colour_chat, tmp_path):
     out = tmp_path / "run"
     cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], out, "model.lora.enabled=true",

@@ -79,6 +79,11 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
     # make the image token's logit dominate before training.
     model.resize_token_embeddings(len(tokenizer))
     model.config.text_config.pad_token_id = tokenizer.pad_token_id
+    # Answers end with the stop token and the tokenizer's eos must be that token too: transformers' Trainer
+    # overwrites the model's eos with the tokenizer's.
+    tokenizer.eos_token = _stop_token(llm, tokenizer)
+    model.generation_config = llm.generation_config
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
     if dtype is not None:
         model.to(dtype)
     processor = LlavaProcessor(
@@ -123,6 +128,13 @@ def _add_image_token(tokenizer: object, image_token: str) -> int:
     if tokenizer.pad_token is None:  # many causal LMs have none; batching needs one
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer.convert_tokens_to_ids(image_token)
+
+
+def _stop_token(llm: PreTrainedModel, tokenizer: object) -> str:
+    """The token the LM stops generating at (chat LMs: the end-of-turn token), which answers must end with."""
+    eos = llm.generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    return tokenizer.convert_ids_to_tokens(eos) if isinstance(eos, int) else tokenizer.eos_token
 
 
 def _feature_select(build: BuildConfig, vision_config: PretrainedConfig) -> str:

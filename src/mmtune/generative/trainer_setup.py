@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+from transformers import AutoModelForImageTextToText, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from mmtune.compat import load_processor
 from mmtune.config import Config, save_config
 from mmtune.data.images import ImageError, load_image
 from mmtune.errors import InputError
@@ -108,7 +109,7 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
         raise InputError("model.name: the VLM to fine-tune (a Hub id or a folder)")
     kwargs = {"trust_remote_code": cfg.model.trust_remote_code}
     try:
-        processor = AutoProcessor.from_pretrained(name, **kwargs)
+        processor = load_processor(name, **kwargs)
         if cfg.model.quantize != "none":
             model = load_quantized(AutoModelForImageTextToText, name, int(cfg.model.quantize[0]),
                                    quantized_compute_dtype(), **kwargs)
