@@ -18,7 +18,8 @@ COLOURS = {"đỏ": (220, 20, 20), "xanh": (20, 20, 220), "vàng": (230, 220, 20
 @pytest.fixture(scope="session")
 def tiny_parts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("parts")
-    return {family: make_tiny(family, root / family) for family in ("siglip", "clip", "qwen2", "llama", "convnext")}
+    families = ("siglip", "clip", "qwen2", "llama", "convnext", "smolvlm")
+    return {family: make_tiny(family, root / family) for family in families}
 
 
 @pytest.fixture(scope="session")

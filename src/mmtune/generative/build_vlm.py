@@ -9,6 +9,8 @@ layers with an activation between them (2-layer MLP + GELU by default), freshly 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +64,10 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
         raise InputError("build.vision and build.llm: both are needed to assemble a VLM (or set model.name "
                          "to an already built one)")
     vision_config = _vision_config(build.vision)
-    tokenizer = AutoTokenizer.from_pretrained(build.llm)
-    image_token_id = _add_image_token(tokenizer, image_token)
     llm = _load(AutoModelForCausalLM, build.llm, "build.llm", dtype)
+    with _loading("build.llm", build.llm):
+        tokenizer = AutoTokenizer.from_pretrained(build.llm)
+    image_token_id = _add_image_token(tokenizer, image_token)
     strategy = _feature_select(build, vision_config)
     config = LlavaConfig(
         vision_config=vision_config, text_config=llm.config, image_token_index=image_token_id,
@@ -86,8 +89,10 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if dtype is not None:
         model.to(dtype)
+    with _loading("build.vision", build.vision):
+        image_processor = AutoImageProcessor.from_pretrained(build.vision)
     processor = LlavaProcessor(
-        image_processor=AutoImageProcessor.from_pretrained(build.vision), tokenizer=tokenizer,
+        image_processor=image_processor, tokenizer=tokenizer,
         patch_size=vision_config.patch_size, vision_feature_select_strategy=strategy,
         num_additional_image_tokens=1 if strategy == "default" else 0, image_token=image_token,
         chat_template=_chat_template(build, image_token, tokenizer.eos_token),
@@ -103,23 +108,28 @@ def save_vlm(built: BuiltVlm, out: Path) -> Path:
     return out
 
 
-def _vision_config(name: str) -> PretrainedConfig:
+@contextmanager
+def _loading(key: str, name: str) -> Iterator[None]:
     try:
+        yield
+    except (OSError, ValueError) as error:  # a missing folder, an unknown Hub id, a broken config
+        raise InputError(f"{key}: cannot load '{name}' ({_first_line(error)})") from None
+
+
+def _vision_config(name: str) -> PretrainedConfig:
+    with _loading("build.vision", name):
         config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as error:
-        raise InputError(f"build.vision: cannot load '{name}' ({_first_line(error)})") from None
     config = getattr(config, "vision_config", None) or config  # CLIP/SigLIP: the vision half
-    if not hasattr(config, "patch_size"):
-        raise InputError(f"build.vision: {type(config).__name__} has no patch_size; LLaVA needs a patch-based "
-                         "vision transformer (SigLIP, CLIP, ViT, ...)")
+    missing = [key for key in ("patch_size", "hidden_size", "image_size") if not hasattr(config, key)]
+    if missing:
+        raise InputError(f"build.vision: {type(config).__name__} has no {', '.join(missing)}; LLaVA needs a "
+                         "patch-based vision transformer (SigLIP, CLIP, ViT, ...)")
     return config
 
 
 def _load(model_cls: type, name: str, key: str, dtype: torch.dtype | None) -> PreTrainedModel:
-    try:
+    with _loading(key, name):
         return model_cls.from_pretrained(name, dtype=dtype)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{key}: cannot load '{name}' ({_first_line(error)})") from None
 
 
 def _add_image_token(tokenizer: object, image_token: str) -> int:
