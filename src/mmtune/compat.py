@@ -9,6 +9,10 @@
    and without them the reload falls back to the defaults ("Image features and image tokens do not match").
    SmolVLM's `apply_chat_template` also reads `num_frames`/`fps` from the video processor; images need neither.
    `load_processor` uses these subclasses only where torchvision is missing.
+2. 4-bit layers narrower than a quantization block on the CPU (bitsandbytes 0.50.2). In eval mode without
+   gradients, Linear4bit repacks its weight for the AVX512-bf16 CPU kernel, which reshapes the block scales to
+   [out, in // blocksize] and fails for in_features < blocksize (64). Real checkpoints have no such layers;
+   tiny test models (hidden 32) do. `keep_narrow_4bit_layers_unpacked` turns the repacking off for them only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torch import nn
 from transformers import (
     AutoConfig,
     AutoProcessor,
@@ -94,3 +99,18 @@ def processor_class_name(path_or_id: str, **kwargs: Any) -> str | None:
     except (OSError, ValueError):
         return None
     return PROCESSOR_MAPPING_NAMES.get(model_type)
+
+
+def keep_narrow_4bit_layers_unpacked(model: nn.Module) -> int:
+    """Turn bitsandbytes' CPU repacking off in 4-bit layers narrower than a block; returns how many."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return 0
+    changed = 0
+    for module in model.modules():
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        if isinstance(module, bnb.nn.Linear4bit) and state is not None and module.in_features < state.blocksize:
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed

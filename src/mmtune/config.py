@@ -121,6 +121,33 @@ class LoraConfig:
 
 
 @dataclass
+class VlmConfig:
+    prompt: str = doc("vi", "prompt template: vi, en, vi_short, en_short, vi_reasoning, en_reasoning, or your own "
+                             "text with {text} (the post) and optionally {labels} (the label words)")
+    system_prompt: str | None = doc(None, "system message before the prompt (none by default)")
+    chat_template: str | None = doc(None, "Jinja chat template for checkpoints that ship none")
+    label_words: dict[str, str] = doc({}, "answer words per label, e.g. {image-sarcasm: mỉa mai qua ảnh}; "
+                                          "default: the label itself")
+    scoring: Literal["mean", "sum", "first_token"] = doc(
+        "mean", "vlm-generative: class logit = mean (length-normalized) or summed log-likelihood of the label "
+                "words, or the first token's log-probability (labels must start differently)")
+    objective: Literal["class", "lm"] = doc(
+        "class", "vlm-generative: loss on the class logits (train.loss, class weights), or lm: on the gold "
+                 "answer tokens (instruction tuning)")
+    pooling: Literal["last", "mean"] = doc("last", "vlm-head: last non-pad token or mean over the prompt")
+    max_images: int = doc(4, "images per post given to the model (more are left out, counted in the log)")
+    image_size: int = doc(448, "images are shrunk so that their longer side is at most this many pixels")
+    max_tiles: int = doc(1, "InternVL: tiles per image, plus a thumbnail tile when > 1 (1 = the whole image "
+                            "only); Idefics3/SmolVLM: > 1 turns on the processor's image splitting")
+    max_pixels: int = doc(448 * 448, "Qwen2-VL / Qwen2.5-VL: pixel budget per image (sets the token count)")
+    attn_implementation: Literal["sdpa", "eager"] = doc("sdpa", "attention kernel; sdpa falls back to eager")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = doc(
+        "auto", "weights dtype: auto = fp32 on CPU and for full fine-tuning, fp16/bf16 for a frozen or "
+                "LoRA base on GPUs")
+    lora_vision: bool = doc(False, "LoRA also on the vision tower (default: the language model only)")
+
+
+@dataclass
 class ModelConfig:
     kind: str = doc("fusion", "classifier kind (registry name): fusion, vilt, ...")
     name: str | None = doc(None, "Hugging Face id or folder of one checkpoint (CLIP/SigLIP for both towers, ViLT)")
@@ -139,6 +166,7 @@ class ModelConfig:
     quantize: Literal["none", "4bit", "8bit"] = doc("none", "load the backbone quantized (QLoRA with lora.enabled)")
     gradient_checkpointing: bool = doc(False, "trade compute for memory in the backbone(s)")
     trust_remote_code: bool = doc(False, "allow checkpoints that ship their own code (opt-in)")
+    vlm: VlmConfig = doc(VlmConfig(), "generative VLM kinds (vlm-generative, vlm-head)")
 
 
 @dataclass

@@ -5,6 +5,9 @@ features of frozen towers), a list of examples into a batch (`collate`, run in D
 and a batch into class outputs (`forward`: [batch, output_size]). The training loop, losses,
 metrics, CV, ensembling and prediction only ever see this.
 
+A kind may set `provides_loss = True`: then, in training mode, `forward` returns the training loss itself
+(a scalar; vlm-generative's `lm` objective) instead of class outputs; in eval mode it returns class outputs.
+
 Kinds register a builder with `@register_kind("name")` (timm's register_model / create_model);
 `build_classifier(cfg, labels)` looks the kind up. Adding a kind is one new module.
 """
@@ -94,4 +97,4 @@ def build_classifier(cfg: Config, labels: list[str]) -> nn.Module:
 
 def _import_kinds() -> None:
     # Importing the kind modules runs their @register_kind decorators.
-    from mmtune.models import fusion, vilt  # noqa: F401
+    from mmtune.models import fusion, vilt, vlm_generative, vlm_head  # noqa: F401

@@ -77,7 +77,7 @@ IDEFICS_CHAT = ("<|im_start|>{% for m in messages %}{{ m['role'] | capitalize }}
 
 def _text_sizes(vocab_size: int) -> dict[str, Any]:
     return {"vocab_size": vocab_size, "hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
-            "num_attention_heads": HEADS, "num_key_value_heads": 1, "intermediate_size": INTERMEDIATE,
+            "num_attention_heads": HEADS, "num_key_value_heads": HEADS, "intermediate_size": INTERMEDIATE,
             "max_position_embeddings": MAX_POSITIONS}
 
 

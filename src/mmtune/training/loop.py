@@ -111,6 +111,8 @@ class TrainingLoop:
         self.state = ckpt.LoopState(config_hash=config_hash)
         self.budget = TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)
         self.trainable_names = list(classifier.trainable_parameter_names())
+        # Kinds with their own training loss (vlm-generative's lm objective) return it from forward in training.
+        self._kind_loss = bool(getattr(classifier, "provides_loss", False))
         self._resume_rng: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------ setup
@@ -221,7 +223,7 @@ class TrainingLoop:
         target = batch.pop("target")
         with self.accelerator.accumulate(self.model):
             outputs = self.model(batch)
-            loss = self.loss_fn(outputs.float(), target)
+            loss = outputs if self._kind_loss else self.loss_fn(outputs.float(), target)
             self.accelerator.backward(loss)
             if self.accelerator.sync_gradients and self.cfg.train.max_grad_norm > 0:
                 self.accelerator.clip_grad_norm_(self._clip_params, self.cfg.train.max_grad_norm)

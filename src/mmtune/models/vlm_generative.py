@@ -1,0 +1,73 @@
+"""Kind `vlm-generative`: a generative VLM as a classifier, scored on each label's answer words.
+
+Class logits are the (length-normalized, summed, or first-token) log-likelihoods of the labels' answers after
+the prompt (label_scoring.py), so the loop's CE, class weights, focal loss, macro-F1 selection and
+probabilities work as for any head. Objective `class` trains those logits with the loop's loss; `lm` is plain
+instruction tuning: the loss is the gold answer's token cross-entropy (the loop uses it as given, see
+`provides_loss`), while evaluation still scores every label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmtune.config import Config
+from mmtune.errors import InputError
+from mmtune.models.base import register_kind
+from mmtune.models.label_scoring import (
+    Answers,
+    answer_logprobs_cached,
+    answer_logprobs_loop,
+    answer_loss,
+    reduce_scores,
+)
+from mmtune.models.vlm_common import VlmClassifierBase
+
+
+class VlmGenerativeClassifier(VlmClassifierBase):
+    def __init__(self, cfg: Config, labels: list[str]) -> None:
+        if cfg.train.loss == "bits":
+            raise InputError("train.loss: bits needs a 2-output head; vlm-generative scores one answer per label "
+                             "(use ce or focal, or kind vlm-head)")
+        if cfg.model.freeze.head_only_epochs:
+            raise InputError("model.freeze.head_only_epochs: vlm-generative has no new head to train first")
+        super().__init__(cfg, labels)
+        self.output_size = len(labels)
+        self.scoring = cfg.model.vlm.scoring
+        self.objective = cfg.model.vlm.objective
+        # Read by the loop once: in training, forward returns the loss itself (the lm objective).
+        self.provides_loss = self.objective == "lm"
+        answers = Answers.from_lists(self.inputs.answers)
+        self.register_buffer("answer_ids", answers.ids, persistent=False)
+        self.register_buffer("answer_mask", answers.mask, persistent=False)
+        self._record_trainable()
+
+    @property
+    def answers(self) -> Answers:
+        return Answers(self.answer_ids, self.answer_mask)
+
+    def collate(self, examples: Any, *, train: bool) -> dict[str, Any]:
+        batch = super().collate(examples, train=train)
+        if train and self.objective == "lm":
+            batch["answer_target"] = torch.tensor([e.target for e in examples])
+        return batch
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        prompt = {k: v for k, v in batch.items() if k != "answer_target"}
+        if self.training and self.objective == "lm":
+            return answer_loss(self.vlm, prompt, self.answers, batch["answer_target"])
+        if self.training and torch.is_grad_enabled() and self.cfg.model.gradient_checkpointing:
+            # Under checkpointing transformers drops the cache, so each label gets its own full forward.
+            logprobs = answer_logprobs_loop(self.vlm, prompt, self.answers)
+        else:
+            logprobs = answer_logprobs_cached(self.vlm, prompt, self.answers,
+                                              first_only=self.scoring == "first_token")
+        return reduce_scores(logprobs, self.answers, self.scoring)
+
+
+@register_kind("vlm-generative")
+def build_vlm_generative(cfg: Config, labels: list[str]) -> nn.Module:
+    return VlmGenerativeClassifier(cfg, labels)

@@ -1,0 +1,132 @@
+"""Load a generative VLM (or a text-only causal LM) with its processor, ready to fine-tune as a classifier.
+
+One entry point, `load_vlm(cfg)`: the Auto class the checkpoint's type calls for, SDPA attention with an eager
+fallback, the weights dtype, 4-/8-bit loading (QLoRA), LoRA/DoRA on the language model (and optionally the
+vision tower), freezing, and gradient checkpointing. Both VLM kinds use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+from mmtune import compat
+from mmtune.config import ModelConfig
+from mmtune.errors import InputError
+from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
+from mmtune.models.freezing import apply_freeze
+
+log = logging.getLogger(__name__)
+
+# Attention and MLP projections of LLaMA/Qwen2-style decoders (every family here uses these names).
+LANGUAGE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoadedVlm:
+    model: nn.Module  # a *ForConditionalGeneration or *ForCausalLM
+    processor: Any  # a ProcessorMixin for VLMs, the tokenizer for text-only models
+    tokenizer: Any
+    has_vision: bool
+
+
+def load_vlm(model_cfg: ModelConfig) -> LoadedVlm:
+    if not model_cfg.name:
+        raise InputError(f"model.name: kind {model_cfg.kind} needs a VLM checkpoint (Hub id or folder)")
+    remote = {"trust_remote_code": model_cfg.trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(model_cfg.name, **remote)
+    except (OSError, ValueError) as error:
+        raise InputError(f"model.name: cannot load a config from {model_cfg.name!r} ({error})") from None
+    has_vision = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    model_cls = AutoModelForImageTextToText if has_vision else AutoModelForCausalLM
+    model = _load_weights(model_cls, model_cfg, remote)
+    if has_vision:
+        processor = compat.load_processor(model_cfg.name, **remote)
+        tokenizer = processor.tokenizer
+    else:
+        processor = tokenizer = AutoTokenizer.from_pretrained(model_cfg.name, **remote)
+    tokenizer.padding_side = "left"  # prompts end together: the scored positions line up across the batch
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    _configure(model, model_cfg)
+    return LoadedVlm(model, processor, tokenizer, has_vision)
+
+
+def weights_dtype(model_cfg: ModelConfig) -> torch.dtype:
+    """fp32 on CPU (no bf16 kernels there) and for full fine-tuning; half precision for a frozen/LoRA base."""
+    chosen = model_cfg.vlm.dtype
+    if chosen != "auto":
+        return getattr(torch, chosen)
+    frozen_base = model_cfg.lora.enabled or model_cfg.freeze.preset == "all"
+    if not torch.cuda.is_available() or not frozen_base:
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _load_weights(model_cls: Any, model_cfg: ModelConfig, remote: dict[str, Any]) -> nn.Module:
+    attention = model_cfg.vlm.attn_implementation
+    try:
+        return _from_pretrained(model_cls, model_cfg, attention, remote)
+    except (ValueError, ImportError) as error:
+        if attention == "eager" or "attn" not in str(error).lower() and "sdpa" not in str(error).lower():
+            raise
+        log.warning(f"{model_cfg.name}: sdpa attention unavailable ({error}); using eager attention")
+        return _from_pretrained(model_cls, model_cfg, "eager", remote)
+
+
+def _from_pretrained(model_cls: Any, model_cfg: ModelConfig, attention: str, remote: dict[str, Any]) -> nn.Module:
+    kwargs = {"attn_implementation": attention, **remote}
+    if model_cfg.quantize != "none":
+        bits = 4 if model_cfg.quantize == "4bit" else 8
+        model = load_quantized(model_cls, model_cfg.name, bits, quantized_compute_dtype(), **kwargs)
+        compat.keep_narrow_4bit_layers_unpacked(model)
+        return model
+    return model_cls.from_pretrained(model_cfg.name, dtype=weights_dtype(model_cfg), **kwargs)
+
+
+def _configure(model: nn.Module, model_cfg: ModelConfig) -> None:
+    """Freezing or adapters, then checkpointing; quantized weights train only through adapters."""
+    model.config.use_cache = False  # caches are asked for explicitly where they pay (label scoring)
+    if model_cfg.lora.enabled:
+        apply_freeze(model, "all")
+        lora = model_cfg.lora
+        apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, dora=lora.dora,
+                   targets=lora_targets(model, lora.targets, model_cfg.vlm.lora_vision))
+    elif model_cfg.quantize != "none":
+        apply_freeze(model, "all")
+        log.info(f"{model_cfg.name}: quantized and frozen; enable model.lora to fine-tune it (QLoRA)")
+    else:
+        freeze = model_cfg.freeze
+        report = apply_freeze(model, freeze.preset, freeze.last_n, freeze.freeze_globs, freeze.train_globs)
+        log.info(f"{model_cfg.name}: {report.summary()}")
+    if model_cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+
+
+def lora_targets(model: nn.Module, leaf_names: list[str] | None, with_vision: bool) -> list[str]:
+    """Full names of the linear layers that get adapters: the language model's projections (`leaf_names` or the
+    defaults), and with `with_vision` every linear layer of the vision tower and projector as well."""
+    decoder = model.get_decoder()
+    output = model.get_output_embeddings()
+    inside_decoder = {id(module) for module in decoder.modules()}
+    wanted = tuple(leaf_names) if leaf_names else LANGUAGE_TARGETS
+    targets = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or module is output or "lora_" in name:
+            continue
+        if id(module) in inside_decoder:
+            if name.rsplit(".", 1)[-1] in wanted:
+                targets.append(name)
+        elif with_vision:
+            targets.append(name)
+    if not targets:
+        raise InputError(f"model.lora.targets: none of {', '.join(wanted)} is a linear layer of "
+                         f"{type(model).__name__}'s language model")
+    return targets
