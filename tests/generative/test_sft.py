@@ -99,3 +99,26 @@ def test_qlora_sft_runs_on_a_4bit_base_and_exports_a_full_precision_model(tiny_l
     model = AutoModelForImageTextToText.from_pretrained(out / "model")
     assert model.dtype == torch.float32 and not getattr(model, "is_loaded_in_4bit", False)
     assert (out / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("family", ["smolvlm", "qwen2-vl", "internvl", "llava"])
+def test_sft_with_lora_trains_each_vlm_family_on_answers_only(family, colour_chat, tmp_path):
+    from mmtune.models.tiny import make_tiny
+
+    folder = make_tiny(family, tmp_path / family)
+    out = tmp_path / "run"
+    cfg = run_config(folder, colour_chat["chat"], colour_chat["images"], out, "train.epochs=2",
+                     "model.lora.enabled=true", "train.lr=0.01")
+    model, processor = load_vlm(cfg)
+    trainer = sft_trainer(cfg, model, processor, read_chat_splits(cfg), out)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    trained = batch["labels"] != -100
+    answers = processor.tokenizer.batch_decode(
+        [ids[mask] for ids, mask in zip(batch["input_ids"], trained)], skip_special_tokens=True)
+    # The answer and its end-of-turn token (which InternVL's tokenizer does not mark special), nothing else.
+    for answer, expected in zip(answers, ["màu đỏ", "màu xanh"]):
+        assert answer.strip().startswith(expected) and "gì" not in answer
+    assert run_sft(cfg) == "finished"
+    losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
+    assert losses[-1] < losses[0]
+    AutoModelForImageTextToText.from_pretrained(out / "model")
