@@ -63,8 +63,8 @@ def dpo_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
 def run_dpo(cfg: Config, resume: bool = False) -> str:
     """Preference-tune `model.name` on `data.train`; returns why training stopped (finished, time_budget, signal)."""
     started = time.monotonic()
+    splits = read_chat_splits(cfg, preference=True)  # bad data is found before a run folder is made
     cfg, run_dir, _ = prepare_run(cfg, resume)
-    splits = read_chat_splits(cfg, preference=True)
     model, processor = load_vlm(cfg)
     peft_config = lora_config(cfg) if cfg.model.lora.enabled else None
     if cfg.model.quantize != "none" and peft_config is None:

@@ -40,8 +40,8 @@ def run_build(cfg: Config, resume: bool = False) -> str:
         out = save_vlm(build_llava(cfg.build, cfg.chat.image_token), Path(cfg.output_dir) / "model")
         log.info(f"assembled VLM written to {out}")
         return "finished"
+    splits = read_chat_splits(cfg)  # bad data is found before a run folder is made
     cfg, run_dir, _ = prepare_run(cfg, resume)
-    splits = read_chat_splits(cfg)
     if cfg.build.stage == 1:
         built = _stage_one_model(cfg)
         train_only(built.model, [PROJECTOR])
