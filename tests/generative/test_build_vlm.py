@@ -139,3 +139,16 @@ def test_parts_that_cannot_make_a_llava_are_input_errors(tiny_parts, tiny_llava,
     with pytest.raises(InputError, match="SmolVLMForConditionalGeneration, not a LLaVA-style VLM"):
         run_build(run_config(tiny_parts["smolvlm"], colour_chat["chat"], colour_chat["images"], tmp_path / "r3",
                              "build.stage=2"))
+
+
+def test_an_embedding_matrix_padded_past_the_tokenizer_is_not_shrunk(tiny_parts, tmp_path):
+    from transformers import AutoTokenizer
+
+    padded = tmp_path / "padded-lm"
+    lm = AutoModelForCausalLM.from_pretrained(tiny_parts["qwen2"])
+    lm.resize_token_embeddings(1100)  # as real checkpoints do, e.g. to a multiple of 64
+    lm.save_pretrained(padded)
+    AutoTokenizer.from_pretrained(tiny_parts["qwen2"]).save_pretrained(padded)
+    built = build_llava(BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(padded)))
+    assert built.model.get_input_embeddings().weight.shape[0] == 1100
+    assert built.model.config.image_token_id < 1100

@@ -78,9 +78,11 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
     model = LlavaForConditionalGeneration(config)
     _load_vision_weights(model, build.vision, dtype)
     _load_llm_weights(model, llm)
-    # Rows of new tokens start at the mean of the old ones (transformers' mean resizing): a random row would
-    # make the image token's logit dominate before training.
-    model.resize_token_embeddings(len(tokenizer))
+    # Only grow: real LMs pad their embedding matrix past the tokenizer (Qwen2: 151936 rows for 151646 tokens), and
+    # an added image token may land in a spare row. New rows start at the mean of the old ones (transformers' mean
+    # resizing): a random row would make the image token's logit dominate before training.
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
     model.config.text_config.pad_token_id = tokenizer.pad_token_id
     # Answers end with the stop token and the tokenizer's eos must be that token too: transformers' Trainer
     # overwrites the model's eos with the tokenizer's.
