@@ -21,6 +21,7 @@ from mmtune.config import Config, save_config
 from mmtune.data.images import ImageError, load_image
 from mmtune.errors import InputError
 from mmtune.models.adapters import load_quantized, quantized_compute_dtype
+from mmtune.models.vlm_loading import weights_dtype
 from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
 from mmtune.training.loop import _tracker_available, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
@@ -114,7 +115,8 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
             model = load_quantized(AutoModelForImageTextToText, name, int(cfg.model.quantize[0]),
                                    quantized_compute_dtype(), **kwargs)
         else:
-            model = AutoModelForImageTextToText.from_pretrained(name, **kwargs)
+            # A LoRA base on a GPU loads in half precision (model.vlm.dtype), as for the classifier kinds.
+            model = AutoModelForImageTextToText.from_pretrained(name, dtype=weights_dtype(cfg.model), **kwargs)
     except (OSError, ValueError) as error:
         raise InputError(f"model.name: cannot load the VLM '{name}' ({str(error).strip().splitlines()[0][:200]})"
                          ) from None
