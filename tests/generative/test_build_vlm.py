@@ -89,6 +89,15 @@ def test_stage_2_changes_the_projector_and_the_language_models_adapted_layers_on
                                            "down_proj") for name in lm)
 
 
+def test_stage_2_without_lora_trains_projector_and_language_model_but_not_the_vision_tower(tiny_llava, colour_chat,
+                                                                                          tmp_path):
+    out = tmp_path / "stage2"
+    cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], out, "build.stage=2", "train.epochs=1")
+    assert run_build(cfg) == "finished"
+    moved = changed(weights(tiny_llava), weights(out / "model"))
+    assert {name.split(".")[0] for name in moved} == {"multi_modal_projector", "language_model"}
+
+
 def test_stage_2_can_train_the_vision_tower_too(tiny_llava, colour_chat, tmp_path):
     out = tmp_path / "stage2"
     cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], out, "build.stage=2", "train.epochs=1",
@@ -131,6 +140,9 @@ def test_parts_that_cannot_make_a_llava_are_input_errors(tiny_parts, tiny_llava,
         build_llava(BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(tmp_path / "nothing")))
     with pytest.raises(InputError, match="build.vision and build.llm"):
         build_llava(BuildConfig(vision=str(tiny_parts["siglip"])))
+    with pytest.raises(InputError, match="LoRA belongs to stage 2"):
+        run_build(run_config(tiny_llava, colour_chat["captions"], colour_chat["images"], tmp_path / "r0",
+                             "build.stage=1", "model.lora.enabled=true"))
     with pytest.raises(InputError, match="stage 2 starts from a built VLM"):
         run_build(run_config(None, colour_chat["chat"], colour_chat["images"], tmp_path / "r", "build.stage=2"))
     with pytest.raises(InputError, match="model.name: cannot load the VLM"):

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from mmtune.config import Config
 from mmtune.errors import InputError
 from mmtune.generative.build_vlm import BuiltVlm, build_llava, save_vlm
-from mmtune.generative.sft import read_chat_splits, sft_trainer
+from mmtune.generative.sft import ChatSplits, read_chat_splits, sft_trainer
 from mmtune.generative.trainer_setup import RunCallback, export_model, load_vlm, lora_config, prepare_run, run_trainer
 from mmtune.training.budget import StopSignals
 
@@ -40,25 +41,30 @@ def run_build(cfg: Config, resume: bool = False) -> str:
         out = save_vlm(build_llava(cfg.build, cfg.chat.image_token), Path(cfg.output_dir) / "model")
         log.info(f"assembled VLM written to {out}")
         return "finished"
+    if cfg.build.stage == 1 and cfg.model.lora.enabled:
+        raise InputError("model.lora.enabled: stage 1 trains only the projector; LoRA belongs to stage 2")
     splits = read_chat_splits(cfg)  # bad data is found before a run folder is made
     cfg, run_dir, _ = prepare_run(cfg, resume)
-    if cfg.build.stage == 1:
-        built = _stage_one_model(cfg)
-        train_only(built.model, [PROJECTOR])
-        trainer = sft_trainer(cfg, built.model, built.processor, splits, run_dir)
-    else:
-        built = _stage_two_model(cfg)
-        trained = [PROJECTOR] + ([VISION_TOWER] if cfg.build.train_vision_tower else [])
-        if cfg.model.lora.enabled:
-            trainer = sft_trainer(cfg, built.model, built.processor, splits, run_dir,
-                                  lora_config(cfg, modules_to_save=trained))
-        else:
-            train_only(built.model, [*trained, "language_model", "lm_head"])
-            trainer = sft_trainer(cfg, built.model, built.processor, splits, run_dir)
+    built, trainer = _stage_trainer(cfg, splits, run_dir)
     stopped = run_trainer(trainer, RunCallback(cfg, run_dir, StopSignals(), started), resume)
     if stopped == "finished":
         export_model(trainer, built.processor, cfg, run_dir)
     return stopped
+
+
+def _stage_trainer(cfg: Config, splits: ChatSplits, run_dir: Path) -> tuple[BuiltVlm, Any]:
+    """The model of the stage with only what the stage trains left trainable, in TRL's SFTTrainer."""
+    if cfg.build.stage == 1:
+        built = _stage_one_model(cfg)
+        train_only(built.model, [PROJECTOR])
+        return built, sft_trainer(cfg, built.model, built.processor, splits, run_dir)
+    built = _stage_two_model(cfg)
+    trained = [PROJECTOR] + ([VISION_TOWER] if cfg.build.train_vision_tower else [])
+    if cfg.model.lora.enabled:  # peft freezes everything else and trains `modules_to_save` fully
+        return built, sft_trainer(cfg, built.model, built.processor, splits, run_dir,
+                                  lora_config(cfg, modules_to_save=trained))
+    train_only(built.model, [*trained, "language_model", "lm_head"])
+    return built, sft_trainer(cfg, built.model, built.processor, splits, run_dir)
 
 
 def _stage_one_model(cfg: Config) -> BuiltVlm:
