@@ -22,7 +22,7 @@ def test_every_config_loads():
     assert {p.name for p in paths} >= {"demo.yaml", "vilt-t4.yaml", "siglip-phobert-t4.yaml"}
     for path in paths:
         cfg = load_config(path)
-        assert cfg.model.kind in ("fusion", "vilt") and cfg.train.metric == "macro_f1"
+        assert cfg.model.kind in ("fusion", "vilt", "vlm-generative", "vlm-head") and cfg.train.metric == "macro_f1"
 
 
 def _tiny_overrides(name: str, tiny: dict) -> list[str]:

@@ -97,4 +97,4 @@ def build_classifier(cfg: Config, labels: list[str]) -> nn.Module:
 
 def _import_kinds() -> None:
     # Importing the kind modules runs their @register_kind decorators.
-    from mmtune.models import fusion, vilt, vlm_generative, vlm_head  # noqa: F401
+    from mmtune.models import fusion, vilt, vlm_kinds  # noqa: F401

@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from mmtune.config import Config
 from mmtune.errors import InputError
-from mmtune.models.base import register_kind
 from mmtune.models.label_scoring import (
     Answers,
     answer_logprobs_cached,
@@ -67,7 +65,3 @@ class VlmGenerativeClassifier(VlmClassifierBase):
                                               first_only=self.scoring == "first_token")
         return reduce_scores(logprobs, self.answers, self.scoring)
 
-
-@register_kind("vlm-generative")
-def build_vlm_generative(cfg: Config, labels: list[str]) -> nn.Module:
-    return VlmGenerativeClassifier(cfg, labels)

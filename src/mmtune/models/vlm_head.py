@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from mmtune.config import Config
-from mmtune.models.base import register_kind
 from mmtune.models.vlm_common import VlmClassifierBase
 from mmtune.training.losses import loss_output_size
 
@@ -42,7 +41,3 @@ class VlmHeadClassifier(VlmClassifierBase):
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.head(pooled)
 
-
-@register_kind("vlm-head")
-def build_vlm_head(cfg: Config, labels: list[str]) -> nn.Module:
-    return VlmHeadClassifier(cfg, labels)

@@ -100,9 +100,9 @@ class VlmInputs:
             ids = _strip_trailing_blanks(tokenizer, full_ids[len(prompt_ids):])
             if not ids:
                 raise InputError(f"model.vlm.label_words.{label}: {word!r} gives no answer tokens")
-            if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+            if _has_unknown_pieces(tokenizer, ids, word):
                 raise InputError(f"model.vlm.label_words.{label}: {word!r} has pieces the tokenizer does not know "
-                                 f"({tokenizer.unk_token}); choose words in its vocabulary")
+                                 "(they become unk or are dropped); choose words in its vocabulary")
             pieces = tokenizer.convert_ids_to_tokens(ids)
             report.pieces[label] = pieces
             if any(piece.startswith("<0x") and piece.endswith(">") for piece in pieces):
@@ -171,6 +171,14 @@ class VlmInputs:
                 image.thumbnail((side, side), Image.Resampling.BICUBIC)
             images.append(image)
         return images
+
+
+def _has_unknown_pieces(tokenizer: Any, ids: list[int], word: str) -> bool:
+    # An unk id, or characters a tokenizer without unk token silently drops: the answer does not decode back.
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+        return True
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    return "".join(word.split()) not in "".join(decoded.split())
 
 
 def _strip_trailing_blanks(tokenizer: Any, ids: list[int]) -> list[int]:

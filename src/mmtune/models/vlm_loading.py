@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 LANGUAGE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+# Remote-code model types with a native transformers counterpart that mmtune's VLM kinds need instead.
+REMOTE_ONLY = {"internvl_chat": "InternVL2 (Vintern-1B)"}
+
+
 @dataclass
 class LoadedVlm:
     model: nn.Module  # a *ForConditionalGeneration or *ForCausalLM
@@ -43,7 +47,12 @@ def load_vlm(model_cfg: ModelConfig) -> LoadedVlm:
     try:
         config = AutoConfig.from_pretrained(model_cfg.name, **remote)
     except (OSError, ValueError) as error:
-        raise InputError(f"model.name: cannot load a config from {model_cfg.name!r} ({error})") from None
+        key = "model.trust_remote_code" if "trust_remote_code" in str(error) else "model.name"
+        raise InputError(f"{key}: cannot load a config from {model_cfg.name!r} ({error})") from None
+    if config.model_type in REMOTE_ONLY:
+        raise InputError(f"model.name: {model_cfg.name!r} is in {REMOTE_ONLY[config.model_type]}'s remote-code "
+                         "format, whose model has its own forward; convert it to transformers' native class "
+                         "(README: Vintern-1B) and point model.name at the converted folder")
     has_vision = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     model_cls = AutoModelForImageTextToText if has_vision else AutoModelForCausalLM
     model = _load_weights(model_cls, model_cfg, remote)
