@@ -164,3 +164,18 @@ def test_an_embedding_matrix_padded_past_the_tokenizer_is_not_shrunk(tiny_parts,
     built = build_llava(BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(padded)))
     assert built.model.get_input_embeddings().weight.shape[0] == 1100
     assert built.model.config.image_token_id < 1100
+
+
+def test_a_half_precision_build_trains_its_projector_in_fp32(tiny_parts, colour_chat, tmp_path):
+    from mmtune.generative.sft import read_chat_splits, sft_trainer
+    from mmtune.generative.stages import PROJECTOR, train_only
+
+    built = build_llava(BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(tiny_parts["qwen2"])),
+                        dtype=torch.bfloat16)
+    assert {p.dtype for p in built.model.parameters()} == {torch.bfloat16}
+    cfg = run_config(None, colour_chat["captions"], colour_chat["images"], tmp_path / "run")
+    train_only(built.model, [PROJECTOR])
+    trainer = sft_trainer(cfg, built.model, built.processor, read_chat_splits(cfg), tmp_path / "run")
+    dtypes = {name.split(".")[1]: p.dtype for name, p in trainer.model.named_parameters()}
+    assert dtypes == {"multi_modal_projector": torch.float32, "vision_tower": torch.bfloat16,
+                      "language_model": torch.bfloat16}

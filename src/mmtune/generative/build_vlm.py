@@ -20,6 +20,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
     AutoTokenizer,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -58,8 +59,11 @@ class BuiltVlm:
     processor: LlavaProcessor
 
 
-def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.dtype | None = None) -> BuiltVlm:
-    """A LLaVA model whose vision tower and LM carry the pretrained weights of `build.vision` and `build.llm`."""
+def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.dtype = torch.float32) -> BuiltVlm:
+    """A LLaVA model whose vision tower and LM carry the pretrained weights of `build.vision` and `build.llm`.
+
+    Built directly in `dtype`: a 7B LLM assembled in fp32 would need its 28 GB twice over.
+    """
     if not build.vision or not build.llm:
         raise InputError("build.vision and build.llm: both are needed to assemble a VLM (or set model.name "
                          "to an already built one)")
@@ -75,7 +79,7 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
         vision_feature_select_strategy=strategy,
         tie_word_embeddings=llm.config.tie_word_embeddings,
     )
-    model = LlavaForConditionalGeneration(config)
+    model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     _load_vision_weights(model, build.vision, dtype)
     _load_llm_weights(model, llm)
     # Only grow: real LMs pad their embedding matrix past the tokenizer (Qwen2: 151936 rows for 151646 tokens), and
@@ -89,8 +93,6 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
     tokenizer.eos_token = _stop_token(llm, tokenizer)
     model.generation_config = llm.generation_config
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if dtype is not None:
-        model.to(dtype)
     with _loading("build.vision", build.vision):
         image_processor = AutoImageProcessor.from_pretrained(build.vision)
     processor = LlavaProcessor(
@@ -129,7 +131,7 @@ def _vision_config(name: str) -> PretrainedConfig:
     return config
 
 
-def _load(model_cls: type, name: str, key: str, dtype: torch.dtype | None) -> PreTrainedModel:
+def _load(model_cls: type, name: str, key: str, dtype: torch.dtype) -> PreTrainedModel:
     with _loading(key, name):
         return model_cls.from_pretrained(name, dtype=dtype)
 
@@ -156,7 +158,7 @@ def _feature_select(build: BuildConfig, vision_config: PretrainedConfig) -> str:
     return "full" if vision_config.model_type.startswith("siglip") else "default"
 
 
-def _load_vision_weights(model: LlavaForConditionalGeneration, name: str, dtype: torch.dtype | None) -> None:
+def _load_vision_weights(model: LlavaForConditionalGeneration, name: str, dtype: torch.dtype) -> None:
     source = _load(AutoModel, name, "build.vision", dtype)
     tower = model.model.vision_tower
     if type(source) is not type(tower):

@@ -23,6 +23,7 @@ from mmtune.generative.trainer_setup import (
     prepare_run,
     run_trainer,
     trainer_arguments,
+    upcast_trainable,
 )
 from mmtune.training.budget import StopSignals
 
@@ -54,10 +55,13 @@ def dpo_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
     train_set, val_set = datasets_for(splits, cfg)
     args = dpo_arguments(cfg, run_dir, has_eval=val_set is not None)
     try:
-        return DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_set, eval_dataset=val_set,
-                          processing_class=processor, peft_config=peft_config)
+        trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_set,
+                             eval_dataset=val_set, processing_class=processor, peft_config=peft_config)
     except ValueError as error:
         raise InputError(f"dpo: {error}") from None
+    if cfg.model.quantize == "none":
+        upcast_trainable(trainer.model)
+    return trainer
 
 
 def run_dpo(cfg: Config, resume: bool = False) -> str:

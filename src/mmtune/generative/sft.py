@@ -26,6 +26,7 @@ from mmtune.generative.trainer_setup import (
     prepare_run,
     run_trainer,
     trainer_arguments,
+    upcast_trainable,
     with_images,
 )
 from mmtune.training.budget import StopSignals
@@ -70,8 +71,11 @@ def sft_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
 
     train_set, val_set = datasets_for(splits, cfg)
     args = SFTConfig(**trainer_arguments(cfg, run_dir, has_eval=val_set is not None), completion_only_loss=True)
-    return SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                      processing_class=processor, peft_config=peft_config)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+                         processing_class=processor, peft_config=peft_config)
+    if cfg.model.quantize == "none":
+        upcast_trainable(trainer.model)
+    return trainer
 
 
 def run_sft(cfg: Config, resume: bool = False) -> str:

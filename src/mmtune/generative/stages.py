@@ -25,7 +25,15 @@ from mmtune.config import Config
 from mmtune.errors import InputError
 from mmtune.generative.build_vlm import BuiltVlm, build_llava, save_vlm
 from mmtune.generative.sft import ChatSplits, read_chat_splits, sft_trainer
-from mmtune.generative.trainer_setup import RunCallback, export_model, load_vlm, lora_config, prepare_run, run_trainer
+from mmtune.generative.trainer_setup import (
+    RunCallback,
+    compute_dtype,
+    export_model,
+    load_vlm,
+    lora_config,
+    prepare_run,
+    run_trainer,
+)
 from mmtune.training.budget import StopSignals
 
 log = logging.getLogger(__name__)
@@ -38,7 +46,8 @@ def run_build(cfg: Config, resume: bool = False) -> str:
     """Run the stage `build.stage` names; returns why it stopped (finished, time_budget, signal)."""
     started = time.monotonic()
     if cfg.build.stage == 0:
-        out = save_vlm(build_llava(cfg.build, cfg.chat.image_token), Path(cfg.output_dir) / "model")
+        built = build_llava(cfg.build, cfg.chat.image_token, compute_dtype(cfg))
+        out = save_vlm(built, Path(cfg.output_dir) / "model")
         log.info(f"assembled VLM written to {out}")
         return "finished"
     if cfg.build.stage == 1 and cfg.model.lora.enabled:
@@ -73,7 +82,7 @@ def _stage_one_model(cfg: Config) -> BuiltVlm:
     if cfg.model.quantize != "none":
         raise InputError("model.quantize: stage 1 trains the full-precision projector of a freshly assembled model; "
                          "set model.quantize: none")
-    return build_llava(cfg.build, cfg.chat.image_token)
+    return build_llava(cfg.build, cfg.chat.image_token, compute_dtype(cfg))
 
 
 def _stage_two_model(cfg: Config) -> BuiltVlm:

@@ -125,6 +125,20 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
     return model, processor
 
 
+def compute_dtype(cfg: Config) -> torch.dtype:
+    """The precision the run computes in (train.mixed_precision): what frozen weights are built or kept in."""
+    precision = resolve_mixed_precision(cfg.train.mixed_precision)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def upcast_trainable(model: torch.nn.Module) -> None:
+    """Trained weights in fp32 on a half-precision base: AdamW steps below bf16's resolution are lost, and the
+    fp16 grad scaler refuses fp16 parameters. (QLoRA keeps TRL's choice of bf16 adapters.)"""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+
+
 def lora_config(cfg: Config, modules_to_save: list[str] | None = None) -> Any:
     from peft import LoraConfig
 
