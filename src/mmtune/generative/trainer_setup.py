@@ -205,23 +205,25 @@ def run_trainer(trainer: Any, callback: RunCallback, resume: bool) -> str:
     return callback.stopped
 
 
-def export_model(trainer: Any, processor: Any, cfg: Config, run_dir: Path, base_name: str | None = None) -> Path:
+def export_model(trainer: Any, processor: Any, cfg: Config, run_dir: Path) -> Path:
     """Save the trained model as a plain transformers folder (adapters merged) in run_dir/model, and the adapters
     alone in run_dir/adapter: the folder works as `model.name` anywhere, including mmtune's classifier kinds."""
     from peft import PeftModel
 
-    model = trainer.model
     out = run_dir / "model"
+    if not trainer.accelerator.is_main_process:
+        return out
+    model = trainer.model
     if isinstance(model, PeftModel):
         model.save_pretrained(run_dir / "adapter")
         if cfg.model.quantize != "none":
-            # Merging into 4-/8-bit weights loses the adapters' precision: merge into a full-precision base.
-            base = AutoModelForImageTextToText.from_pretrained(base_name or cfg.model.name, dtype=torch.float32,
+            # Merging into 4-/8-bit weights loses the adapters' precision: merge into an unquantized base (in the
+            # run's precision: bf16 / fp16 on GPUs, fp32 on CPUs).
+            base = AutoModelForImageTextToText.from_pretrained(cfg.model.name, dtype=compute_dtype(cfg),
                                                                trust_remote_code=cfg.model.trust_remote_code)
             model = PeftModel.from_pretrained(base, run_dir / "adapter")
         model = model.merge_and_unload()
-    if trainer.accelerator.is_main_process:
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
     return out
 
