@@ -88,3 +88,14 @@ def eval_probs(classifier: torch.nn.Module, examples: list) -> torch.Tensor:
     classifier.eval()
     with torch.no_grad():
         return classifier(classifier.collate(examples, train=False)).float().softmax(-1)
+
+
+def assert_trains_and_predicts(setup: VlmSetup) -> None:
+    """Six steps on one batch lower the loss by 10%; evaluation gives [6, 4] probabilities summing to 1."""
+    classifier = build(setup)
+    examples = classifier.prepare(setup.posts, train=True)
+    losses = train_steps(classifier, examples, steps=6, lr=1e-2)
+    assert losses[-1] < losses[0] * 0.9, losses
+    probs = eval_probs(classifier, examples[:6])
+    assert probs.shape == (6, 4)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(6))

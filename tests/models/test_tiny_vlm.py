@@ -70,6 +70,17 @@ def test_byte_fallback_tokenizers_spell_unseen_characters_in_bytes(family: str, 
     assert tokenizer.unk_token_id not in tokenizer("mèo", add_special_tokens=False)["input_ids"]
 
 
+@pytest.mark.parametrize("family", VLM_FAMILIES)
+def test_chat_and_image_tokens_are_single_tokens(family: str, tiny_vlm: Callable[[str], Path]) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_vlm(family))
+    user = messages(1) if family not in TEXT_ONLY else [{"role": "user", "content": CAPTION}]
+    text = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": "không"}], tokenize=False)
+    specials = [t for t in tokenizer.all_special_tokens if t in text and t != tokenizer.unk_token]
+    assert specials, text
+    for token in specials:
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+
+
 def test_processor_reload_keeps_the_image_token_count(tiny_vlm: Callable[[str], Path]) -> None:
     for family, attribute in (("internvl", "image_seq_length"), ("smolvlm", "image_seq_len"),
                               ("idefics3", "image_seq_len")):

@@ -6,19 +6,12 @@ import pytest
 import torch
 
 from mmtune.models.tiny_vlm import VLM_FAMILIES
-from tests.models.conftest import build, eval_probs, train_steps
+from tests.models.conftest import assert_trains_and_predicts, build, eval_probs, train_steps
 
 
 @pytest.mark.parametrize("family", VLM_FAMILIES)
 def test_class_objective_trains_and_predicts_probabilities(family, vlm_setup):
-    setup = vlm_setup(family, "vlm-generative")
-    classifier = build(setup)
-    examples = classifier.prepare(setup.posts, train=True)
-    losses = train_steps(classifier, examples, steps=6, lr=1e-2)
-    assert losses[-1] < losses[0] * 0.9, losses
-    probs = eval_probs(classifier, examples[:6])
-    assert probs.shape == (6, 4)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(6))
+    assert_trains_and_predicts(vlm_setup(family, "vlm-generative"))
 
 
 @pytest.mark.parametrize("family", ["qwen2-vl", "smolvlm", "llama"])

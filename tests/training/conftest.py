@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,18 @@ def run_mmtune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "mmtune", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
+
+
+def train_then_sigkill(config: Path, run_dir: Path, at_step: int, timeout: float = 240) -> None:
+    """Run `mmtune train config` and SIGKILL it as soon as last/ records `at_step` optimizer steps."""
+    process = subprocess.Popen([sys.executable, "-m", "mmtune", "train", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "last" / "trainer_state.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text() or "{}").get("global_step", 0) >= at_step:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from mmtune.config import load_config
 from mmtune.training.run import train
-from tests.training.conftest import fusion_config, run_mmtune, write_config
+from tests.training.conftest import fusion_config, run_mmtune, train_then_sigkill, write_config
 
 
 def read_csv(path):
@@ -74,17 +74,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(demo_small, tiny_models
     assert run_mmtune("train", straight).returncode == 0
     killed_dir = tmp_path / "killed"
     killed = write_config(fusion_config(demo_small, tiny_models, killed_dir, **settings), tmp_path / "b.yaml")
-    process = subprocess.Popen([sys.executable, "-m", "mmtune", "train", str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = killed_dir / "last" / "trainer_state.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text() or "{}").get("global_step", 0) >= 12:
-            break  # mid-epoch 2 of 3
-        time.sleep(0.005)
-    assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    train_then_sigkill(killed, killed_dir, at_step=12)  # mid-epoch 2 of 3
     resumed = run_mmtune("train", killed, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr

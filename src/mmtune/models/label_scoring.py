@@ -75,15 +75,21 @@ def answer_logprobs_cached(model: nn.Module, prompt: dict[str, torch.Tensor], an
     return logprobs * answers.mask[None]
 
 
-def answer_logprobs_loop(model: nn.Module, prompt: dict[str, torch.Tensor], answers: Answers) -> torch.Tensor:
-    """[B, K, L] as `answer_logprobs_cached`, with one full forward of prompt + answer per label."""
+def answer_logprobs_loop(model: nn.Module, prompt: dict[str, torch.Tensor], answers: Answers,
+                         every_position: bool = False) -> torch.Tensor:
+    """[B, K, L] as `answer_logprobs_cached`, with one full forward of prompt + answer per label.
+
+    `every_position` runs the language-model head over the whole sequence, as a plain loop over
+    `model(...).logits` does (the benchmark's baseline); the scores are the same.
+    """
     batch, length = prompt["input_ids"].shape
     labels, answer_length = answers.ids.shape
     logprobs = prompt["input_ids"].new_zeros((batch, labels, answer_length), dtype=torch.float32)
     for k in range(labels):
         ids = answers.ids[k][answers.mask[k]]
         tokens = ids[None].expand(batch, -1)
-        logits = _forward_with_answer(model, prompt, tokens, torch.ones_like(tokens, dtype=torch.bool))
+        logits = _forward_with_answer(model, prompt, tokens, torch.ones_like(tokens, dtype=torch.bool),
+                                      every_position)
         logprobs[:, k, : len(ids)] = logits.float().log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
     return logprobs
 
@@ -106,7 +112,7 @@ def reduce_scores(logprobs: torch.Tensor, answers: Answers, scoring: Literal["me
 
 
 def _forward_with_answer(model: nn.Module, prompt: dict[str, torch.Tensor], answer: torch.Tensor,
-                         mask: torch.Tensor) -> torch.Tensor:
+                         mask: torch.Tensor, every_position: bool = False) -> torch.Tensor:
     """Logits predicting each answer token ([B, L, V]): the prompt with `answer` appended, head at those L."""
     length = prompt["input_ids"].shape[1]
     inputs: dict[str, Any] = dict(prompt)
@@ -116,6 +122,8 @@ def _forward_with_answer(model: nn.Module, prompt: dict[str, torch.Tensor], answ
             inputs[key] = torch.cat([inputs[key], extra.to(inputs[key].dtype)], dim=1)
     _reset_rope_deltas(model)
     positions = torch.arange(length - 1, length - 1 + answer.shape[1], device=answer.device)
+    if every_position:
+        return model(**inputs, use_cache=False).logits[:, positions]
     return model(**inputs, use_cache=False, logits_to_keep=positions).logits
 
 

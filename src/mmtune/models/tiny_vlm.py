@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tokenizers import pre_tokenizers
+from tokenizers import AddedToken, pre_tokenizers
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
@@ -97,8 +97,11 @@ def _byte_level_tokenizer(specials: list[str], named: dict[str, str], chat_templ
     merges = _learn_merges([(list(w), n) for w, n in sorted(words.items())], lambda a, b: a + b,
                            VOCAB_SIZE - len(alphabet))
     vocab = _numbered(alphabet + [a + b for a, b in merges] + specials)
-    return Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token=specials[0], pad_token=specials[0],
-                          unk_token=None, extra_special_tokens=named or specials[1:], chat_template=chat_template)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token=specials[0], pad_token=specials[0],
+                               unk_token=None, extra_special_tokens=named or specials[1:], chat_template=chat_template)
+    # Named tokens (InternVL's image tokens) replace the list: the chat tokens must stay unsplittable too.
+    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
+    return tokenizer
 
 
 def _byte_fallback_tokenizer(extra: list[str], chat_template: str) -> LlamaTokenizer:
@@ -139,7 +142,7 @@ IDEFICS_EXTRA = (["<fake_token_around_image>", "<image>", "<end_of_utterance>", 
 # ---- families ---------------------------------------------------------------------------------------------
 
 
-class _SavedProcessor:
+class SavedProcessor:
     """Saves a processor in the Hub layout: processor_config.json names the real class (e.g. Qwen2VLProcessor)
     even when a torchvision-free subclass from compat.py built it."""
 
@@ -217,7 +220,7 @@ def _build_smolvlm() -> tuple[PreTrainedModel, list[Any]]:
     processor = compat.SmolVLMProcessorWithoutVideo(image_processor=image_processor, tokenizer=tokenizer,
                                                     image_seq_len=seq_len, chat_template=tokenizer.chat_template)
     model = SmolVLMForConditionalGeneration(_idefics_config(SmolVLMConfig, tokenizer))
-    return model, [_SavedProcessor(processor, "SmolVLMProcessor")]
+    return model, [SavedProcessor(processor, "SmolVLMProcessor")]
 
 
 def _qwen_vl_parts(config_cls: Any, model_cls: Any, processor_cls: Any, class_name: str,
@@ -243,7 +246,7 @@ def _qwen_vl_parts(config_cls: Any, model_cls: Any, processor_cls: Any, class_na
                                                      "longest_edge": IMAGE_SIZE * IMAGE_SIZE})
     processor = processor_cls(image_processor=image_processor, tokenizer=tokenizer,
                               chat_template=tokenizer.chat_template)
-    return model_cls(config), [_SavedProcessor(processor, class_name)]
+    return model_cls(config), [SavedProcessor(processor, class_name)]
 
 
 def _build_qwen2_vl() -> tuple[PreTrainedModel, list[Any]]:
@@ -276,7 +279,7 @@ def _build_internvl() -> tuple[PreTrainedModel, list[Any]]:
                                                crop_to_patches=False, min_patches=1, max_patches=4)
     processor = compat.InternVLProcessorWithoutVideo(image_processor=image_processor, tokenizer=tokenizer,
                                                      image_seq_length=seq_len, chat_template=tokenizer.chat_template)
-    return InternVLForConditionalGeneration(config), [_SavedProcessor(processor, "InternVLProcessor")]
+    return InternVLForConditionalGeneration(config), [SavedProcessor(processor, "InternVLProcessor")]
 
 
 BUILDERS: dict[str, Callable[[], tuple[PreTrainedModel, list[Any]]]] = {
