@@ -122,3 +122,22 @@ def test_sft_with_lora_trains_each_vlm_family_on_answers_only(family, colour_cha
     losses = [m["loss"] for m in read_metrics(out) if "loss" in m]
     assert losses[-1] < losses[0]
     AutoModelForImageTextToText.from_pretrained(out / "model")
+
+
+def test_multi_image_sharegpt_rows_train(tiny_llava, tmp_path):
+    import json
+
+    from tests.generative.conftest import write_images
+
+    pairs = write_images(tmp_path / "images", 4)
+    rows = [{"id": i, "image": [pairs[i][0], pairs[i + 1][0]], "conversations": [
+        {"from": "human", "value": "Ảnh 1: <image>\nẢnh 2: <image>\nHai màu gì?"},
+        {"from": "gpt", "value": f"{pairs[i][1]} và {pairs[i + 1][1]}"}]} for i in range(3)]
+    (tmp_path / "multi.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    cfg = run_config(tiny_llava, tmp_path / "multi.json", tmp_path / "images", tmp_path / "run", "train.batch_size=3")
+    model, processor = load_vlm(cfg)
+    trainer = sft_trainer(cfg, model, processor, read_chat_splits(cfg), tmp_path / "run")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    assert batch["pixel_values"].shape[0] == 6
+    assert int((batch["input_ids"] == model.config.image_token_id).sum()) == 6 * model.config.image_seq_length
+    assert run_sft(cfg) == "finished"
