@@ -21,6 +21,7 @@ from rich.table import Table
 from mmtune import __version__
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
+from mmtune.generative.cli import add_commands as generative_commands
 
 log = logging.getLogger("mmtune")
 console = Console(stderr=False)
@@ -95,6 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _config_args(config)
     config.add_argument("--schema", action="store_true", help="list every key, its default and doc")
     config.set_defaults(run=cmd_config)
+    generative_commands(commands)
     return parser
 
 

@@ -221,6 +221,37 @@ class CVConfig:
 
 
 @dataclass
+class ChatConfig:
+    format: Literal["auto", "messages", "sharegpt", "captions", "preference"] = doc(
+        "auto", "chat data layout (sft, dpo, build-vlm); auto decides from the first row's keys")
+    turns: Literal["all", "last"] = doc("all", "multi-turn chats: train every assistant answer, or only the last")
+    system_prompt: str | None = doc(None, "system message put before each chat that has none")
+    caption_prompt: str = doc("Describe the image briefly.", "captions layout: the user turn before each caption")
+    image_token: str = doc("<image>", "the image placeholder in ShareGPT/LLaVA text")
+    max_length: int | None = doc(2048, "truncate prompt+answer to this many tokens (image tokens included); null = off")
+
+
+@dataclass
+class DpoConfig:
+    beta: float = doc(0.1, "DPO beta: how far the policy may move from the reference model")
+    loss_type: list[str] = doc(["sigmoid"], "TRL DPO loss variants (sigmoid, ipo, hinge, robust, ...), summed")
+    label_smoothing: float = doc(0.0, "conservative DPO / robust loss: assumed share of flipped preferences")
+
+
+@dataclass
+class BuildConfig:
+    stage: Literal[0, 1, 2] = doc(1, "0: assemble only; 1: train the projector on captions; 2: instruction tuning")
+    vision: str | None = doc(None, "vision encoder id/folder (SigLIP, CLIP, any HF vision model), stage 0/1 builds")
+    llm: str | None = doc(None, "causal LM id/folder (Qwen2, Vistral, Llama, ...), stage 0/1 builds")
+    vision_feature_layer: int = doc(-2, "which vision hidden layer feeds the projector (LLaVA: the second last)")
+    vision_feature_select: Literal["auto", "default", "full"] = doc(
+        "auto", "default drops the CLS token, full keeps every patch; auto: default if the encoder has a CLS")
+    projector_act: str = doc("gelu", "activation between the projector's two linear layers")
+    chat_template: str | None = doc(None, "a .jinja chat template for the built model; null = USER:/ASSISTANT:")
+    train_vision_tower: bool = doc(False, "stage 2: also train the vision encoder (fully)")
+
+
+@dataclass
 class Config:
     name: str = doc("run", "run name")
     output_dir: str = doc("runs/run", "where the run writes its files")
@@ -229,6 +260,9 @@ class Config:
     model: ModelConfig = doc(ModelConfig(), "model")
     train: TrainConfig = doc(TrainConfig(), "training")
     cv: CVConfig = doc(CVConfig(), "cross-validation")
+    chat: ChatConfig = doc(ChatConfig(), "chat data for sft, dpo and build-vlm")
+    dpo: DpoConfig = doc(DpoConfig(), "mmtune dpo")
+    build: BuildConfig = doc(BuildConfig(), "mmtune build-vlm: a LLaVA-style VLM from parts")
 
 
 # ----------------------------------------------------------------------------------------------

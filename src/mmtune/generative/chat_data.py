@@ -1,0 +1,308 @@
+"""Chat and preference data for TRL: read files in the common VLM layouts into prompt/completion rows.
+
+Layouts (`chat.format`, `auto` decides from the first row's keys):
+- `messages`: JSONL rows `{"messages": [{"role", "content"}], "images": [...]}` (TRL / HF datasets). Content is a
+  string (images then go before the first user text, or where `<image>` stands) or a list of
+  `{"type": "image"}` / `{"type": "text", "text": ...}` blocks.
+- `sharegpt`: LLaVA / ShareGPT JSON (a list) or InternVL JSONL rows `{"image": name | [names], "conversations":
+  [{"from": "human" | "gpt" | "system", "value": "<image>\\n..."}]}`.
+- `captions`: image-caption pairs (stage 1 alignment): `data.columns.image` and `data.columns.text` of each row,
+  with `chat.caption_prompt` as the user turn.
+- `preference`: DPO rows `{"images", "prompt", "chosen", "rejected"}` (strings or message lists).
+
+Why prompt/completion rows and not `messages`: TRL's vision collator then masks every prompt token (image
+tokens included) out of the loss, so only answers are trained (with `messages` every token is in the loss).
+Images stay file paths here and are loaded (safely, EXIF-rotated, RGB) only when a batch is collated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmtune.config import ChatConfig, ColumnsConfig
+from mmtune.errors import InputError
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("messages", "sharegpt", "captions", "preference")
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "system": "system", "bot": "assistant"}
+_ROLES = ("system", "user", "assistant")
+
+Message = dict[str, Any]
+
+
+class BadRow(Exception):
+    """One row that cannot be used; `read_rows` counts it (on_bad_row: skip) or stops (error)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class ChatRows:
+    """The rows TRL trains on, plus what was skipped and why (never dropped silently)."""
+
+    rows: list[dict[str, Any]]
+    layout: str
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    path: Path
+    images: Path | None
+    chat: ChatConfig
+    columns: ColumnsConfig
+    on_bad_row: str = "skip"
+    preference: bool = False
+
+
+def read_rows(request: ReadRequest) -> ChatRows:
+    """Every usable row of `request.path` as TRL prompt/completion (or preference) rows with image paths."""
+    records = list(_iter_records(request.path))
+    if not records:
+        raise InputError(f"{request.path}: no rows")
+    layout = _layout(request, records[0][1])
+    result = ChatRows(rows=[], layout=layout)
+    for where, record in records:
+        try:
+            result.rows += _convert(record, layout, request)
+        except BadRow as bad:
+            if request.on_bad_row == "error":
+                raise InputError(f"{request.path} {where}: {bad}") from None
+            result.skipped[bad.reason] += 1
+            log.debug(f"{request.path} {where}: skipped ({bad})")
+    if result.skipped:
+        log.warning(f"{request.path}: skipped {sum(result.skipped.values())} bad rows ({dict(result.skipped)})")
+    if not result.rows:
+        raise InputError(f"{request.path}: no usable rows (skipped: {dict(result.skipped)})")
+    return result
+
+
+# ---- files -------------------------------------------------------------------------------------------------
+
+
+def _iter_records(path: Path) -> Iterator[tuple[str, Any]]:
+    if not path.exists():
+        raise InputError(f"{path}: data file not found")
+    if path.suffix.lower() == ".json":
+        yield from _iter_json(path)
+    elif path.suffix.lower() == ".jsonl":
+        yield from _iter_jsonl(path)
+    else:
+        raise InputError(f"{path}: chat data must be .json (a list of rows) or .jsonl (one row a line)")
+
+
+def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    if isinstance(data, dict):  # {"id": row, ...}, as the ViMMSD files
+        yield from ((f"row '{key}'", value) for key, value in data.items())
+    elif isinstance(data, list):
+        yield from ((f"row {index}", value) for index, value in enumerate(data))
+    else:
+        raise InputError(f"{path}: expected a list of rows or an object of rows, got {type(data).__name__}")
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {number}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield f"line {number}", _Unreadable(exc.msg)
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    error: str
+
+
+def _layout(request: ReadRequest, first: Any) -> str:
+    wanted = request.chat.format
+    if wanted != "auto":
+        return wanted
+    keys = set(first) if isinstance(first, dict) else set()
+    if {"chosen", "rejected"} <= keys:
+        return "preference"
+    if "messages" in keys:
+        return "messages"
+    if "conversations" in keys:
+        return "sharegpt"
+    if request.columns.text in keys:
+        return "captions"
+    raise InputError(f"{request.path}: chat.format auto cannot tell the layout from the first row's keys "
+                     f"{sorted(keys)}; set chat.format to one of {', '.join(LAYOUTS)}")
+
+
+# ---- rows ----------------------------------------------------------------------------------------------------
+
+
+def _convert(record: Any, layout: str, request: ReadRequest) -> list[dict[str, Any]]:
+    if isinstance(record, _Unreadable):
+        raise BadRow("invalid_json", f"invalid JSON ({record.error})")
+    if not isinstance(record, dict):
+        raise BadRow("not_an_object", f"a row must be a JSON object, got {type(record).__name__}")
+    if request.preference != (layout == "preference"):
+        raise InputError(f"{request.path}: layout '{layout}' does not fit this command "
+                         f"({'DPO needs preference rows' if request.preference else 'SFT needs chat rows'})")
+    if layout == "preference":
+        return [_preference_row(record, request)]
+    images = _image_paths(record, "images" if layout == "messages" else request.columns.image, request)
+    if layout == "captions":
+        caption = record.get(request.columns.text)
+        if not isinstance(caption, str) or not caption.strip():
+            raise BadRow("empty_answer", f"'{request.columns.text}' must be a non-empty string")
+        turns = [_text_message("user", request.chat.caption_prompt), _text_message("assistant", caption)]
+    elif layout == "messages":
+        turns = _messages(record.get("messages"), "messages")
+    else:
+        turns = _sharegpt(record.get("conversations"))
+    turns = _with_image_blocks(turns, len(images), request.chat.image_token)
+    if request.chat.system_prompt and turns[0]["role"] != "system":
+        turns = [_text_message("system", request.chat.system_prompt), *turns]
+    return _split_turns(turns, images, request.chat.turns)
+
+
+def _preference_row(record: dict[str, Any], request: ReadRequest) -> dict[str, Any]:
+    missing = [key for key in ("prompt", "chosen", "rejected") if key not in record]
+    if missing:
+        raise BadRow("missing_key", f"preference row without {', '.join(missing)}")
+    images = _image_paths(record, "images" if "images" in record else request.columns.image, request)
+    prompt = record["prompt"]
+    turns = _messages(prompt, "prompt") if isinstance(prompt, list) else [_text_message("user", _text(prompt))]
+    turns = _with_image_blocks(turns, len(images), request.chat.image_token)
+    if request.chat.system_prompt and turns[0]["role"] != "system":
+        turns = [_text_message("system", request.chat.system_prompt), *turns]
+    answers = {key: _answer(record[key], key) for key in ("chosen", "rejected")}
+    return {"images": images, "prompt": turns, **answers}
+
+
+def _answer(value: Any, key: str) -> list[Message]:
+    if isinstance(value, list):
+        turns = _messages(value, key)
+        if [turn["role"] for turn in turns] != ["assistant"]:
+            raise BadRow("bad_answer", f"'{key}' must be one assistant message")
+        return turns
+    return [_text_message("assistant", _text(value, key))]
+
+
+def _image_paths(record: dict[str, Any], key: str, request: ReadRequest) -> list[str]:
+    value = record.get(key)
+    names = [] if value is None else [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise BadRow("bad_images", f"'{key}' must be an image name or a list of names")
+    paths = [Path(name) if request.images is None else request.images / name for name in names]
+    for path in paths:
+        if not path.is_file():
+            raise BadRow("missing_image", f"image not found: {path}")
+    return [str(path) for path in paths]
+
+
+def _messages(value: Any, key: str) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise BadRow("no_messages", f"'{key}' must be a non-empty list of messages")
+    turns = []
+    for message in value:
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise BadRow("bad_message", f"'{key}': each message needs a role in {_ROLES}")
+        turns.append({"role": message["role"], "content": _blocks(message.get("content"), key)})
+    return turns
+
+
+def _sharegpt(value: Any) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise BadRow("no_messages", "'conversations' must be a non-empty list")
+    turns = []
+    for turn in value:
+        role = _SHAREGPT_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None:
+            raise BadRow("bad_message", f"'conversations': each turn needs 'from' in {sorted(_SHAREGPT_ROLES)}")
+        turns.append({"role": role, "content": _blocks(turn.get("value"), "conversations")})
+    return turns
+
+
+def _blocks(content: Any, key: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list) and all(isinstance(b, dict) and b.get("type") in ("text", "image") for b in content):
+        return [{"type": "image"} if b["type"] == "image" else {"type": "text", "text": _text(b.get("text"), key)}
+                for b in content]
+    raise BadRow("bad_content", f"'{key}': content must be a string or a list of text/image blocks")
+
+
+def _text(value: Any, key: str = "prompt") -> str:
+    if not isinstance(value, str):
+        raise BadRow("bad_content", f"'{key}' must be a string")
+    return value
+
+
+def _text_message(role: str, text: str) -> Message:
+    return {"role": role, "content": [{"type": "text", "text": text}]}
+
+
+def _with_image_blocks(turns: list[Message], n_images: int, image_token: str) -> list[Message]:
+    """`<image>` in the text becomes an image block; with none at all, the images open the first user turn."""
+    split = [{**turn, "content": _split_image_tokens(turn["content"], image_token)} for turn in turns]
+    placed = sum(block["type"] == "image" for turn in split for block in turn["content"])
+    if placed == 0 and n_images:
+        first_user = next((i for i, turn in enumerate(split) if turn["role"] == "user"), None)
+        if first_user is None:
+            raise BadRow("no_user_turn", "no user turn to put the images in")
+        split[first_user] = {**split[first_user],
+                             "content": [{"type": "image"}] * n_images + split[first_user]["content"]}
+        placed = n_images
+    if placed != n_images:
+        raise BadRow("image_count", f"{placed} image placeholders for {n_images} images")
+    if any(block["type"] == "image" for turn in split if turn["role"] != "user" for block in turn["content"]):
+        raise BadRow("image_outside_user", "images may only stand in user turns")
+    return split
+
+
+def _split_image_tokens(blocks: list[dict[str, Any]], image_token: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        if block["type"] != "text" or image_token not in block["text"]:
+            out.append(block)
+            continue
+        for index, piece in enumerate(block["text"].split(image_token)):
+            if index:
+                out.append({"type": "image"})
+            piece = re.sub(r"^\n|\n$", "", piece)  # LLaVA data writes "<image>\n" before the question
+            if piece:
+                out.append({"type": "text", "text": piece})
+    return out
+
+
+def _split_turns(turns: list[Message], images: list[str], which: str) -> list[dict[str, Any]]:
+    """One prompt/completion row per assistant answer (`all`) or for the last one only (`last`)."""
+    answers = [i for i, turn in enumerate(turns) if turn["role"] == "assistant" and i > 0]
+    if not answers or turns[answers[-1]]["content"] == [] or not _plain_text(turns[answers[-1]]).strip():
+        raise BadRow("empty_answer", "no non-empty assistant answer")
+    if which == "last":
+        answers = answers[-1:]
+    rows = []
+    for index in answers:
+        if not any(turn["role"] == "user" for turn in turns[:index]):
+            raise BadRow("no_user_turn", "an assistant answer before any user turn")
+        rows.append({"images": images, "prompt": turns[:index], "completion": [turns[index]]})
+    return rows
+
+
+def _plain_text(turn: Message) -> str:
+    return "".join(block.get("text", "") for block in turn["content"] if block["type"] == "text")

@@ -1,0 +1,80 @@
+"""`mmtune dpo CONFIG`: direct preference optimisation of a VLM with TRL's DPOTrainer.
+
+Rows are (images, prompt, chosen, rejected) (chat.format `preference`). With `model.lora.enabled` the reference
+model is the policy's own base with the adapters switched off (TRL does this when `ref_model` is None and the
+model is a peft model), so no second copy of the weights is held. Without LoRA, TRL keeps a frozen copy of the
+starting model as the reference. `dpo.beta` and `dpo.loss_type` go to TRL unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mmtune.config import Config
+from mmtune.errors import InputError
+from mmtune.generative.sft import ChatSplits, datasets_for, read_chat_splits
+from mmtune.generative.trainer_setup import (
+    RunCallback,
+    export_model,
+    load_vlm,
+    lora_config,
+    prepare_run,
+    run_trainer,
+    trainer_arguments,
+    upcast_trainable,
+)
+from mmtune.training.budget import StopSignals
+
+# TRL 1.16's DPO loss variants; TRL itself only rejects an unknown one at the first step, minutes in.
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+def dpo_arguments(cfg: Config, run_dir: Path, has_eval: bool) -> Any:
+    from trl import DPOConfig
+
+    if cfg.dpo.beta <= 0:
+        raise InputError(f"dpo.beta: must be positive, got {cfg.dpo.beta}")
+    unknown = [name for name in cfg.dpo.loss_type if name not in LOSS_TYPES]
+    if unknown or not cfg.dpo.loss_type:
+        raise InputError(f"dpo.loss_type: unknown {unknown or 'empty list'} (known: {', '.join(LOSS_TYPES)})")
+    try:
+        return DPOConfig(**trainer_arguments(cfg, run_dir, has_eval), beta=cfg.dpo.beta,
+                         loss_type=list(cfg.dpo.loss_type), label_smoothing=cfg.dpo.label_smoothing)
+    except ValueError as error:  # an unknown loss variant, or settings TRL refuses together
+        raise InputError(f"dpo: {error}") from None
+
+
+def dpo_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run_dir: Path,
+                peft_config: Any = None) -> Any:
+    """TRL's DPOTrainer; `ref_model=None`: with a peft model TRL scores the reference with adapters disabled."""
+    from trl import DPOTrainer
+
+    train_set, val_set = datasets_for(splits, cfg)
+    args = dpo_arguments(cfg, run_dir, has_eval=val_set is not None)
+    try:
+        trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_set,
+                             eval_dataset=val_set, processing_class=processor, peft_config=peft_config)
+    except ValueError as error:
+        raise InputError(f"dpo: {error}") from None
+    if cfg.model.quantize == "none":
+        upcast_trainable(trainer.model)
+    return trainer
+
+
+def run_dpo(cfg: Config, resume: bool = False) -> str:
+    """Preference-tune `model.name` on `data.train`; returns why training stopped (finished, time_budget, signal)."""
+    started = time.monotonic()
+    splits = read_chat_splits(cfg, preference=True)  # bad data is found before a run folder is made
+    cfg, run_dir, _ = prepare_run(cfg, resume)
+    model, processor = load_vlm(cfg)
+    peft_config = lora_config(cfg) if cfg.model.lora.enabled else None
+    if cfg.model.quantize != "none" and peft_config is None:
+        raise InputError("model.quantize: 4-/8-bit weights cannot be trained directly; set model.lora.enabled")
+    trainer = dpo_trainer(cfg, model, processor, splits, run_dir, peft_config)
+    stopped = run_trainer(trainer, RunCallback(cfg, run_dir, StopSignals(), started), resume)
+    if stopped == "finished":
+        export_model(trainer, processor, cfg, run_dir)
+    return stopped

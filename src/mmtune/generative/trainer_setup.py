@@ -1,0 +1,229 @@
+"""What `sft`, `dpo` and `build-vlm` share around TRL's trainers: mmtune's config -> TRL arguments, the
+learning-rate rule, model loading (QLoRA, gradient checkpointing), LoRA on the language model, the time
+budget, the run folder (config.yaml, metrics.jsonl, model/) and resume from TRL checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from mmtune.compat import load_processor
+from mmtune.config import Config, save_config
+from mmtune.data.images import ImageError, load_image
+from mmtune.errors import InputError
+from mmtune.models.adapters import load_quantized, quantized_compute_dtype
+from mmtune.models.vlm_loading import weights_dtype
+from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
+from mmtune.training.loop import _tracker_available, resolve_mixed_precision
+from mmtune.training.optim import scaled_learning_rates
+from mmtune.training.run import check_resume
+
+log = logging.getLogger(__name__)
+
+# The language model's attention and MLP projections; the vision tower and the projector are left out.
+# Module names: LLaVA / Qwen2-VL / InternVL `...language_model.layers.N...`, Idefics3 / SmolVLM `...text_model...`.
+LM_LORA_TARGETS = (r".*\b(language_model|text_model)\b.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$")
+_OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit"}
+_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+
+
+@dataclass(frozen=True)
+class LearningRate:
+    given: float
+    reference_batch: int
+    effective_batch: int
+    rule: str
+    value: float
+
+
+def resolve_learning_rate(cfg: Config) -> tuple[Config, LearningRate]:
+    """Apply `train.lr_scaling` for the effective batch; the returned config holds the resolved rate (and
+    `lr_scaling: none` at that batch), so the run's config.yaml states the rate that was used."""
+    from accelerate import PartialState
+
+    if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
+        raise InputError("train.batch_size and train.grad_accum: give sizes of at least 1 for sft, dpo and build-vlm")
+    effective = cfg.train.batch_size * cfg.train.grad_accum * PartialState().num_processes
+    value = scaled_learning_rates(cfg.train, effective).backbone
+    rate = LearningRate(given=cfg.train.lr, reference_batch=cfg.train.reference_batch_size,
+                        effective_batch=effective, rule=cfg.train.lr_scaling, value=value)
+    resolved = replace(cfg.train, lr=value, lr_scaling="none", reference_batch_size=effective)
+    return replace(cfg, train=resolved), rate
+
+
+def prepare_run(cfg: Config, resume: bool) -> tuple[Config, Path, LearningRate]:
+    """Resolve the learning rate, check that a fresh run overwrites nothing (and a resumed one kept its config),
+    write config.yaml and learning_rate.json."""
+    cfg, rate = resolve_learning_rate(cfg)
+    run_dir = Path(cfg.output_dir)
+    if not resume and run_dir.is_dir() and get_last_checkpoint(str(run_dir)):
+        raise InputError(f"{run_dir} already holds a run (checkpoint-*): pass --resume to continue it, "
+                         "or set another output_dir")
+    if resume and not (run_dir.is_dir() and get_last_checkpoint(str(run_dir))):
+        raise InputError(f"{run_dir}: no checkpoint-* to resume from")
+    check_resume(run_dir, cfg, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "learning_rate.json").write_text(json.dumps(rate.__dict__, indent=1), encoding="utf-8")
+    log.info(f"learning rate {rate.value:.3g} (given {rate.given:.3g} at batch {rate.reference_batch}, "
+             f"effective batch {rate.effective_batch}, rule {rate.rule})")
+    return cfg, run_dir, rate
+
+
+def trainer_arguments(cfg: Config, run_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments shared by TRL's SFTConfig and DPOConfig, from mmtune's `train` and `model` sections."""
+    train = cfg.train
+    precision = resolve_mixed_precision(train.mixed_precision)
+    return {
+        "output_dir": str(run_dir), "num_train_epochs": train.epochs, "per_device_train_batch_size": train.batch_size,
+        "per_device_eval_batch_size": train.batch_size, "gradient_accumulation_steps": train.grad_accum,
+        "learning_rate": train.lr, "weight_decay": train.weight_decay, "lr_scheduler_type": _SCHEDULES[train.schedule],
+        "warmup_steps": train.warmup_ratio, "max_grad_norm": train.max_grad_norm or 1e9,
+        "optim": _OPTIMIZERS[train.optimizer], "seed": cfg.seed, "data_seed": cfg.seed,
+        "bf16": precision == "bf16", "fp16": precision == "fp16",
+        "gradient_checkpointing": cfg.model.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "logging_steps": max(1, train.log_every_steps),
+        "report_to": [name for name in train.log_with if _tracker_available(name)],
+        "save_strategy": "steps" if train.save_every_steps else "epoch",
+        "save_steps": train.save_every_steps or 500, "save_total_limit": 2,
+        "eval_strategy": ("steps" if train.eval_every_steps else "epoch") if has_eval else "no",
+        "eval_steps": train.eval_every_steps or None, "dataloader_num_workers": train.num_workers,
+        "remove_unused_columns": False, "trust_remote_code": cfg.model.trust_remote_code,
+        "max_length": cfg.chat.max_length,
+    }
+
+
+def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any]:
+    """The VLM and its processor from `model.name` (4-/8-bit with `model.quantize`)."""
+    name = name or cfg.model.name
+    if not name:
+        raise InputError("model.name: the VLM to fine-tune (a Hub id or a folder)")
+    kwargs = {"trust_remote_code": cfg.model.trust_remote_code}
+    try:
+        processor = load_processor(name, **kwargs)
+        if cfg.model.quantize != "none":
+            model = load_quantized(AutoModelForImageTextToText, name, int(cfg.model.quantize[0]),
+                                   quantized_compute_dtype(), **kwargs)
+        else:
+            # A LoRA base on a GPU loads in half precision (model.vlm.dtype), as for the classifier kinds.
+            model = AutoModelForImageTextToText.from_pretrained(name, dtype=weights_dtype(cfg.model), **kwargs)
+    except (OSError, ValueError) as error:
+        raise InputError(f"model.name: cannot load the VLM '{name}' ({str(error).strip().splitlines()[0][:200]})"
+                         ) from None
+    if getattr(processor, "chat_template", None) is None:
+        raise InputError(f"model.name: {name} has no chat template in its processor (chat_template.jinja)")
+    return model, processor
+
+
+def compute_dtype(cfg: Config) -> torch.dtype:
+    """The precision the run computes in (train.mixed_precision): what frozen weights are built or kept in."""
+    precision = resolve_mixed_precision(cfg.train.mixed_precision)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def upcast_trainable(model: torch.nn.Module) -> None:
+    """Trained weights in fp32 on a half-precision base: AdamW steps below bf16's resolution are lost, and the
+    fp16 grad scaler refuses fp16 parameters. (QLoRA keeps TRL's choice of bf16 adapters.)"""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+
+
+def lora_config(cfg: Config, modules_to_save: list[str] | None = None) -> Any:
+    from peft import LoraConfig
+
+    lora = cfg.model.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_dora=lora.dora, bias="none",
+                      target_modules=lora.targets or LM_LORA_TARGETS, modules_to_save=modules_to_save,
+                      task_type="CAUSAL_LM")
+
+
+def with_images(dataset: Any, max_pixels: int) -> Any:
+    """Image paths become RGB images only when rows are read (safe loading, EXIF orientation applied)."""
+    def load(batch: dict[str, list]) -> dict[str, list]:
+        batch["images"] = [[_open(path, max_pixels) for path in paths] for paths in batch["images"]]
+        return batch
+
+    return dataset.with_transform(load)
+
+
+def _open(path: str, max_pixels: int) -> Any:
+    try:
+        return load_image(Path(path), max_pixels)
+    except (ImageError, OSError) as error:
+        raise InputError(f"{path}: unreadable image ({error})") from None
+
+
+class RunCallback(TrainerCallback):
+    """Stops and saves a resumable checkpoint before `train.time_budget` ends or on SIGTERM / Ctrl-C, and
+    appends every log line to metrics.jsonl. The reserve follows `TimeBudget`: the slowest step, and the
+    slowest gap between steps (where the trainer evaluates and saves)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, signals: StopSignals, started: float) -> None:
+        seconds = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
+        self.budget = TimeBudget(seconds, started=started)
+        self.signals = signals
+        self.metrics = run_dir / "metrics.jsonl"
+        self.stopped = "finished"
+        self._step_started = 0.0
+        self._step_ended: float | None = None
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_started = time.monotonic()
+        if self._step_ended is not None:
+            self.budget.record_eval_and_save(self._step_started - self._step_ended)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_ended = time.monotonic()
+        self.budget.record_step(self._step_ended - self._step_started)
+        reason = "signal" if self.signals.received is not None else "time_budget" if self.budget.should_stop() else None
+        if reason is not None and state.global_step < state.max_steps:
+            self.stopped = reason
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs:
+            with self.metrics.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+
+def run_trainer(trainer: Any, callback: RunCallback, resume: bool) -> str:
+    trainer.add_callback(callback)
+    with callback.signals:
+        trainer.train(resume_from_checkpoint=True if resume else None)
+    return callback.stopped
+
+
+def export_model(trainer: Any, processor: Any, cfg: Config, run_dir: Path) -> Path:
+    """Save the trained model as a plain transformers folder (adapters merged) in run_dir/model, and the adapters
+    alone in run_dir/adapter: the folder works as `model.name` anywhere, including mmtune's classifier kinds."""
+    from peft import PeftModel
+
+    out = run_dir / "model"
+    if not trainer.accelerator.is_main_process:
+        return out
+    model = trainer.model
+    if isinstance(model, PeftModel):
+        model.save_pretrained(run_dir / "adapter")
+        if cfg.model.quantize != "none":
+            # Merging into 4-/8-bit weights loses the adapters' precision: merge into an unquantized base (in the
+            # run's precision: bf16 / fp16 on GPUs, fp32 on CPUs).
+            base = AutoModelForImageTextToText.from_pretrained(cfg.model.name, dtype=compute_dtype(cfg),
+                                                               trust_remote_code=cfg.model.trust_remote_code)
+            model = PeftModel.from_pretrained(base, run_dir / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
