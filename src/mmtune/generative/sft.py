@@ -19,17 +19,11 @@ from mmtune.config import Config
 from mmtune.errors import InputError
 from mmtune.generative.chat_data import ChatRows, ReadRequest, read_rows
 from mmtune.generative.trainer_setup import (
-    RunCallback,
-    export_model,
-    load_vlm,
-    lora_config,
-    prepare_run,
-    run_trainer,
+    train_with_trl,
     trainer_arguments,
     upcast_trainable,
     with_images,
 )
-from mmtune.training.budget import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +76,4 @@ def run_sft(cfg: Config, resume: bool = False) -> str:
     """Fine-tune `model.name` on `data.train`; returns why training stopped (finished, time_budget, signal)."""
     started = time.monotonic()
     splits = read_chat_splits(cfg)  # bad data is found before a run folder is made
-    cfg, run_dir, _ = prepare_run(cfg, resume)
-    model, processor = load_vlm(cfg)
-    peft_config = lora_config(cfg) if cfg.model.lora.enabled else None
-    if cfg.model.quantize != "none" and peft_config is None:
-        raise InputError("model.quantize: 4-/8-bit weights cannot be trained directly; set model.lora.enabled")
-    trainer = sft_trainer(cfg, model, processor, splits, run_dir, peft_config)
-    stopped = run_trainer(trainer, RunCallback(cfg, run_dir, StopSignals(), started), resume)
-    if stopped == "finished":
-        export_model(trainer, processor, cfg, run_dir)
-    return stopped
+    return train_with_trl(cfg, resume, splits, started, sft_trainer)

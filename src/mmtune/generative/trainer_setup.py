@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,25 @@ def run_trainer(trainer: Any, callback: RunCallback, resume: bool) -> str:
     with callback.signals:
         trainer.train(resume_from_checkpoint=True if resume else None)
     return callback.stopped
+
+
+TrainerFactory = Callable[[Config, Any, Any, Any, Path, Any], Any]
+
+
+def train_with_trl(cfg: Config, resume: bool, splits: Any, started: float, make_trainer: TrainerFactory) -> str:
+    """The run around a TRL trainer (sft, dpo): run folder, model with its adapters, budget and signal stops,
+    export when finished. `make_trainer(cfg, model, processor, splits, run_dir, peft_config)` builds the trainer;
+    returns why training stopped (finished, time_budget, signal)."""
+    cfg, run_dir, _ = prepare_run(cfg, resume)
+    model, processor = load_vlm(cfg)
+    peft_config = lora_config(cfg) if cfg.model.lora.enabled else None
+    if cfg.model.quantize != "none" and peft_config is None:
+        raise InputError("model.quantize: 4-/8-bit weights cannot be trained directly; set model.lora.enabled")
+    trainer = make_trainer(cfg, model, processor, splits, run_dir, peft_config)
+    stopped = run_trainer(trainer, RunCallback(cfg, run_dir, StopSignals(), started), resume)
+    if stopped == "finished":
+        export_model(trainer, processor, cfg, run_dir)
+    return stopped
 
 
 def export_model(trainer: Any, processor: Any, cfg: Config, run_dir: Path) -> Path:
