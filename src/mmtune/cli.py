@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from mmtune import __version__
+from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 
@@ -90,6 +91,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--run-dir", type=Path, default=Path("demo-runs/fusion"), help="where the demo run goes")
     demo.add_argument("overrides", nargs="*", metavar="section.key=value", help="overrides of the demo config")
     demo.set_defaults(run=cmd_demo)
+
+    add_workflow_commands(commands)
 
     config = commands.add_parser("config", help="print the resolved config, or every key with its doc")
     _config_args(config)
