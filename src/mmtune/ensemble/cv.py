@@ -25,8 +25,6 @@ from mmtune.ensemble.inputs import Predictions, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.predict import write_predictions
-from mmtune.training import checkpoint as ckpt
-from mmtune.training.run import train
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +92,10 @@ def fold_is_done(run_dir: Path, needs_test: bool) -> bool:
 
 def run_cv(cfg: Config) -> CVResult:
     """Train every selected fold (skipping done ones, resuming interrupted ones), then collect."""
+    # Imported here: ensemble, report and submit read cv folders without loading torch.
+    from mmtune.training import checkpoint as ckpt
+    from mmtune.training.run import train
+
     cv_dir = Path(cfg.output_dir)
     cv_dir.mkdir(parents=True, exist_ok=True)
     folds_path, folds = shared_folds(cfg, cv_dir)
