@@ -111,7 +111,8 @@ def map_labels(pred: Predictions, target: list[str], mapping: LabelMap, priors: 
     covered = matrix.sum(axis=0) > 0
     if not covered.all():
         missing = [target[k] for k in np.flatnonzero(~covered)]
-        raise InputError(f"{pred.path}: no label maps to {missing}; the ensemble needs every label covered")
+        raise InputError(f"{pred.path}: no label maps to {missing}; the ensemble needs every label covered "
+                         "(give a label mapping with --label-map)")
     return replace(pred, probs=pred.probs @ matrix, labels=list(target))
 
 
