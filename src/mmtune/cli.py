@@ -180,6 +180,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from mmtune.data.audit import InspectRequest, inspect_data
     from mmtune.data.audit_view import render_audit
     from mmtune.data.synthetic import make_demo_data
+    from mmtune.ensemble.demo import run_demo_workflow
 
     started = time.perf_counter()
     with console.status(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}"):
@@ -192,9 +193,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     render_audit(report, console)
     _write_json(report, args.out / "inspect.json")
     _demo_train(cfg, demo, args.run_dir)
+    run_demo_workflow(cfg, demo.test_gold, args.run_dir.parent / "cv", console)
     console.print(f"demo done in {time.perf_counter() - started:.0f} s. Data and audit: {args.out}; "
                   f"run: {args.run_dir} (metrics.jsonl, best/, val_predictions.csv, test_predictions.csv, "
-                  "learning_curve.png)")
+                  "learning_curve.png); cv, ensemble and report: " + str(args.run_dir.parent / "cv"))
 
 
 def _demo_config(args: argparse.Namespace, demo: object) -> Config:
