@@ -1,7 +1,7 @@
 """The Python API for notebooks: the same recipes as the CLI, called with Python values.
 
     from mmtune import api
-    cfg = api.config("configs/demo.yaml", ["train.epochs=3"])      # or api.config(model={"kind": "fusion", ...})
+    cfg = api.config("configs/vilt-t4.yaml", ["train.epochs=3"])     # or api.config(model={"kind": "fusion", ...})
     run = api.fit(cfg)                                              # = mmtune train
     probs = run.predict_proba("test.json", images="test-images")   # = mmtune predict
     result = api.cv(cfg)                                            # = mmtune cv
