@@ -87,6 +87,9 @@ def test_finished_folds_are_skipped_and_an_interrupted_one_resumes(demo_small, t
     first = run_cv(load_config(tmp_path / "cv.yaml", ["cv.only=[0]"]))
     assert first.trained == [0] and first.folds == [0]
     assert sorted({row["fold"] for row in read_csv(cv_dir / "oof.csv")}) == ["0"]
+    # One fold per session: the OOF file gathers every fold done so far.
+    second = run_cv(load_config(tmp_path / "cv.yaml", ["cv.only=[2]"]))
+    assert second.trained == [2] and sorted({row["fold"] for row in read_csv(cv_dir / "oof.csv")}) == ["0", "2"]
     # Fold 1 stopped after its first epoch, as a killed session leaves it: last/ but no predictions.
     fold1 = fold_config(cfg, cv_dir, 1, (cv_dir / "folds.csv").resolve())
     train(load_config(tmp_path / "cv.yaml", ["train.epochs=1", f"output_dir={fold1.output_dir}",
@@ -95,7 +98,16 @@ def test_finished_folds_are_skipped_and_an_interrupted_one_resumes(demo_small, t
         (cv_dir / "fold-1" / name).unlink()
     before = (cv_dir / "fold-1" / "metrics.jsonl").read_text().splitlines()
     result = run_cv(cfg)
-    assert result.skipped == [0] and result.trained == [1, 2]
+    assert result.skipped == [0, 2] and result.trained == [1]
     after = (cv_dir / "fold-1" / "metrics.jsonl").read_text().splitlines()
     assert len(before) == 1 and len(after) == 2 and after[0] == before[0]  # continued, not restarted
     assert len(read_csv(cv_dir / "oof.csv")) == 96
+
+
+def test_the_time_budget_is_shared_by_the_folds_and_the_cv_continues(demo_small, tiny_models, tmp_path):
+    cfg = cv_config(demo_small, tiny_models, tmp_path, epochs=3, time_budget="0.001")
+    stopped = run_cv(cfg)
+    assert stopped.stopped == {0: "time_budget"} and not stopped.complete
+    assert not (tmp_path / "cv" / "fold-1").exists() and not (tmp_path / "cv" / "oof.csv").exists()
+    result = run_cv(load_config(tmp_path / "cv.yaml", ["train.time_budget=null"]))
+    assert result.complete and result.trained == [0, 1, 2] and len(read_csv(result.oof)) == 96

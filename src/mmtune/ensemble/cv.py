@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from mmtune.ensemble.inputs import Predictions, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.predict import write_predictions
+from mmtune.training.budget import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -100,31 +102,45 @@ def run_cv(cfg: Config) -> CVResult:
     cv_dir.mkdir(parents=True, exist_ok=True)
     folds_path, folds = shared_folds(cfg, cv_dir)
     result = CVResult(cv_dir=cv_dir, folds=selected_folds(cfg, folds))
+    # train.time_budget is for the whole cv: each fold gets what the folds before it left.
+    budget = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
+    started = time.monotonic()
     for fold in result.folds:
         run_dir = fold_dir(cv_dir, fold)
         if fold_is_done(run_dir, needs_test=bool(cfg.data.test)):
             log.info(f"fold {fold}: done, skipped ({run_dir})")
             result.skipped.append(fold)
             continue
+        fold_cfg = fold_config(cfg, cv_dir, fold, folds_path)
+        if budget is not None:
+            left = budget - (time.monotonic() - started)
+            if left <= 0:
+                result.stopped[fold] = "time_budget"
+                return result
+            fold_cfg = replace(fold_cfg, train=replace(fold_cfg.train, time_budget=f"{left:.0f}"))
         resume = ckpt.resolve(run_dir / "last") is not None
         log.info(f"fold {fold}: {'resuming' if resume else 'training'} in {run_dir}")
-        stopped = train(fold_config(cfg, cv_dir, fold, folds_path), resume=resume)
+        stopped = train(fold_cfg, resume=resume)
         if stopped not in ("finished", "early_stopping"):
             result.stopped[fold] = stopped
             return result  # the budget or a signal stops the whole cv; rerunning continues here
         result.trained.append(fold)
-    collect(cv_dir, folds, result)
+    collect(cv_dir, folds, result, needs_test=bool(cfg.data.test))
     return result
 
 
-def collect(cv_dir: Path, folds: dict[str, int], result: CVResult) -> None:
-    """oof.csv, test.csv and cv_summary.json from the done folds' prediction files."""
-    per_fold = {k: read_prediction_file(fold_dir(cv_dir, k) / "val_predictions.csv", need_gold=True)
-                for k in result.folds}
+def collect(cv_dir: Path, folds: dict[str, int], result: CVResult, needs_test: bool) -> None:
+    """oof.csv, test.csv and cv_summary.json from every done fold, also those of earlier cv.only runs
+    (one fold per session is how a 12-hour Kaggle limit meets a 5-fold cv)."""
+    done = [k for k in sorted(set(folds.values())) if fold_is_done(fold_dir(cv_dir, k), needs_test)]
+    per_fold = {k: read_prediction_file(fold_dir(cv_dir, k) / "val_predictions.csv", need_gold=True) for k in done}
     oof = out_of_fold(per_fold, folds)
+    if len(oof.ids) < len(folds):
+        log.warning(f"oof.csv covers {len(oof.ids)} of {len(folds)} training posts (folds {done}); "
+                    "run the other folds to complete it")
     result.oof = cv_dir / OOF_FILE
     write_predictions(result.oof, oof.ids, oof.probs, oof.labels, gold=oof.gold, folds=oof.folds)
-    tests = [fold_dir(cv_dir, k) / "test_predictions.csv" for k in result.folds]
+    tests = [fold_dir(cv_dir, k) / "test_predictions.csv" for k in done]
     if all(path.exists() for path in tests):
         mean = mean_of_tests([read_prediction_file(path) for path in tests], oof.labels)
         result.test = cv_dir / TEST_FILE
