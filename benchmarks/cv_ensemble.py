@@ -17,17 +17,17 @@ from pathlib import Path
 
 from mmtune.config import load_config
 from mmtune.data.synthetic import make_demo_data
-from mmtune.ensemble.demo import cv_workflow
+from mmtune.ensemble.demo import DEMO_CV_EPOCHS, cv_workflow
 
 
-def one_round(work: Path, data_seed: int, n_train: int, n_test: int) -> dict:
+def one_round(work: Path, data_seed: int, n_train: int, n_test: int, epochs: int) -> dict:
     demo = make_demo_data(work / f"data-{data_seed}", n_train=n_train, n_test=n_test, seed=data_seed)
     overrides = [f"data.train={demo.train}", f"data.train_images={demo.train_images}", f"data.test={demo.test}",
                  f"data.test_images={demo.test_images}"]
     with as_file(files("mmtune") / "resources" / "demo.yaml") as path:
         cfg = load_config(path, overrides)
     started = time.perf_counter()
-    figures = cv_workflow(cfg, demo.test_gold, work / f"cv-{data_seed}")
+    figures = cv_workflow(cfg, demo.test_gold, work / f"cv-{data_seed}", epochs=epochs)
     figures["seconds"] = time.perf_counter() - started
     return figures
 
@@ -38,11 +38,12 @@ def main() -> None:
     parser.add_argument("--data-seeds", type=int, nargs="+", default=[0], help="demo data seeds (0 = the demo's)")
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=DEMO_CV_EPOCHS, help="most epochs per fold (the demo's)")
     args = parser.parse_args()
     print("data seed | best fold (val) | best single fold test macro-F1 | mean of folds | calibrated ensemble | "
           "ensemble - best fold | nested-CV calibration gain (OOF) | seconds")
     for seed in args.data_seeds:
-        f = one_round(args.work, seed, args.n_train, args.n_test)
+        f = one_round(args.work, seed, args.n_train, args.n_test, args.epochs)
         best, mean, calibrated = (f[k]["macro_f1"] for k in ("best_fold_test", "mean_test", "calibrated_test"))
         print(f"{seed} | {f['best_fold']} | {best:.4f} | {mean:.4f} | {calibrated:.4f} | {calibrated - best:+.4f} | "
               f"{f['calibration']['nested_cv']['gain']:+.4f} | {f['seconds']:.0f}", flush=True)

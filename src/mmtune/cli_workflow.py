@@ -26,8 +26,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--test", type=Path, nargs="+", help="test prediction files, one per input, in order")
     ensemble.add_argument("--rules", type=Path, help="YAML priority rules (for --method rules)")
     ensemble.add_argument("--label-map", type=Path, help="YAML 'source_label: [target labels]' for other label sets")
-    ensemble.add_argument("--calibrate", action="store_true",
-                          help="temperature + per-class biases fitted on OOF for macro-F1, applied to test")
+    ensemble.add_argument("--calibrate", nargs="?", const="auto", choices=["auto", "always"],
+                          help="temperature + per-class biases fitted on OOF for macro-F1, applied to test; "
+                               "auto (default) keeps the biases only when their nested-CV gain is positive")
     ensemble.add_argument("--seed", type=int, default=0)
     ensemble.set_defaults(run=cmd_ensemble)
 
@@ -105,9 +106,10 @@ def ensemble_table(summary: dict[str, Any]) -> Table:
     calibration = summary.get("calibration")
     if calibration:
         nested = calibration["nested_cv"]
-        table.add_row(f"calibrated (T={calibration['temperature']:.2f}), in-sample", "",
+        biases = "with biases" if calibration["biases_applied"] else "temperature only (biases did not help)"
+        table.add_row(f"calibrated (T={calibration['temperature']:.2f}, {biases}), in-sample", "",
                       f"{calibration['oof_macro_f1_before']:.3f} -> {calibration['oof_macro_f1_after']:.3f}")
-        table.add_row("calibration gain, nested CV", "", f"{nested['gain']:+.3f}")
+        table.add_row("gain of the biases, nested CV", "", f"{nested['gain']:+.3f}")
     return table
 
 

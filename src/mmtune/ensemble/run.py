@@ -27,6 +27,7 @@ from mmtune.evaluation.predict import write_predictions
 
 METHODS = ("mean", "weighted", "rank", "stack", "rules", "greedy")
 FITTED = {"weighted", "stack", "greedy"}
+CALIBRATE = (None, "auto", "always")
 
 
 @dataclass
@@ -37,7 +38,7 @@ class EnsembleRequest:
     tests: list[Path] | None = None
     label_map: Path | None = None
     rules: Path | None = None
-    calibrate: bool = False
+    calibrate: str | None = None  # None | auto (biases only when nested CV says they help) | always
     seed: int = 0
 
 
@@ -87,6 +88,8 @@ def make_blender(method: str, rules: RuleSet | None, seed: int) -> Any:
 def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
     if request.method not in METHODS:
         raise InputError(f"--method must be one of {list(METHODS)}, got '{request.method}'")
+    if request.calibrate not in CALIBRATE:
+        raise InputError(f"--calibrate must be one of {[c for c in CALIBRATE if c]}, got '{request.calibrate}'")
     if request.method == "rules" and request.rules is None:
         raise InputError("--method rules needs --rules FILE.yaml")
     oof_paths, test_paths = resolve_inputs(request.inputs, request.tests)
@@ -132,15 +135,20 @@ def _fit_and_write(request: EnsembleRequest, oof: Members, test: Members | None,
             summary["rules"] = score_rules(X, oof_before, rules.rules, oof.labels, y)
             summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
     if request.calibrate:
-        oof_probs, test_probs, summary["calibration"] = _calibrate(oof, y, oof_probs, test_probs, request.seed)
+        oof_probs, test_probs, summary["calibration"] = _calibrate(oof, y, oof_probs, test_probs, request.seed,
+                                                                   always=request.calibrate == "always")
     return _write(request, oof, test, oof_probs, test_probs, summary)
 
 
-def _calibrate(oof: Members, y: np.ndarray, oof_probs: np.ndarray, test_probs: np.ndarray | None,
-               seed: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    calibrator = MacroF1Calibrator().fit(oof_probs, y)
+def _calibrate(oof: Members, y: np.ndarray, oof_probs: np.ndarray, test_probs: np.ndarray | None, seed: int,
+               always: bool) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Temperature always; the macro-F1 biases when the nested-CV estimate of their gain is positive
+    (or `always`): biases fitted on a few hundred OOF rows can chase noise, and nested CV tells."""
     groups = np.array(oof.folds) if oof.folds is not None else None
-    info = calibrator.to_dict(oof.labels) | {"nested_cv": nested_gain(oof_probs, y, seed=seed, groups=groups)}
+    nested = nested_gain(oof_probs, y, seed=seed, groups=groups)
+    use_biases = always or nested["gain"] > 0
+    calibrator = MacroF1Calibrator(biases=use_biases).fit(oof_probs, y)
+    info = calibrator.to_dict(oof.labels) | {"nested_cv": nested, "biases_applied": use_biases}
     calibrated_test = calibrator.predict_proba(test_probs) if test_probs is not None else None
     return calibrator.predict_proba(oof_probs), calibrated_test, info
 
