@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from mmtune.evaluation.calibration import MacroF1Calibrator, fit_temperature, macro_f1, nested_gain
 from mmtune.evaluation.metrics import evaluate_probs
@@ -72,3 +73,12 @@ def test_nested_gain_confirms_a_real_gain_and_scores_by_given_folds():
     nested = nested_gain(probs, targets, groups=np.arange(len(targets)) % 5)
     assert nested["macro_f1_before"] == pytest.approx(macro_f1(probs, targets))
     assert nested["gain"] > 0.03
+
+
+def test_macro_f1_equals_scikit_learn_with_absent_classes():
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 300):
+        targets = rng.choice(3, size=n)  # label 3 never occurs in gold
+        probs = rng.dirichlet(np.ones(4), size=n)
+        expected = f1_score(targets, probs.argmax(axis=1), labels=range(4), average="macro", zero_division=0)
+        assert macro_f1(probs, targets) == pytest.approx(expected)
