@@ -185,23 +185,15 @@ def mean_of_tests(tests: list[Predictions], labels: list[str]) -> Predictions:
     return Predictions(path=Path(TEST_FILE), ids=first.ids, probs=total / len(tests), labels=labels)
 
 
-def gold_indices(pred: Predictions) -> np.ndarray:
-    index = {label: k for k, label in enumerate(pred.labels)}
-    unknown = [g for g in pred.gold or [] if g not in index]
-    if unknown:
-        raise InputError(f"{pred.path}: gold label '{unknown[0]}' is not one of {pred.labels}")
-    return np.array([index[g] for g in pred.gold or []], dtype=int)
-
-
 def summarize(per_fold: dict[int, Predictions], oof: Predictions, total: int) -> dict[str, Any]:
-    scores = {k: evaluate_probs(p.probs, gold_indices(p), p.labels) for k, p in per_fold.items()}
+    scores = {k: evaluate_probs(p.probs, p.targets(), p.labels) for k, p in per_fold.items()}
     macro = np.array([s["macro_f1"] for s in scores.values()])
     per_class = {
         label: {"mean": float(np.mean(f1)), "std": float(np.std(f1)), "folds": [float(v) for v in f1]}
         for label in oof.labels
         for f1 in [[s["per_class"][label]["f1"] for s in scores.values()]]
     }
-    overall = evaluate_probs(oof.probs, gold_indices(oof), oof.labels)
+    overall = evaluate_probs(oof.probs, oof.targets(), oof.labels)
     return {
         "folds": list(per_fold), "n_oof": len(oof.ids), "n_train": total, "labels": oof.labels,
         "macro_f1": {"mean": float(macro.mean()), "std": float(macro.std()),

@@ -28,6 +28,20 @@ class Predictions:
     gold: list[str] | None = None
     folds: list[int] | None = None
 
+    def targets(self) -> np.ndarray:
+        """The gold labels as indices into `labels`."""
+        return gold_indices(self.gold, self.labels, self.path)
+
+
+def gold_indices(gold: list[str] | None, labels: list[str], path: Path) -> np.ndarray:
+    index = {label: k for k, label in enumerate(labels)}
+    if gold is None:
+        raise InputError(f"{path}: no gold labels")
+    unknown = [g for g in gold if g not in index]
+    if unknown:
+        raise InputError(f"{path}: gold label '{unknown[0]}' is not one of {labels}")
+    return np.array([index[g] for g in gold], dtype=int)
+
 
 def read_prediction_file(path: str | Path, need_gold: bool = False) -> Predictions:
     path = Path(path)
@@ -147,12 +161,7 @@ class Members:
     folds: list[int] | None = None
 
     def targets(self) -> np.ndarray:
-        index = {label: k for k, label in enumerate(self.labels)}
-        bad = [g for g in self.gold or [] if g not in index]
-        if self.gold is None or bad:
-            raise InputError(f"{self.paths[0]}: gold label '{bad[0]}' is not one of {self.labels}" if bad else
-                             f"{self.paths[0]}: no gold labels to fit on")
-        return np.array([index[g] for g in self.gold], dtype=int)
+        return gold_indices(self.gold, self.labels, self.paths[0])
 
 
 def align(preds: Sequence[Predictions], mapping: LabelMap | None = None, labels: list[str] | None = None,

@@ -51,13 +51,6 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _targets(preds: Predictions) -> np.ndarray:
-    unknown = [g for g in preds.gold or [] if g not in preds.labels]
-    if preds.gold is None or unknown:
-        raise InputError(f"{preds.path}: needs gold labels among {preds.labels}")
-    return np.array([preds.labels.index(g) for g in preds.gold], dtype=int)
-
-
 def gather(run_dir: Path) -> ReportData:
     """Read a run folder (config.yaml + val_predictions.csv) or a cv folder (oof.csv + fold-K/)."""
     if (run_dir / OOF_FILE).exists() and (run_dir / SUMMARY_FILE).exists():
@@ -66,12 +59,12 @@ def gather(run_dir: Path) -> ReportData:
         cfg = load_config(next(iter(fold_dirs.values())) / "config.yaml")
         preds = read_prediction_file(run_dir / OOF_FILE, need_gold=True)
         histories = {f"fold {k}": _history(d) for k, d in fold_dirs.items()}
-        return ReportData(f"{cfg.name}: {len(fold_dirs)}-fold cv", "cv", cfg, preds, _targets(preds), histories,
+        return ReportData(f"{cfg.name}: {len(fold_dirs)}-fold cv", "cv", cfg, preds, preds.targets(), histories,
                           summary)
     if (run_dir / "config.yaml").exists() and (run_dir / "val_predictions.csv").exists():
         cfg = load_config(run_dir / "config.yaml")
         preds = read_prediction_file(run_dir / "val_predictions.csv", need_gold=True)
-        return ReportData(f"{cfg.name}: run {run_dir.name}", "run", cfg, preds, _targets(preds),
+        return ReportData(f"{cfg.name}: run {run_dir.name}", "run", cfg, preds, preds.targets(),
                           {"run": _history(run_dir)}, None)
     raise InputError(f"{run_dir}: neither a finished run folder (config.yaml, val_predictions.csv) "
                      "nor a cv folder (oof.csv, cv_summary.json)")
