@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from mmtune import __version__
+from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
@@ -91,6 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--run-dir", type=Path, default=Path("demo-runs/fusion"), help="where the demo run goes")
     demo.add_argument("overrides", nargs="*", metavar="section.key=value", help="overrides of the demo config")
     demo.set_defaults(run=cmd_demo)
+
+    add_workflow_commands(commands)
 
     config = commands.add_parser("config", help="print the resolved config, or every key with its doc")
     _config_args(config)
@@ -180,6 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from mmtune.data.audit import InspectRequest, inspect_data
     from mmtune.data.audit_view import render_audit
     from mmtune.data.synthetic import make_demo_data
+    from mmtune.ensemble.demo import run_demo_workflow
 
     started = time.perf_counter()
     with console.status(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}"):
@@ -192,9 +196,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     render_audit(report, console)
     _write_json(report, args.out / "inspect.json")
     _demo_train(cfg, demo, args.run_dir)
+    run_demo_workflow(cfg, demo.test_gold, args.run_dir.parent / "cv", console)
     console.print(f"demo done in {time.perf_counter() - started:.0f} s. Data and audit: {args.out}; "
                   f"run: {args.run_dir} (metrics.jsonl, best/, val_predictions.csv, test_predictions.csv, "
-                  "learning_curve.png)")
+                  "learning_curve.png); cv, ensemble and report: " + str(args.run_dir.parent / "cv"))
 
 
 def _demo_config(args: argparse.Namespace, demo: object) -> Config:

@@ -1,0 +1,110 @@
+"""The Python API for notebooks: the same recipes as the CLI, called with Python values.
+
+    from mmtune import api
+    cfg = api.config("configs/vilt-t4.yaml", ["train.epochs=3"])     # or api.config(model={"kind": "fusion", ...})
+    run = api.fit(cfg)                                              # = mmtune train
+    probs = run.predict_proba("test.json", images="test-images")   # = mmtune predict
+    result = api.cv(cfg)                                            # = mmtune cv
+    ens = api.ensemble([result.cv_dir], out="ens.csv", method="stack", calibrate=True)  # = mmtune ensemble
+
+Bad input raises `mmtune.errors.InputError` with the line the CLI would print.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmtune.config import Config, build, load_config
+from mmtune.ensemble.cv import CVResult, run_cv
+from mmtune.ensemble.inputs import read_prediction_file
+from mmtune.ensemble.run import EnsembleRequest, EnsembleResult, run_ensemble
+from mmtune.errors import InputError
+
+
+def config(path: str | Path | None = None, overrides: Sequence[str] | None = None, **sections: Any) -> Config:
+    """A checked Config from a YAML file and `a.b=value` overrides, or from sections given in code
+    (`api.config(output_dir="runs/x", model={"kind": "fusion", ...})`), or both (keywords win)."""
+    cfg = load_config(path, list(overrides or []))
+    if not sections:
+        return cfg
+    from mmtune.config import to_dict
+
+    merged = _merge(to_dict(cfg), sections)
+    return build(Config, merged, source=str(path) if path else "api.config")
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@dataclass
+class Probabilities:
+    """Predictions of one file: [N, K] probabilities, post ids, the label order."""
+
+    ids: list[str]
+    probs: np.ndarray
+    labels: list[str]
+
+    @property
+    def predicted(self) -> list[str]:
+        return [self.labels[k] for k in self.probs.argmax(axis=1)]
+
+
+@dataclass
+class Run:
+    """A trained run folder: what `fit` returns and `predict_proba` reads."""
+
+    run_dir: Path
+    stopped: str = "finished"
+
+    def predict_proba(self, data: str | Path, images: str | Path | None = None,
+                      tta_flip: bool = False) -> Probabilities:
+        from mmtune.training.run import predict
+
+        with tempfile.TemporaryDirectory() as folder:
+            out = predict(self.run_dir, Path(data), Path(images) if images else None, Path(folder) / "p.csv",
+                          tta_flip=tta_flip)
+            pred = read_prediction_file(out)
+        return Probabilities(pred.ids, pred.probs, pred.labels)
+
+
+def fit(cfg: Config, resume: bool = False) -> Run:
+    """Train one run into cfg.output_dir (`mmtune train`)."""
+    from mmtune.training.run import train
+
+    return Run(Path(cfg.output_dir), stopped=train(cfg, resume=resume))
+
+
+def load_run(run_dir: str | Path) -> Run:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise InputError(f"{run_dir}: not a run folder (no config.yaml)")
+    return Run(run_dir)
+
+
+def cv(cfg: Config) -> CVResult:
+    """k-fold cross-validation into cfg.output_dir (`mmtune cv`)."""
+    return run_cv(cfg)
+
+
+def ensemble(inputs: Sequence[str | Path], out: str | Path, method: str = "mean",
+             tests: Sequence[str | Path] | None = None, rules: str | Path | None = None,
+             label_map: str | Path | None = None, calibrate: bool | str = False, seed: int = 0) -> EnsembleResult:
+    """Blend OOF files or cv folders fitted on OOF (`mmtune ensemble`).
+
+    calibrate: False, True (= "auto": the macro-F1 biases only when their nested-CV gain is positive) or "always".
+    """
+    request = EnsembleRequest(inputs=[Path(p) for p in inputs], out=Path(out), method=method,
+                              tests=[Path(p) for p in tests] if tests else None,
+                              label_map=Path(label_map) if label_map else None, rules=Path(rules) if rules else None,
+                              calibrate="auto" if calibrate is True else (calibrate or None), seed=seed)
+    return run_ensemble(request)

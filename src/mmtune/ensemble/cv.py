@@ -1,0 +1,205 @@
+"""`mmtune cv`: k ordinary runs that share one folds.csv, then oof.csv, test.csv and a summary.
+
+CV folder:
+  folds.csv             id,fold of every training post, computed once (or cv.folds_file)
+  fold-K/               an ordinary run with train.val_fold=K (config.yaml, best/, last/, val_predictions.csv, ...)
+  oof.csv               id,label,p_...,gold,fold: each training post predicted by the fold model that did not see it
+  test.csv              the mean of the fold models' test_predictions.csv (when data.test is set)
+  cv_summary.json       macro-F1 per fold, its mean and spread, per class, and the OOF scores
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmtune.config import Config
+from mmtune.data.checks import load_posts
+from mmtune.data.folds import make_folds, read_folds, write_folds
+from mmtune.ensemble.inputs import Predictions, read_prediction_file
+from mmtune.errors import InputError
+from mmtune.evaluation.metrics import evaluate_probs
+from mmtune.evaluation.predict import write_predictions
+from mmtune.training.budget import parse_duration
+
+log = logging.getLogger(__name__)
+
+OOF_FILE, TEST_FILE, SUMMARY_FILE, FOLDS_FILE = "oof.csv", "test.csv", "cv_summary.json", "folds.csv"
+
+
+@dataclass
+class CVResult:
+    """What `run_cv` did: the folds it trained, skipped or left unfinished, and the files it wrote."""
+
+    cv_dir: Path
+    folds: list[int]
+    trained: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    stopped: dict[int, str] = field(default_factory=dict)  # fold -> time_budget | signal
+    oof: Path | None = None
+    test: Path | None = None
+    summary: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.stopped
+
+
+def fold_dir(cv_dir: Path, fold: int) -> Path:
+    return cv_dir / f"fold-{fold}"
+
+
+def shared_folds(cfg: Config, cv_dir: Path) -> tuple[Path, dict[str, int]]:
+    """The one folds.csv every fold reads: cv.folds_file, or folds computed once into cv_dir."""
+    if cfg.cv.folds_file:
+        path = Path(cfg.cv.folds_file).resolve()
+        return path, read_folds(path)
+    path = (cv_dir / FOLDS_FILE).resolve()
+    if path.exists():  # a resumed cv must see the split it started with
+        return path, read_folds(path)
+    posts = load_posts(cfg.data.train, cfg.data.train_images, cfg.data, labels=cfg.data.labels,
+                       require_label=True).posts
+    folds = make_folds(posts, k=cfg.cv.folds, seed=cfg.seed, group_by=cfg.cv.group_by)
+    write_folds(folds, path)
+    return path, folds
+
+
+def selected_folds(cfg: Config, folds: dict[str, int]) -> list[int]:
+    known = sorted(set(folds.values()))
+    if cfg.cv.only is None:
+        return known
+    unknown = [k for k in cfg.cv.only if k not in known]
+    if unknown:
+        raise InputError(f"cv.only: fold {unknown[0]} does not exist (folds: {known})")
+    return sorted(set(cfg.cv.only))
+
+
+def fold_config(cfg: Config, cv_dir: Path, fold: int, folds_path: Path) -> Config:
+    return replace(cfg, output_dir=str(fold_dir(cv_dir, fold)), train=replace(cfg.train, val_fold=fold),
+                   cv=replace(cfg.cv, folds_file=str(folds_path)))
+
+
+def fold_is_done(run_dir: Path, needs_test: bool) -> bool:
+    """A fold is done once its run wrote its predictions (after a finished or early-stopped loop)."""
+    if not (run_dir / "val_predictions.csv").exists():
+        return False
+    return not needs_test or (run_dir / "test_predictions.csv").exists()
+
+
+def run_cv(cfg: Config) -> CVResult:
+    """Train every selected fold (skipping done ones, resuming interrupted ones), then collect."""
+    # Imported here: ensemble, report and submit read cv folders without loading torch.
+    from mmtune.training import checkpoint as ckpt
+    from mmtune.training.run import train
+
+    cv_dir = Path(cfg.output_dir)
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    folds_path, folds = shared_folds(cfg, cv_dir)
+    result = CVResult(cv_dir=cv_dir, folds=selected_folds(cfg, folds))
+    # train.time_budget is for the whole cv: each fold gets what the folds before it left.
+    budget = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
+    started = time.monotonic()
+    for fold in result.folds:
+        run_dir = fold_dir(cv_dir, fold)
+        if fold_is_done(run_dir, needs_test=bool(cfg.data.test)):
+            log.info(f"fold {fold}: done, skipped ({run_dir})")
+            result.skipped.append(fold)
+            continue
+        fold_cfg = fold_config(cfg, cv_dir, fold, folds_path)
+        if budget is not None:
+            left = budget - (time.monotonic() - started)
+            if left <= 0:
+                result.stopped[fold] = "time_budget"
+                return result
+            fold_cfg = replace(fold_cfg, train=replace(fold_cfg.train, time_budget=f"{left:.0f}"))
+        resume = ckpt.resolve(run_dir / "last") is not None
+        log.info(f"fold {fold}: {'resuming' if resume else 'training'} in {run_dir}")
+        stopped = train(fold_cfg, resume=resume)
+        if stopped not in ("finished", "early_stopping"):
+            result.stopped[fold] = stopped
+            return result  # the budget or a signal stops the whole cv; rerunning continues here
+        result.trained.append(fold)
+    collect(cv_dir, folds, result, needs_test=bool(cfg.data.test))
+    return result
+
+
+def collect(cv_dir: Path, folds: dict[str, int], result: CVResult, needs_test: bool) -> None:
+    """oof.csv, test.csv and cv_summary.json from every done fold, also those of earlier cv.only runs
+    (one fold per session is how a 12-hour Kaggle limit meets a 5-fold cv)."""
+    done = [k for k in sorted(set(folds.values())) if fold_is_done(fold_dir(cv_dir, k), needs_test)]
+    per_fold = {k: read_prediction_file(fold_dir(cv_dir, k) / "val_predictions.csv", need_gold=True) for k in done}
+    oof = out_of_fold(per_fold, folds)
+    if len(oof.ids) < len(folds):
+        log.warning(f"oof.csv covers {len(oof.ids)} of {len(folds)} training posts (folds {done}); "
+                    "run the other folds to complete it")
+    result.oof = cv_dir / OOF_FILE
+    write_predictions(result.oof, oof.ids, oof.probs, oof.labels, gold=oof.gold, folds=oof.folds)
+    tests = [fold_dir(cv_dir, k) / "test_predictions.csv" for k in done]
+    if all(path.exists() for path in tests):
+        mean = mean_of_tests([read_prediction_file(path) for path in tests], oof.labels)
+        result.test = cv_dir / TEST_FILE
+        write_predictions(result.test, mean.ids, mean.probs, mean.labels)
+    result.summary = summarize(per_fold, oof, total=len(folds))
+    (cv_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=1), encoding="utf-8")
+
+
+def out_of_fold(per_fold: dict[int, Predictions], folds: dict[str, int]) -> Predictions:
+    """Concatenate the folds' validation predictions, checking each came from the model that did not see it."""
+    labels = next(iter(per_fold.values())).labels
+    ids: list[str] = []
+    parts, gold, fold_of = [], [], []
+    for fold, pred in per_fold.items():
+        if pred.labels != labels:
+            raise InputError(f"{pred.path}: labels {pred.labels} differ from the other folds' {labels}")
+        expected = {pid for pid, k in folds.items() if k == fold}
+        if set(pred.ids) != expected or len(pred.ids) != len(expected):
+            raise InputError(f"{pred.path}: its ids are not exactly the posts of fold {fold} in the folds file "
+                             f"({len(pred.ids)} rows, {len(expected)} posts in fold {fold})")
+        ids += pred.ids
+        parts.append(pred.probs)
+        gold += list(pred.gold or [])
+        fold_of += [fold] * len(pred.ids)
+    return Predictions(path=Path(OOF_FILE), ids=ids, probs=np.concatenate(parts), labels=labels, gold=gold,
+                       folds=fold_of)
+
+
+def mean_of_tests(tests: list[Predictions], labels: list[str]) -> Predictions:
+    """The fold models' mean on the test file; every fold must have predicted the same posts."""
+    first = tests[0]
+    order = {pid: i for i, pid in enumerate(first.ids)}
+    total = np.zeros((len(first.ids), len(labels)))
+    for pred in tests:
+        if set(pred.ids) != set(order) or len(pred.ids) != len(order):
+            raise InputError(f"{pred.path}: test ids differ from {first.path}")
+        if set(pred.labels) != set(labels):
+            raise InputError(f"{pred.path}: labels {pred.labels} differ from {labels}")
+        rows = np.array([order[pid] for pid in pred.ids])
+        cols = [pred.labels.index(label) for label in labels]
+        total[rows] += pred.probs[:, cols]
+    return Predictions(path=Path(TEST_FILE), ids=first.ids, probs=total / len(tests), labels=labels)
+
+
+def summarize(per_fold: dict[int, Predictions], oof: Predictions, total: int) -> dict[str, Any]:
+    scores = {k: evaluate_probs(p.probs, p.targets(), p.labels) for k, p in per_fold.items()}
+    macro = np.array([s["macro_f1"] for s in scores.values()])
+    per_class = {
+        label: {"mean": float(np.mean(f1)), "std": float(np.std(f1)), "folds": [float(v) for v in f1]}
+        for label in oof.labels
+        for f1 in [[s["per_class"][label]["f1"] for s in scores.values()]]
+    }
+    overall = evaluate_probs(oof.probs, oof.targets(), oof.labels)
+    return {
+        "folds": list(per_fold), "n_oof": len(oof.ids), "n_train": total, "labels": oof.labels,
+        "macro_f1": {"mean": float(macro.mean()), "std": float(macro.std()),
+                     "folds": {str(k): float(s["macro_f1"]) for k, s in scores.items()}},
+        "accuracy": {str(k): float(s["accuracy"]) for k, s in scores.items()},
+        "per_class_f1": per_class,
+        "oof": {key: overall[key] for key in ("macro_f1", "accuracy", "log_loss", "per_class", "confusion")},
+    }
+

@@ -1,0 +1,165 @@
+"""`mmtune ensemble`: many prediction files -> one, fitted on OOF files, applied to their test files.
+
+Inputs are OOF files (`oof.csv`: with gold and fold) or cv folders (their oof.csv and test.csv).
+Outputs, for `--out ens.csv`: `ens.csv` (the ensemble of the test files, or of the inputs when there
+are none), `ens.oof.csv` (the ensemble's OOF predictions, when `ens.csv` holds test rows) and
+`ens.json` (what was fitted and how every member and the ensemble score on OOF).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mmtune.ensemble.blend import GreedySelectionBlender, LogLossWeightsBlender, RankBlender, WeightedMeanBlender
+from mmtune.ensemble.cv import OOF_FILE, TEST_FILE
+from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors, read_prediction_file
+from mmtune.ensemble.rules import RuleSet, apply_rules, load_rules, score_rules
+from mmtune.ensemble.stacking import StackingBlender
+from mmtune.errors import InputError
+from mmtune.evaluation.calibration import MacroF1Calibrator, macro_f1, nested_gain
+from mmtune.evaluation.predict import write_predictions
+
+METHODS = ("mean", "weighted", "rank", "stack", "rules", "greedy")
+FITTED = {"weighted", "stack", "greedy"}
+CALIBRATE = (None, "auto", "always")
+
+
+@dataclass
+class EnsembleRequest:
+    inputs: list[Path]
+    out: Path
+    method: str = "mean"
+    tests: list[Path] | None = None
+    label_map: Path | None = None
+    rules: Path | None = None
+    calibrate: str | None = None  # None | auto (biases only when nested CV says they help) | always
+    seed: int = 0
+
+
+@dataclass
+class EnsembleResult:
+    out: Path
+    oof_out: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_inputs(inputs: list[Path], tests: list[Path] | None) -> tuple[list[Path], list[Path] | None]:
+    """CV folders stand for their oof.csv (and test.csv); `--test` files pair with the inputs in order."""
+    oofs = [path / OOF_FILE if path.is_dir() else path for path in inputs]
+    if tests is not None:
+        if len(tests) != len(inputs):
+            raise InputError(f"--test: {len(tests)} test files for {len(inputs)} inputs; give one per input, in order")
+        return oofs, tests
+    from_dirs = [path / TEST_FILE for path in inputs if path.is_dir()]
+    if from_dirs and len(from_dirs) == len(inputs) and all(p.exists() for p in from_dirs):
+        return oofs, from_dirs
+    return oofs, None
+
+
+def load_label_map(path: Path | None) -> LabelMap:
+    if path is None:
+        return {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: label map not found") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
+        raise InputError(f"{path}: expected 'source_label: [target_label, ...]' lines")
+    return {str(k): [str(v) for v in values] for k, values in raw.items()}
+
+
+def make_blender(method: str, rules: RuleSet | None, seed: int) -> Any:
+    base = rules.base if method == "rules" and rules is not None else method
+    blenders = {"mean": WeightedMeanBlender, "weighted": LogLossWeightsBlender, "rank": RankBlender,
+                "greedy": GreedySelectionBlender, "stack": lambda: StackingBlender(seed=seed)}
+    if base not in blenders:
+        raise InputError(f"--method must be one of {list(METHODS)}, got '{method}'")
+    return blenders[base]()
+
+
+def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
+    if request.method not in METHODS:
+        raise InputError(f"--method must be one of {list(METHODS)}, got '{request.method}'")
+    if request.calibrate not in CALIBRATE:
+        raise InputError(f"--calibrate must be one of {[c for c in CALIBRATE if c]}, got '{request.calibrate}'")
+    if request.method == "rules" and request.rules is None:
+        raise InputError("--method rules needs --rules FILE.yaml")
+    oof_paths, test_paths = resolve_inputs(request.inputs, request.tests)
+    mapping = load_label_map(request.label_map)
+    needs_gold = request.method in FITTED | {"rules"} or request.calibrate
+    oof = align([read_prediction_file(p, need_gold=needs_gold) for p in oof_paths], mapping)
+    test = None
+    if test_paths is not None:
+        priors = gold_priors(oof.gold, oof.labels) if oof.gold is not None else None
+        test = align([read_prediction_file(p) for p in test_paths], mapping, labels=oof.labels, priors=priors)
+    rules = load_rules(request.rules, oof.labels) if request.rules else None
+    return _fit_and_write(request, oof, test, rules)
+
+
+def _fit_and_write(request: EnsembleRequest, oof: Members, test: Members | None,
+                   rules: RuleSet | None) -> EnsembleResult:
+    X = np.transpose(oof.probs, (1, 0, 2))
+    y = oof.targets() if oof.gold is not None else None
+    blender = make_blender(request.method, rules, request.seed)
+    if isinstance(blender, StackingBlender):
+        blender.fit(X, y, groups=np.array(oof.folds) if oof.folds is not None else None)
+        oof_probs = blender.oof_proba_
+    else:
+        blender.fit(X, y)
+        oof_probs = blender.predict_proba(X)
+    test_X = np.transpose(test.probs, (1, 0, 2)) if test is not None else None
+    test_probs = blender.predict_proba(test_X) if test_X is not None else None
+    summary: dict[str, Any] = {"method": request.method, "inputs": [str(p) for p in oof.paths],
+                               "labels": oof.labels, "n_oof": len(oof.ids)}
+    if hasattr(blender, "weights_"):
+        summary["weights"] = [float(w) for w in blender.weights_]
+    if y is not None:
+        summary["members_oof_macro_f1"] = [macro_f1(oof.probs[m], y) for m in range(len(oof.paths))]
+        summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
+        # Stacking's OOF is cross-validated; fitted weights are scored on the rows they were fitted on.
+        summary["ensemble_oof_is_in_sample"] = request.method in {"weighted", "greedy"}
+    if rules is not None:
+        oof_before = oof_probs
+        oof_probs, _ = apply_rules(X, oof_probs, rules.rules, oof.labels)
+        if test_probs is not None:
+            test_probs, _ = apply_rules(test_X, test_probs, rules.rules, oof.labels)
+        if y is not None:
+            summary["rules"] = score_rules(X, oof_before, rules.rules, oof.labels, y)
+            summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
+    if request.calibrate:
+        oof_probs, test_probs, summary["calibration"] = _calibrate(oof, y, oof_probs, test_probs, request.seed,
+                                                                   always=request.calibrate == "always")
+    return _write(request, oof, test, oof_probs, test_probs, summary)
+
+
+def _calibrate(oof: Members, y: np.ndarray, oof_probs: np.ndarray, test_probs: np.ndarray | None, seed: int,
+               always: bool) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Temperature always; the macro-F1 biases when the nested-CV estimate of their gain is positive
+    (or `always`): biases fitted on a few hundred OOF rows can chase noise, and nested CV tells."""
+    groups = np.array(oof.folds) if oof.folds is not None else None
+    nested = nested_gain(oof_probs, y, seed=seed, groups=groups)
+    use_biases = always or nested["gain"] > 0
+    calibrator = MacroF1Calibrator(biases=use_biases).fit(oof_probs, y)
+    info = calibrator.to_dict(oof.labels) | {"nested_cv": nested, "biases_applied": use_biases}
+    calibrated_test = calibrator.predict_proba(test_probs) if test_probs is not None else None
+    return calibrator.predict_proba(oof_probs), calibrated_test, info
+
+
+def _write(request: EnsembleRequest, oof: Members, test: Members | None, oof_probs: np.ndarray,
+           test_probs: np.ndarray | None, summary: dict[str, Any]) -> EnsembleResult:
+    out = request.out
+    oof_out = out.with_name(out.stem + ".oof.csv") if test is not None else out
+    write_predictions(oof_out, oof.ids, oof_probs, oof.labels, gold=oof.gold, folds=oof.folds)
+    if test is not None and test_probs is not None:
+        write_predictions(out, test.ids, test_probs, test.labels)
+    summary["outputs"] = {"predictions": str(out), "oof": str(oof_out)}
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return EnsembleResult(out=out, oof_out=oof_out if test is not None else None, summary=summary)

@@ -1,0 +1,125 @@
+"""`mmtune submit`: a prediction file -> the ViMMSD results.zip (CodaLab) or a Kaggle-style CSV.
+
+results.zip holds one file, results.json = {"results": {"<id>": "<label>", ...}, "phase": "dev"|"test"}.
+Every id must appear once, every label must be a known one, and with `ids_from` (the test data file)
+every post of that file must be predicted and nothing else: a submission that fails these is rejected
+by the competition after a day's wait, so it is rejected here instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmtune.config import ColumnsConfig
+from mmtune.data.labels import SARCASM_LABELS
+from mmtune.data.readers import iter_records
+from mmtune.errors import InputError
+
+PHASES = ("dev", "test")
+RESULTS_JSON = "results.json"
+
+
+@dataclass(frozen=True)
+class Submission:
+    ids: list[str]
+    labels: list[str]
+
+
+def read_submission_rows(path: Path, known: Sequence[str] | None) -> Submission:
+    """(id, label) rows of a prediction CSV; the `label` column is the decision (argmax or a rule's)."""
+    if not path.is_file():
+        raise InputError(f"{path}: prediction file not found")
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"id", "label"} <= set(reader.fieldnames):
+            raise InputError(f"{path}: expected columns id,label (a prediction file)")
+        allowed = list(known) if known else [name[2:] for name in reader.fieldnames if name.startswith("p_")]
+        ids, labels, seen = [], [], set()
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if not row["id"]:
+                raise InputError(f"{where}: empty id")
+            if row["id"] in seen:
+                raise InputError(f"{where}: id '{row['id']}' appears twice")
+            if allowed and row["label"] not in allowed:
+                raise InputError(f"{where}: label '{row['label']}' is not a known label ({', '.join(allowed)})")
+            seen.add(row["id"])
+            ids.append(row["id"])
+            labels.append(row["label"])
+    if not ids:
+        raise InputError(f"{path}: no predictions")
+    return Submission(ids, labels)
+
+
+def check_coverage(sub: Submission, data: Path, source: Path, columns: ColumnsConfig | None = None) -> None:
+    """Every post of the data file predicted, and no post it does not have."""
+    expected = [record.id for record in iter_records(data, columns or ColumnsConfig())]
+    predicted = set(sub.ids)
+    missing = [pid for pid in expected if pid not in predicted]
+    if missing:
+        raise InputError(f"{source}: {len(missing)} posts of {data} have no prediction (e.g. id '{missing[0]}')")
+    extra = sorted(predicted - set(expected))
+    if extra:
+        raise InputError(f"{source}: {len(extra)} ids are not in {data} (e.g. id '{extra[0]}')")
+
+
+def _sort_key(pid: str) -> tuple[int, int | str]:
+    return (0, int(pid)) if pid.isdigit() else (1, pid)
+
+
+def results_json(sub: Submission, phase: str) -> dict:
+    if phase not in PHASES:
+        raise InputError(f"--phase must be one of {list(PHASES)}, got '{phase}'")
+    pairs = sorted(zip(sub.ids, sub.labels), key=lambda pair: _sort_key(pair[0]))
+    return {"results": dict(pairs), "phase": phase}
+
+
+def write_results_zip(sub: Submission, phase: str, out: Path) -> Path:
+    body = json.dumps(results_json(sub, phase), ensure_ascii=False, indent=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(RESULTS_JSON, body)
+    tmp.replace(out)
+    return out
+
+
+def write_kaggle_csv(sub: Submission, out: Path, id_column: str = "id", label_column: str = "label") -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([id_column, label_column])
+        writer.writerows(sorted(zip(sub.ids, sub.labels), key=lambda pair: _sort_key(pair[0])))
+    tmp.replace(out)
+    return out
+
+
+@dataclass
+class SubmitRequest:
+    predictions: Path
+    out: Path
+    phase: str = "test"
+    fmt: str = "vimmsd"
+    ids_from: Path | None = None
+    labels: list[str] | None = None
+
+
+def submit(request: SubmitRequest) -> Submission:
+    """Validate and write; ViMMSD submissions accept only the four ViMMSD labels unless `labels` says otherwise."""
+    if request.fmt not in ("vimmsd", "csv"):
+        raise InputError(f"--format must be vimmsd or csv, got '{request.fmt}'")
+    known = request.labels or (list(SARCASM_LABELS) if request.fmt == "vimmsd" else None)
+    sub = read_submission_rows(request.predictions, known)
+    if request.ids_from is not None:
+        check_coverage(sub, request.ids_from, request.predictions)
+    if request.fmt == "vimmsd":
+        write_results_zip(sub, request.phase, request.out)
+    else:
+        write_kaggle_csv(sub, request.out)
+    return sub

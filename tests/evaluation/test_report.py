@@ -1,0 +1,71 @@
+"""`mmtune report`: a self-contained page that loads with all its images in headless Chromium."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from mmtune.config import load_config
+from mmtune.ensemble.cv import run_cv
+from mmtune.evaluation.report import write_report
+from tests.training.conftest import demo_small, fusion_config, run_mmtune, tiny_models, write_config  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def cv_dir(demo_small, tiny_models, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("report")
+    config = fusion_config(demo_small, tiny_models, tmp / "cv", epochs=2)
+    config["cv"] = {"folds": 3}
+    return run_cv(load_config(write_config(config, tmp / "cv.yaml"))).cv_dir
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: CI must install Debian's chromium package (.ci/run does)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def render_dom(html_path, tmp_path) -> str:
+    result = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", html_path.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def body_attributes(dom: str) -> dict[str, str]:
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
+
+
+def test_cv_report_renders_with_every_image_loaded(cv_dir, tmp_path):
+    page = write_report(cv_dir, gallery_size=20)
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)=["']https?:""", text)  # self-contained: nothing fetched
+    for title in ("learning curves", "confusion matrix", "per-class F1", "reliability", "fold spread"):
+        assert f"<h2>{title}</h2>" in text
+    dom = render_dom(page, tmp_path)
+    seen = body_attributes(dom)
+    assert seen["ready"] == "yes"
+    rows = dom.count('<td class="thumb">')
+    assert rows >= 1  # misclassified posts with their thumbnails
+    assert int(seen["images-total"]) == 5 + rows and seen["images-loaded"] == seen["images-total"]
+    assert len(re.findall(r"<tr>", dom.split("<tbody>")[1].split("</tbody>")[0])) <= 20
+
+
+def test_run_report_from_the_cli(cv_dir, tmp_path):
+    result = run_mmtune("report", cv_dir / "fold-0", "--out", tmp_path / "run.html")
+    assert result.returncode == 0, result.stderr
+    seen = body_attributes(render_dom(tmp_path / "run.html", tmp_path))
+    assert seen["images-loaded"] == seen["images-total"] and int(seen["images-total"]) >= 4
+
+
+def test_report_of_a_folder_without_predictions_exits_2(tmp_path):
+    result = run_mmtune("report", tmp_path)
+    assert result.returncode == 2 and "neither a finished run folder" in result.stderr
