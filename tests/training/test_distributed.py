@@ -1,8 +1,12 @@
+import contextlib
 import csv
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,50 @@ def test_two_process_ddp_trains_and_predicts_every_post_once(demo_small, tiny_mo
     assert len(test_ids) == len(set(test_ids)) == 24
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # one record per evaluation, written by the main process only
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent pid
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def test_a_stop_seen_by_one_rank_stops_every_rank_at_the_same_step(demo_small, tiny_models, tmp_path):
+    """SIGTERM to one worker only: both ranks must save last/ and stop together, not wait on each other."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    run_dir = tmp_path / "run"
+    config = write_config(fusion_config(demo_small, tiny_models, run_dir, epochs=300, batch_size=5),
+                          tmp_path / "c.yaml")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([str(torchrun), "--nproc_per_node", "2", "-m", "mmtune", "train", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "last" / "trainer_state.json").exists():  # the first epoch is done
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        workers = _children(process.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[-1], signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # a hang: end the workers too, not only the launcher
+            for pid in [*_children(process.pid), process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert stderr.count("stop signal received") == 2, stderr[-3000:]  # both ranks, at the same step
+    state = json.loads((run_dir / "last" / "trainer_state.json").read_text())
+    assert not state["finished"] and state["global_step"] > 0
+    resumed = launch(str(torchrun), "--nproc_per_node", "2", "-m", "mmtune", "train", str(config), "--resume",
+                     f"train.epochs={state['epoch'] + 1}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "last" / "trainer_state.json").read_text())["finished"]

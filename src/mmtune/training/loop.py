@@ -37,6 +37,9 @@ from mmtune.training.sampler import EpochSampler, balanced_weights
 
 log = logging.getLogger(__name__)
 
+# Reasons to stop between steps, by precedence: the processes agree on the highest any of them has.
+_STOPS: tuple[str | None, ...] = (None, "time_budget", "signal")
+
 
 class _Indexed(Dataset):
     def __init__(self, examples: Sequence[Example]) -> None:
@@ -246,16 +249,25 @@ class TrainingLoop:
                 return "early_stopping"
         if train_cfg.save_every_steps and state.global_step % train_cfg.save_every_steps == 0:
             self.save_last()
-        if signals.received is not None:
-            log.warning(f"signal {signals.received} received: saving {self.run_dir / 'last'} and stopping")
-            self.save_last()
-            return "signal"
-        if self.budget.should_stop():
+        stop = self._agreed_stop("signal" if signals.received is not None
+                                 else "time_budget" if self.budget.should_stop() else None)
+        if stop == "signal":
+            log.warning(f"stop signal received: saving {self.run_dir / 'last'} and stopping")
+        elif stop == "time_budget":
             log.warning(f"time budget {self.cfg.train.time_budget} nearly spent after "
                         f"{self.budget.elapsed() / 60:.1f} min: saving {self.run_dir / 'last'}; continue with --resume")
+        if stop is not None:
             self.save_last()
-            return "time_budget"
-        return None
+        return stop
+
+    def _agreed_stop(self, stop: str | None) -> str | None:
+        """The stop every process takes at this step: the budget is timed per process and a signal reaches the
+        ranks between different steps, and a rank that stopped alone would leave the others waiting forever
+        in the next collective."""
+        if self.accelerator.num_processes == 1:
+            return stop
+        code = torch.tensor([_STOPS.index(stop)], device=self.accelerator.device)
+        return _STOPS[int(self.accelerator.reduce(code, reduction="max").item())]
 
     def _end_of_epoch(self) -> bool:
         self.state.epoch += 1
