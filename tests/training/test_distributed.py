@@ -95,3 +95,18 @@ def test_a_stop_seen_by_one_rank_stops_every_rank_at_the_same_step(demo_small, t
                      f"train.epochs={state['epoch'] + 1}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run_dir / "last" / "trainer_state.json").read_text())["finished"]
+
+
+def test_two_process_cv_writes_every_post_once_with_a_shared_budget(demo_small, tiny_models, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    config = fusion_config(demo_small, tiny_models, tmp_path / "cv", epochs=1, batch_size=5, time_budget="1h")
+    config["cv"] = {"folds": 2}
+    result = launch(str(torchrun), "--nproc_per_node", "2", "-m", "mmtune", "cv",
+                    str(write_config(config, tmp_path / "cv.yaml")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    oof = read_ids(tmp_path / "cv" / "oof.csv")
+    train_ids = json.loads(demo_small.train.read_text(encoding="utf-8"))
+    assert sorted(oof) == sorted(train_ids)
+    assert len(read_ids(tmp_path / "cv" / "test.csv")) == 24

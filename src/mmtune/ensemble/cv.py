@@ -95,12 +95,16 @@ def fold_is_done(run_dir: Path, needs_test: bool) -> bool:
 def run_cv(cfg: Config) -> CVResult:
     """Train every selected fold (skipping done ones, resuming interrupted ones), then collect."""
     # Imported here: ensemble, report and submit read cv folders without loading torch.
+    from accelerate.utils import broadcast_object_list
+
     from mmtune.training import checkpoint as ckpt
     from mmtune.training.run import train
 
     cv_dir = Path(cfg.output_dir)
-    cv_dir.mkdir(parents=True, exist_ok=True)
-    folds_path, folds = shared_folds(cfg, cv_dir)
+    processes = process_state()  # under torchrun / accelerate launch every rank runs this, in step
+    with processes.main_process_first():  # the main process writes folds.csv, the others then read it
+        cv_dir.mkdir(parents=True, exist_ok=True)
+        folds_path, folds = shared_folds(cfg, cv_dir)
     result = CVResult(cv_dir=cv_dir, folds=selected_folds(cfg, folds))
     # train.time_budget is for the whole cv: each fold gets what the folds before it left.
     budget = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
@@ -113,7 +117,8 @@ def run_cv(cfg: Config) -> CVResult:
             continue
         fold_cfg = fold_config(cfg, cv_dir, fold, folds_path)
         if budget is not None:
-            left = budget - (time.monotonic() - started)
+            # The main process's clock decides for all: ranks that disagreed would wait on each other forever.
+            left = broadcast_object_list([budget - (time.monotonic() - started)])[0]
             if left <= 0:
                 result.stopped[fold] = "time_budget"
                 return result
@@ -125,13 +130,22 @@ def run_cv(cfg: Config) -> CVResult:
             result.stopped[fold] = stopped
             return result  # the budget or a signal stops the whole cv; rerunning continues here
         result.trained.append(fold)
-    collect(cv_dir, folds, result, needs_test=bool(cfg.data.test))
+    collect(cv_dir, folds, result, needs_test=bool(cfg.data.test), write=processes.is_main_process)
+    processes.wait_for_everyone()
     return result
 
 
-def collect(cv_dir: Path, folds: dict[str, int], result: CVResult, needs_test: bool) -> None:
+def process_state() -> Any:
+    """Accelerate's view of the processes (one, or the ranks of a launcher), made as the training runs make it."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def collect(cv_dir: Path, folds: dict[str, int], result: CVResult, needs_test: bool, write: bool = True) -> None:
     """oof.csv, test.csv and cv_summary.json from every done fold, also those of earlier cv.only runs
-    (one fold per session is how a 12-hour Kaggle limit meets a 5-fold cv)."""
+    (one fold per session is how a 12-hour Kaggle limit meets a 5-fold cv). `write`: only one process writes."""
     done = [k for k in sorted(set(folds.values())) if fold_is_done(fold_dir(cv_dir, k), needs_test)]
     per_fold = {k: read_prediction_file(fold_dir(cv_dir, k) / "val_predictions.csv", need_gold=True) for k in done}
     oof = out_of_fold(per_fold, folds)
@@ -139,14 +153,17 @@ def collect(cv_dir: Path, folds: dict[str, int], result: CVResult, needs_test: b
         log.warning(f"oof.csv covers {len(oof.ids)} of {len(folds)} training posts (folds {done}); "
                     "run the other folds to complete it")
     result.oof = cv_dir / OOF_FILE
-    write_predictions(result.oof, oof.ids, oof.probs, oof.labels, gold=oof.gold, folds=oof.folds)
+    if write:
+        write_predictions(result.oof, oof.ids, oof.probs, oof.labels, gold=oof.gold, folds=oof.folds)
     tests = [fold_dir(cv_dir, k) / "test_predictions.csv" for k in done]
     if all(path.exists() for path in tests):
         mean = mean_of_tests([read_prediction_file(path) for path in tests], oof.labels)
         result.test = cv_dir / TEST_FILE
-        write_predictions(result.test, mean.ids, mean.probs, mean.labels)
+        if write:
+            write_predictions(result.test, mean.ids, mean.probs, mean.labels)
     result.summary = summarize(per_fold, oof, total=len(folds))
-    (cv_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=1), encoding="utf-8")
+    if write:
+        (cv_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=1), encoding="utf-8")
 
 
 def out_of_fold(per_fold: dict[int, Predictions], folds: dict[str, int]) -> Predictions:
