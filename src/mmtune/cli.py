@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)], force=True,
     )
+    # bitsandbytes warns at import, on AVX512-BF16 CPUs, that it cannot fetch a CPU inference kernel from the Hub;
+    # mmtune keeps 4-bit layers off that path (compat.keep_bnb_4bit_training_layout), so the line is only noise.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         code = args.run(args)
         _release_process_group()
