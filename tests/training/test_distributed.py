@@ -48,6 +48,12 @@ def test_two_process_ddp_trains_and_predicts_every_post_once(demo_small, tiny_mo
     assert len(test_ids) == len(set(test_ids)) == 24
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # one record per evaluation, written by the main process only
+    if launcher == "torchrun":  # predict under the launcher too: every test post once, one writer
+        out = tmp_path / "predicted.csv"
+        predicted = launch(command[0], "--nproc_per_node", "2", "-m", "mmtune", "predict", str(run_dir),
+                           str(demo_small.test), "--images", str(demo_small.test_images), "--out", str(out))
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        assert sorted(read_ids(out)) == sorted(test_ids)
 
 
 def _children(pid: int) -> list[int]:

@@ -190,12 +190,15 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
                               mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
     loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
     loop.model = accelerator.prepare(classifier)
-    examples = classifier.prepare(posts, train=False)
+    with accelerator.main_process_first():  # under a launcher: rank 0 fills the feature cache, the others read it
+        examples = classifier.prepare(posts, train=False)
     probs = predict_examples(loop, examples)
     if tta_flip or cfg.train.tta_flip:
         # Test-time augmentation: the mean of the plain and the mirrored images' probabilities.
         classifier.flip_images = True
         probs = (probs + predict_examples(loop, examples)) / 2
         classifier.flip_images = False
-    write_predictions(out, [e.id for e in examples], probs, labels)
+    if accelerator.is_main_process:  # every rank holds all probabilities (gathered); one writes them
+        write_predictions(out, [e.id for e in examples], probs, labels)
+    accelerator.wait_for_everyone()
     return out
