@@ -1,4 +1,4 @@
-"""CLI subcommands of the competition workflow: cv, calibrate, ensemble, submit, report."""
+"""CLI subcommands of the competition workflow: cv, ensemble (with --calibrate), submit, report."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def ensemble_table(summary: dict[str, Any]) -> Table:
     for path, weight, score in zip(summary["inputs"], weights, scores):
         table.add_row(path, "" if weight is None else f"{weight:.3f}", "" if score is None else f"{score:.3f}")
     if "ensemble_oof_macro_f1" in summary:
-        note = " (in-sample weights)" if summary.get("ensemble_oof_is_in_sample") else ""
+        note = " (in-sample: fitted on these rows)" if summary.get("ensemble_oof_is_in_sample") else ""
         table.add_row(f"ensemble{note}", "", f"{summary['ensemble_oof_macro_f1']:.3f}")
     for rule in summary.get("rules", []):
         table.add_row(f"rule: {rule['rule']} (fires {rule['fires']}, right {rule['correct']})", "",

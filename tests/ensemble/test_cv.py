@@ -1,6 +1,7 @@
 """`mmtune cv`: one shared split, OOF from the fold that did not see each post, skip and resume."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ from mmtune import api
 from mmtune.config import load_config
 from mmtune.data.folds import read_folds
 from mmtune.ensemble.cv import fold_config, run_cv
+from mmtune.errors import InputError
 from mmtune.training.run import train
 from tests.training.conftest import fusion_config, write_config
 
@@ -111,3 +113,14 @@ def test_the_time_budget_is_shared_by_the_folds_and_the_cv_continues(demo_small,
     assert not (tmp_path / "cv" / "fold-1").exists() and not (tmp_path / "cv" / "oof.csv").exists()
     result = run_cv(load_config(tmp_path / "cv.yaml", ["train.time_budget=null"]))
     assert result.complete and result.trained == [0, 1, 2] and len(read_csv(result.oof)) == 96
+
+
+def test_a_rerun_with_another_config_or_split_is_refused(finished_cv, tmp_path):
+    cfg, result = finished_cv
+    changed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=cfg.train.lr * 2))
+    with pytest.raises(InputError, match=r"train\.lr"):
+        run_cv(changed)
+    with pytest.raises(InputError, match=r"cv\.folds: .* holds 3 folds, not 5"):
+        run_cv(dataclasses.replace(cfg, cv=dataclasses.replace(cfg.cv, folds=5)))
+    with pytest.raises(InputError, match=r"data\.val"):
+        run_cv(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=str(tmp_path / "val.json"))))

@@ -180,6 +180,17 @@ def test_cli_ensemble_with_rules_scores_them_and_calibrates_test(tmp_path, oof_f
         assert abs(float(row["p_text-sarcasm"]) - float(oof[row["id"]]["p_text-sarcasm"])) < 2e-6
 
 
+def test_calibration_does_not_overturn_the_rules(tmp_path, oof_files):
+    targets, folds, good, weak = oof_files
+    (tmp_path / "r.yaml").write_text("base: mean\nrules:\n  - {label: text-sarcasm, when: any, min_prob: 0.3}\n")
+    result = api.ensemble([good, weak], out=tmp_path / "ens.csv", method="rules", rules=tmp_path / "r.yaml",
+                          calibrate="always")
+    fired = np.stack([read_probs(good), read_probs(weak)], axis=1)[:, :, LABELS.index("text-sarcasm")].max(1) >= 0.3
+    assert fired.any() and result.summary["calibration"]["biases_applied"]
+    labels = [row["label"] for row in read_csv(result.out)]
+    assert all(label == "text-sarcasm" for label, hit in zip(labels, fired) if hit)
+
+
 def test_fitting_without_gold_is_bad_input(tmp_path):
     path = tmp_path / "test.csv"
     write_predictions(path, ["1", "2"], np.full((2, 4), 0.25), LABELS)

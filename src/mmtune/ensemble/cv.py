@@ -62,7 +62,11 @@ def shared_folds(cfg: Config, cv_dir: Path) -> tuple[Path, dict[str, int]]:
         return path, read_folds(path)
     path = (cv_dir / FOLDS_FILE).resolve()
     if path.exists():  # a resumed cv must see the split it started with
-        return path, read_folds(path)
+        folds = read_folds(path)
+        if len(set(folds.values())) != cfg.cv.folds:
+            raise InputError(f"cv.folds: {path} holds {len(set(folds.values()))} folds, not {cfg.cv.folds}; "
+                             "use another output_dir for another split")
+        return path, folds
     posts = load_posts(cfg.data.train, cfg.data.train_images, cfg.data, labels=cfg.data.labels,
                        require_label=True).posts
     folds = make_folds(posts, k=cfg.cv.folds, seed=cfg.seed, group_by=cfg.cv.group_by)
@@ -85,6 +89,21 @@ def fold_config(cfg: Config, cv_dir: Path, fold: int, folds_path: Path) -> Confi
                    cv=replace(cfg.cv, folds_file=str(folds_path)))
 
 
+def check_same_config(run_dir: Path, fold_cfg: Config) -> None:
+    """Exit 2 naming every key in which a finished fold's config differs from this cv's (as `--resume` does)."""
+    from mmtune.config import load_config
+    from mmtune.training.run import check_resume
+
+    saved = load_config(run_dir / "config.yaml")
+    # What the fold's run filled in itself (label order, an automatic batch size) is not a difference.
+    data = replace(fold_cfg.data, labels=fold_cfg.data.labels or saved.data.labels)
+    train = fold_cfg.train
+    if train.batch_size == 0:
+        train = replace(train, batch_size=saved.train.batch_size, grad_accum=saved.train.grad_accum)
+    cv = replace(fold_cfg.cv, only=saved.cv.only)  # which folds a session runs is not what a fold learns
+    check_resume(run_dir, replace(fold_cfg, data=data, train=train, cv=cv), resume=True)
+
+
 def fold_is_done(run_dir: Path, needs_test: bool) -> bool:
     """A fold is done once its run wrote its predictions (after a finished or early-stopped loop)."""
     if not (run_dir / "val_predictions.csv").exists():
@@ -100,6 +119,8 @@ def run_cv(cfg: Config) -> CVResult:
     from mmtune.training import checkpoint as ckpt
     from mmtune.training.run import train
 
+    if cfg.data.val:
+        raise InputError("data.val: cv validates on folds of data.train; unset data.val (data.val=null)")
     cv_dir = Path(cfg.output_dir)
     processes = process_state()  # under torchrun / accelerate launch every rank runs this, in step
     with processes.main_process_first():  # the main process writes folds.csv, the others then read it
@@ -111,11 +132,12 @@ def run_cv(cfg: Config) -> CVResult:
     started = time.monotonic()
     for fold in result.folds:
         run_dir = fold_dir(cv_dir, fold)
+        fold_cfg = fold_config(cfg, cv_dir, fold, folds_path)
         if fold_is_done(run_dir, needs_test=bool(cfg.data.test)):
+            check_same_config(run_dir, fold_cfg)  # a done fold of another config must not join this cv
             log.info(f"fold {fold}: done, skipped ({run_dir})")
             result.skipped.append(fold)
             continue
-        fold_cfg = fold_config(cfg, cv_dir, fold, folds_path)
         if budget is not None:
             # The main process's clock decides for all: ranks that disagreed would wait on each other forever.
             left = broadcast_object_list([budget - (time.monotonic() - started)])[0]

@@ -125,7 +125,15 @@ def _fit_and_write(request: EnsembleRequest, oof: Members, test: Members | None,
         summary["members_oof_macro_f1"] = [macro_f1(oof.probs[m], y) for m in range(len(oof.paths))]
         summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
         # Stacking's OOF is cross-validated; fitted weights are scored on the rows they were fitted on.
-        summary["ensemble_oof_is_in_sample"] = request.method in {"weighted", "greedy"}
+        summary["ensemble_oof_is_in_sample"] = isinstance(blender, (LogLossWeightsBlender, GreedySelectionBlender))
+    # Calibration maps the base blend; the rules come last, so that they decide the posts they fire on as written.
+    if request.calibrate:
+        oof_probs, test_probs, summary["calibration"] = _calibrate(oof, y, oof_probs, test_probs, request.seed,
+                                                                   always=request.calibrate == "always")
+        # Biases fitted on the OOF rows and applied to them: those rows are no longer out-of-fold for a later
+        # blend or stack (the honest figure is calibration.nested_cv).
+        if summary["calibration"]["biases_applied"]:
+            summary["ensemble_oof_is_in_sample"] = True
     if rules is not None:
         oof_before = oof_probs
         oof_probs, _ = apply_rules(X, oof_probs, rules.rules, oof.labels)
@@ -134,9 +142,6 @@ def _fit_and_write(request: EnsembleRequest, oof: Members, test: Members | None,
         if y is not None:
             summary["rules"] = score_rules(X, oof_before, rules.rules, oof.labels, y)
             summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
-    if request.calibrate:
-        oof_probs, test_probs, summary["calibration"] = _calibrate(oof, y, oof_probs, test_probs, request.seed,
-                                                                   always=request.calibrate == "always")
     return _write(request, oof, test, oof_probs, test_probs, summary)
 
 

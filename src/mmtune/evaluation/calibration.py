@@ -10,10 +10,8 @@ scores the held-out part, which is the number to believe.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,8 +147,3 @@ def _splits(targets: np.ndarray, k: int, seed: int, groups: np.ndarray | None) -
         splitter = StratifiedKFold(n_splits=max(2, min(k, len(targets))), shuffle=True, random_state=seed)
         return list(splitter.split(np.zeros((len(targets), 1)), targets))
 
-
-def save_calibration(calibrator: MacroF1Calibrator, labels: list[str], path: Path,
-                     nested: dict[str, float] | None = None) -> None:
-    data = calibrator.to_dict(labels) | ({"nested_cv": nested} if nested else {})
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
