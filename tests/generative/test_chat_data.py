@@ -59,6 +59,16 @@ def test_internvl_jsonl_multi_image_multi_turn_trains_every_answer_or_only_the_l
     assert len(read(path, images, turns="last").rows) == 1
 
 
+def test_a_later_turns_image_belongs_only_to_the_rows_whose_prompt_shows_it(tmp_path, images):
+    conversation = [{"from": "human", "value": "<image>\nẢnh này là gì?"}, {"from": "gpt", "value": "Mèo."},
+                    {"from": "human", "value": "Còn ảnh này? <image>"}, {"from": "gpt", "value": "Chó."}]
+    path = write_jsonl(tmp_path / "later.jsonl", [{"id": 0, "image": ["0.png", "1.png"],
+                                                   "conversations": conversation}])
+    first, second = read(path, images).rows
+    assert first["images"] == [str(images / "0.png")]
+    assert second["images"] == [str(images / "0.png"), str(images / "1.png")]
+
+
 def test_captions_layout_uses_the_caption_prompt(tmp_path, images):
     path = write_jsonl(tmp_path / "cap.jsonl", [{"image": "2.png", "caption": "một hình vàng"}])
     (row,) = read(path, images, caption_prompt="Mô tả ảnh.").rows

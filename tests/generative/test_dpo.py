@@ -32,7 +32,7 @@ def test_with_lora_there_is_no_second_model_the_reference_is_the_base_with_adapt
                      "model.lora.enabled=true")
     model, processor = load_vlm(cfg)
     trainer = dpo_trainer(cfg, model, processor, read_chat_splits(cfg, preference=True), tmp_path / "run",
-                          lora_config(cfg))
+                          lora_config(cfg, model))
     assert trainer.ref_model is None and isinstance(trainer.model, PeftModel)
 
 

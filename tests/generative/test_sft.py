@@ -60,7 +60,7 @@ def test_lora_with_gradient_checkpointing_trains_language_model_adapters_only(ti
     model, processor = load_vlm(cfg)
     from mmtune.generative.trainer_setup import lora_config
 
-    trainer = sft_trainer(cfg, model, processor, read_chat_splits(cfg), out, lora_config(cfg))
+    trainer = sft_trainer(cfg, model, processor, read_chat_splits(cfg), out, lora_config(cfg, model))
     trainable = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name and "language_model" in name for name in trainable)
     trainer.train()
@@ -141,3 +141,17 @@ def test_multi_image_sharegpt_rows_train(tiny_llava, tmp_path):
     assert batch["pixel_values"].shape[0] == 6
     assert int((batch["input_ids"] == model.config.image_token_id).sum()) == 6 * model.config.image_seq_length
     assert run_sft(cfg) == "finished"
+
+
+def test_a_misspelt_lora_target_is_bad_input_not_dropped(tiny_llava, colour_chat, tmp_path):
+    from mmtune.generative.trainer_setup import lora_config
+
+    cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], tmp_path / "run",
+                     "model.lora.enabled=true", "model.lora.targets=[q_proj,v_prj]")
+    model, _ = load_vlm(cfg)
+    with pytest.raises(InputError, match=r"model\.lora\.targets: 'v_prj' is not a linear layer"):
+        lora_config(cfg, model)
+    only_q = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], tmp_path / "run",
+                        "model.lora.enabled=true", "model.lora.targets=[q_proj]")
+    targets = lora_config(only_q, model).target_modules
+    assert targets and all("language_model" in name and name.endswith("q_proj") for name in targets)

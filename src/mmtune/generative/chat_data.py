@@ -300,7 +300,10 @@ def _split_turns(turns: list[Message], images: list[str], which: str) -> list[di
     for index in answers:
         if not any(turn["role"] == "user" for turn in turns[:index]):
             raise BadRow("no_user_turn", "an assistant answer before any user turn")
-        rows.append({"images": images, "prompt": turns[:index], "completion": [turns[index]]})
+        prompt = turns[:index]
+        # A row carries the images its prompt shows: a later turn's image belongs to a later row only.
+        shown = sum(block["type"] == "image" for turn in prompt for block in turn["content"])
+        rows.append({"images": images[:shown], "prompt": prompt, "completion": [turns[index]]})
     return rows
 
 

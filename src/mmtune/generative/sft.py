@@ -65,8 +65,11 @@ def sft_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
 
     train_set, val_set = datasets_for(splits, cfg)
     args = SFTConfig(**trainer_arguments(cfg, run_dir, has_eval=val_set is not None), completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                         processing_class=processor, peft_config=peft_config)
+    try:
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+                             processing_class=processor, peft_config=peft_config)
+    except ValueError as error:
+        raise InputError(f"sft: {error}") from None
     if cfg.model.quantize == "none":
         upcast_trainable(trainer.model)
     return trainer

@@ -71,7 +71,7 @@ def _stage_trainer(cfg: Config, splits: ChatSplits, run_dir: Path) -> tuple[Buil
     trained = [PROJECTOR] + ([VISION_TOWER] if cfg.build.train_vision_tower else [])
     if cfg.model.lora.enabled:  # peft freezes everything else and trains `modules_to_save` fully
         return built, sft_trainer(cfg, built.model, built.processor, splits, run_dir,
-                                  lora_config(cfg, modules_to_save=trained))
+                                  lora_config(cfg, built.model, modules_to_save=trained))
     train_only(built.model, [*trained, "language_model", "lm_head"])
     return built, sft_trainer(cfg, built.model, built.processor, splits, run_dir)
 

@@ -21,8 +21,8 @@ from mmtune.compat import load_processor
 from mmtune.config import Config, save_config
 from mmtune.data.images import ImageError, load_image
 from mmtune.errors import InputError
-from mmtune.models.adapters import load_quantized, quantized_compute_dtype
-from mmtune.models.vlm_loading import weights_dtype
+from mmtune.models.adapters import check_lora_numbers, load_quantized, quantized_compute_dtype
+from mmtune.models.vlm_loading import lora_targets, weights_dtype
 from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
 from mmtune.training.loop import _tracker_available, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
@@ -30,9 +30,6 @@ from mmtune.training.run import check_resume
 
 log = logging.getLogger(__name__)
 
-# The language model's attention and MLP projections; the vision tower and the projector are left out.
-# Module names: LLaVA / Qwen2-VL / InternVL `...language_model.layers.N...`, Idefics3 / SmolVLM `...text_model...`.
-LM_LORA_TARGETS = (r".*\b(language_model|text_model)\b.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$")
 _OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit"}
 _SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
@@ -140,13 +137,16 @@ def upcast_trainable(model: torch.nn.Module) -> None:
             param.data = param.data.float()
 
 
-def lora_config(cfg: Config, modules_to_save: list[str] | None = None) -> Any:
+def lora_config(cfg: Config, model: torch.nn.Module, modules_to_save: list[str] | None = None) -> Any:
+    """peft's LoraConfig on the language model's projections (the same layers the classifier kinds adapt; the
+    vision tower too with model.vlm.lora_vision), with the number and target checks of `apply_lora`."""
     from peft import LoraConfig
 
     lora = cfg.model.lora
+    check_lora_numbers(lora.r, lora.alpha, lora.dropout)
+    targets = lora_targets(model, lora.targets, cfg.model.vlm.lora_vision)
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_dora=lora.dora, bias="none",
-                      target_modules=lora.targets or LM_LORA_TARGETS, modules_to_save=modules_to_save,
-                      task_type="CAUSAL_LM")
+                      target_modules=targets, modules_to_save=modules_to_save, task_type="CAUSAL_LM")
 
 
 def with_images(dataset: Any, max_pixels: int) -> Any:
@@ -215,7 +215,7 @@ def train_with_trl(cfg: Config, resume: bool, splits: Any, started: float, make_
     returns why training stopped (finished, time_budget, signal)."""
     cfg, run_dir, _ = prepare_run(cfg, resume)
     model, processor = load_vlm(cfg)
-    peft_config = lora_config(cfg) if cfg.model.lora.enabled else None
+    peft_config = lora_config(cfg, model) if cfg.model.lora.enabled else None
     if cfg.model.quantize != "none" and peft_config is None:
         raise InputError("model.quantize: 4-/8-bit weights cannot be trained directly; set model.lora.enabled")
     trainer = make_trainer(cfg, model, processor, splits, run_dir, peft_config)

@@ -62,7 +62,7 @@ def _matches(name: str, targets: Sequence[str]) -> bool:
 def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: Sequence[str] | None,
                dora: bool = False) -> nn.Module:
     """Inject LoRA (or DoRA) adapters into `model` in place; afterwards only adapter parameters train."""
-    _check_lora_numbers(r, alpha, dropout)
+    check_lora_numbers(r, alpha, dropout)
     if getattr(model, "peft_config", None):
         raise InputError(f"model.lora: {type(model).__name__} already has LoRA adapters")
     targets = list(targets) if targets else default_lora_targets(model)
@@ -80,7 +80,7 @@ def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: Se
     return model
 
 
-def _check_lora_numbers(r: int, alpha: int, dropout: float) -> None:
+def check_lora_numbers(r: int, alpha: int, dropout: float) -> None:
     if r < 1:
         raise InputError(f"model.lora.r: the rank must be at least 1, got {r}")
     if alpha <= 0:

@@ -136,4 +136,15 @@ def lora_targets(model: nn.Module, leaf_names: list[str] | None, with_vision: bo
     if not targets:
         raise InputError(f"model.lora.targets: none of {', '.join(wanted)} is a linear layer of "
                          f"{type(model).__name__}'s language model")
+    # Each name given must adapt something: peft only fails when nothing matches, so a misspelt one would vanish.
+    decoder_linears = [name for name, module in model.named_modules()
+                       if isinstance(module, nn.Linear) and id(module) in inside_decoder]
+    for leaf in leaf_names or []:
+        if not any(name.rsplit(".", 1)[-1] == leaf for name in decoder_linears):
+            raise InputError(f"model.lora.targets: {leaf!r} is not a linear layer of {type(model).__name__}'s "
+                             f"language model (its projections: {', '.join(_leaf_names(decoder_linears))})")
     return targets
+
+
+def _leaf_names(names: list[str]) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name in names})
