@@ -51,3 +51,37 @@ def test_head_only_stage_freezes_the_adapters(vlm_setup):
     assert trainable and all(n.startswith("head.") for n in trainable)
     groups = {g.role: len(g.params) for g in classifier.parameter_groups()}
     assert groups["head"] > 0 and groups["backbone"] > 0
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "internvl"])
+def test_last_n_trains_the_last_language_model_blocks_not_the_vision_tower(tiny_vlm, family):
+    from mmtune.config import load_config
+    from mmtune.models.vlm_loading import load_vlm
+
+    cfg = load_config(None, ["model.kind=vlm-head", f"model.name={tiny_vlm(family)}", "model.freeze.preset=last_n",
+                             "model.freeze.last_n=1"])
+    model = load_vlm(cfg.model).model
+    decoder = model.get_decoder()
+    last_block = {id(p) for p in decoder.layers[-1].parameters()}
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and any(id(p) in last_block for _, p in trainable)
+    decoder_params = {id(p) for p in decoder.parameters()}
+    earlier = {id(p) for block in decoder.layers[:-1] for p in block.parameters()}
+    assert all(id(p) in decoder_params and id(p) not in earlier for _, p in trainable), \
+        [name for name, p in trainable if id(p) not in decoder_params or id(p) in earlier]
+
+
+def test_a_base_with_trained_parameters_is_not_loaded_in_half_precision(monkeypatch):
+    from mmtune.config import load_config
+    from mmtune.models.vlm_loading import weights_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a T4: no bf16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+
+    def dtype(*overrides: str) -> torch.dtype:
+        return weights_dtype(load_config(None, ["model.kind=vlm-head", *overrides]).model)
+
+    assert dtype("model.lora.enabled=true") == torch.float16
+    assert dtype("model.freeze.preset=all") == torch.float16
+    assert dtype("model.freeze.preset=all", "model.freeze.train_globs=[lm_head.*]") == torch.float32
+    assert dtype("model.freeze.preset=last_n") == torch.float32

@@ -59,14 +59,19 @@ def _find_blocks_named(module: nn.Module) -> tuple[str, nn.ModuleList | nn.Seque
 
 
 def apply_freeze(module: nn.Module, preset: str, last_n: int = 0, freeze_globs: Sequence[str] = (),
-                 train_globs: Sequence[str] = ()) -> FreezeReport:
+                 train_globs: Sequence[str] = (), scope: str = "") -> FreezeReport:
     """Set `requires_grad` on every parameter of `module` from a preset, then the globs (train_globs last).
 
     `last_n` is read only by the `last_n` preset (the config always carries a default for it).
-    Everything is checked before anything changes, so a bad key leaves the module as it was.
+    `scope` (a dotted submodule name, e.g. a VLM's language model) is what the preset reads; parameters
+    outside it start frozen. The globs match full names. Everything is checked before anything changes, so a
+    bad key leaves the module as it was.
     """
     params = dict(module.named_parameters())
-    trainable = _preset_trainable(module, preset, last_n, list(params))
+    target = module.get_submodule(scope) if scope else module
+    prefix = f"{scope}." if scope else ""
+    inner = [name for name, _ in target.named_parameters()]
+    trainable = {prefix + name for name in _preset_trainable(target, preset, last_n, inner)}
     frozen_by_glob = _glob_matches(params, freeze_globs, "model.freeze.freeze_globs")
     trained_by_glob = _glob_matches(params, train_globs, "model.freeze.train_globs")
     trainable = (trainable - frozen_by_glob) | trained_by_glob

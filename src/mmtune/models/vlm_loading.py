@@ -73,7 +73,8 @@ def weights_dtype(model_cfg: ModelConfig) -> torch.dtype:
     chosen = model_cfg.vlm.dtype
     if chosen != "auto":
         return getattr(torch, chosen)
-    frozen_base = model_cfg.lora.enabled or model_cfg.freeze.preset == "all"
+    # Parameters that train stay fp32 (fp16 ones cannot be unscaled by the grad scaler): train_globs train some.
+    frozen_base = model_cfg.lora.enabled or (model_cfg.freeze.preset == "all" and not model_cfg.freeze.train_globs)
     if not torch.cuda.is_available() or not frozen_base:
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -111,7 +112,11 @@ def _configure(model: nn.Module, model_cfg: ModelConfig) -> None:
         log.info(f"{model_cfg.name}: quantized and frozen; enable model.lora to fine-tune it (QLoRA)")
     else:
         freeze = model_cfg.freeze
-        report = apply_freeze(model, freeze.preset, freeze.last_n, freeze.freeze_globs, freeze.train_globs)
+        # The block presets read the language model: a vision tower's blocks (often as many or more) would win
+        # the search for "the" block list otherwise, and last_n would train the whole language model after them.
+        scope = _module_name(model, model.get_decoder()) if freeze.preset in ("last_n", "embeddings", "attention") \
+            else ""
+        report = apply_freeze(model, freeze.preset, freeze.last_n, freeze.freeze_globs, freeze.train_globs, scope)
         log.info(f"{model_cfg.name}: {report.summary()}")
     if model_cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
@@ -144,6 +149,10 @@ def lora_targets(model: nn.Module, leaf_names: list[str] | None, with_vision: bo
             raise InputError(f"model.lora.targets: {leaf!r} is not a linear layer of {type(model).__name__}'s "
                              f"language model (its projections: {', '.join(_leaf_names(decoder_linears))})")
     return targets
+
+
+def _module_name(model: nn.Module, part: nn.Module) -> str:
+    return next(name for name, module in model.named_modules() if module is part)
 
 
 def _leaf_names(names: list[str]) -> list[str]:
