@@ -55,7 +55,8 @@ def run_build(cfg: Config, resume: bool = False) -> str:
     splits = read_chat_splits(cfg)  # bad data is found before a run folder is made
     cfg, run_dir, _ = prepare_run(cfg, resume)
     built, trainer = _stage_trainer(cfg, splits, run_dir)
-    stopped = run_trainer(trainer, RunCallback(cfg, run_dir, StopSignals(), started), resume)
+    callback = RunCallback(cfg, run_dir, StopSignals(), started, accelerator=trainer.accelerator)
+    stopped = run_trainer(trainer, callback, resume)
     if stopped == "finished":
         export_model(trainer, built.processor, cfg, run_dir)
     return stopped

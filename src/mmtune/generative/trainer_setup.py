@@ -24,7 +24,7 @@ from mmtune.errors import InputError
 from mmtune.models.adapters import check_lora_numbers, load_quantized, quantized_compute_dtype
 from mmtune.models.vlm_loading import lora_targets, weights_dtype
 from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
-from mmtune.training.loop import _tracker_available, resolve_mixed_precision
+from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
 from mmtune.training.run import check_resume
 
@@ -170,7 +170,9 @@ class RunCallback(TrainerCallback):
     appends every log line to metrics.jsonl. The reserve follows `TimeBudget`: the slowest step, and the
     slowest gap between steps (where the trainer evaluates and saves)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, signals: StopSignals, started: float) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, signals: StopSignals, started: float,
+                 accelerator: Any = None) -> None:
+        self.accelerator = accelerator  # the trainer's: under a launcher the processes agree on when to stop
         seconds = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
         self.budget = TimeBudget(seconds, started=started)
         self.signals = signals
@@ -188,6 +190,8 @@ class RunCallback(TrainerCallback):
         self._step_ended = time.monotonic()
         self.budget.record_step(self._step_ended - self._step_started)
         reason = "signal" if self.signals.received is not None else "time_budget" if self.budget.should_stop() else None
+        if self.accelerator is not None:
+            reason = agreed_stop(self.accelerator, reason)
         if reason is not None and state.global_step < state.max_steps:
             self.stopped = reason
             control.should_save = True
@@ -219,7 +223,8 @@ def train_with_trl(cfg: Config, resume: bool, splits: Any, started: float, make_
     if cfg.model.quantize != "none" and peft_config is None:
         raise InputError("model.quantize: 4-/8-bit weights cannot be trained directly; set model.lora.enabled")
     trainer = make_trainer(cfg, model, processor, splits, run_dir, peft_config)
-    stopped = run_trainer(trainer, RunCallback(cfg, run_dir, StopSignals(), started), resume)
+    callback = RunCallback(cfg, run_dir, StopSignals(), started, accelerator=trainer.accelerator)
+    stopped = run_trainer(trainer, callback, resume)
     if stopped == "finished":
         export_model(trainer, processor, cfg, run_dir)
     return stopped

@@ -41,6 +41,16 @@ log = logging.getLogger(__name__)
 _STOPS: tuple[str | None, ...] = (None, "time_budget", "signal")
 
 
+def agreed_stop(accelerator: Accelerator, stop: str | None) -> str | None:
+    """The stop every process takes at this step (None, time_budget or signal): the budget is timed per process
+    and a signal reaches the ranks between different steps, and a rank that stopped alone would leave the others
+    waiting forever in the next collective."""
+    if accelerator.num_processes == 1:
+        return stop
+    code = torch.tensor([_STOPS.index(stop)], device=accelerator.device)
+    return _STOPS[int(accelerator.reduce(code, reduction="max").item())]
+
+
 class _Indexed(Dataset):
     def __init__(self, examples: Sequence[Example]) -> None:
         self.examples = examples
@@ -261,13 +271,7 @@ class TrainingLoop:
         return stop
 
     def _agreed_stop(self, stop: str | None) -> str | None:
-        """The stop every process takes at this step: the budget is timed per process and a signal reaches the
-        ranks between different steps, and a rank that stopped alone would leave the others waiting forever
-        in the next collective."""
-        if self.accelerator.num_processes == 1:
-            return stop
-        code = torch.tensor([_STOPS.index(stop)], device=self.accelerator.device)
-        return _STOPS[int(self.accelerator.reduce(code, reduction="max").item())]
+        return agreed_stop(self.accelerator, stop)
 
     def _end_of_epoch(self) -> bool:
         self.state.epoch += 1
