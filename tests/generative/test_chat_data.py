@@ -112,6 +112,16 @@ def test_bad_rows_are_counted_by_reason_and_good_rows_kept(tmp_path, images):
     assert dict(result.skipped) == expected
 
 
+def test_escaping_and_unreadable_images_are_bad_rows_found_when_reading(tmp_path, images):
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    turns = [{"role": "user", "content": "?"}, {"role": "assistant", "content": "!"}]
+    path = write_jsonl(tmp_path / "c.jsonl", [{"images": [name], "messages": turns}
+                                              for name in ("0.png", "../../etc/passwd", "/etc/passwd", "broken.png")])
+    result = read(path, images)
+    assert len(result.rows) == 1
+    assert dict(result.skipped) == {"unsafe_path": 2, "unreadable_image": 1}
+
+
 def test_on_bad_row_error_names_the_file_and_line(tmp_path, images):
     path = write_jsonl(tmp_path / "c.jsonl", [
         {"images": ["0.png"], "messages": [{"role": "user", "content": "?"}, {"role": "assistant", "content": "!"}]},

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.config import ChatConfig, ColumnsConfig
+from mmtune.data.checks import resolve_image_path
+from mmtune.data.images import ImageError, probe_image
 from mmtune.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class ReadRequest:
     columns: ColumnsConfig
     on_bad_row: str = "skip"
     preference: bool = False
+    max_pixels: int = 64_000_000  # data.image.max_pixels: larger images are unreadable_image (bomb limit)
 
 
 def read_rows(request: ReadRequest) -> ChatRows:
@@ -207,10 +210,19 @@ def _image_paths(record: dict[str, Any], key: str, request: ReadRequest) -> list
     names = [] if value is None else [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
         raise BadRow("bad_images", f"'{key}' must be an image name or a list of names")
-    paths = [Path(name) if request.images is None else request.images / name for name in names]
-    for path in paths:
+    paths = []
+    for name in names:
+        # With an images folder, names stay inside it (the data layer's rule): a refused path is never opened.
+        path = Path(name) if request.images is None else resolve_image_path(request.images, name)
+        if path is None:
+            raise BadRow("unsafe_path", f"image name escapes {request.images}: {name}")
         if not path.is_file():
             raise BadRow("missing_image", f"image not found: {path}")
+        try:  # now, not when a batch is collated hours into the run
+            probe_image(path, request.max_pixels)
+        except ImageError as error:
+            raise BadRow("unreadable_image", f"{path}: {error}") from None
+        paths.append(path)
     return [str(path) for path in paths]
 
 

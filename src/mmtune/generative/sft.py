@@ -41,7 +41,8 @@ def read_chat_splits(cfg: Config, preference: bool = False) -> ChatSplits:
 
     def read(path: str, images: str | None) -> ChatRows:
         return read_rows(ReadRequest(Path(path), Path(images) if images else None, cfg.chat, cfg.data.columns,
-                                     cfg.data.on_bad_row, preference=preference))
+                                     cfg.data.on_bad_row, preference=preference,
+                                     max_pixels=cfg.data.image.max_pixels))
 
     train = read(cfg.data.train, cfg.data.train_images)
     val = read(cfg.data.val, cfg.data.val_images or cfg.data.train_images) if cfg.data.val else None
