@@ -1,5 +1,6 @@
 """`mmtune report`: a self-contained page that loads with all its images in headless Chromium."""
 
+import json
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ import pytest
 
 from mmtune.config import load_config
 from mmtune.ensemble.cv import run_cv
-from mmtune.evaluation.report import write_report
+from mmtune.evaluation.report import _posts_by_id, write_report
 from tests.training.conftest import demo_small, fusion_config, run_mmtune, tiny_models, write_config  # noqa: F401
 
 
@@ -69,3 +70,13 @@ def test_run_report_from_the_cli(cv_dir, tmp_path):
 def test_report_of_a_folder_without_predictions_exits_2(tmp_path):
     result = run_mmtune("report", tmp_path)
     assert result.returncode == 2 and "neither a finished run folder" in result.stderr
+
+
+def test_the_gallery_reads_the_validation_file_of_a_run_that_had_one(demo_small):  # noqa: F811
+
+    cfg = load_config(None, [f"data.train={demo_small.train}", f"data.train_images={demo_small.train_images}",
+                             f"data.val={demo_small.test}", f"data.val_images={demo_small.test_images}"])
+    test_posts = json.loads(demo_small.test.read_text(encoding="utf-8"))
+    posts = _posts_by_id(cfg)
+    assert set(posts) == set(test_posts)
+    assert all(post.text == test_posts[pid]["caption"] for pid, post in posts.items())

@@ -23,7 +23,7 @@ from mmtune.config import Config, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.images import load_image
 from mmtune.data.post import Post
-from mmtune.ensemble.cv import OOF_FILE, SUMMARY_FILE
+from mmtune.ensemble.cv import OOF_FILE, SUMMARY_FILE, fold_dir
 from mmtune.ensemble.inputs import Predictions, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation import figures
@@ -55,7 +55,7 @@ def gather(run_dir: Path) -> ReportData:
     """Read a run folder (config.yaml + val_predictions.csv) or a cv folder (oof.csv + fold-K/)."""
     if (run_dir / OOF_FILE).exists() and (run_dir / SUMMARY_FILE).exists():
         summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-        fold_dirs = {k: run_dir / f"fold-{k}" for k in summary["folds"]}
+        fold_dirs = {k: fold_dir(run_dir, k) for k in summary["folds"]}
         cfg = load_config(next(iter(fold_dirs.values())) / "config.yaml")
         preds = read_prediction_file(run_dir / OOF_FILE, need_gold=True)
         histories = {f"fold {k}": _history(d) for k, d in fold_dirs.items()}
@@ -75,9 +75,12 @@ def gather(run_dir: Path) -> ReportData:
 
 
 def _posts_by_id(cfg: Config) -> dict[str, Post]:
-    """The training posts, for thumbnails and captions; a report without them still renders."""
+    """The validated posts (data.val when the run had one, else data.train, whose folds were validated), for
+    thumbnails and captions; a report without them still renders."""
+    data = cfg.data
+    path, images = (data.val, data.val_images or data.train_images) if data.val else (data.train, data.train_images)
     try:
-        posts = load_posts(cfg.data.train, cfg.data.train_images, cfg.data, labels=cfg.data.labels).posts
+        posts = load_posts(path, images, data, labels=data.labels).posts
     except InputError as exc:
         log.warning(f"report gallery without thumbnails or captions: {exc}")
         return {}
