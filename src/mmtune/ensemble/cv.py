@@ -22,7 +22,7 @@ import numpy as np
 from mmtune.config import Config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import make_folds, read_folds, write_folds
-from mmtune.ensemble.inputs import Predictions, read_prediction_file
+from mmtune.ensemble.inputs import Predictions, align, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.predict import write_predictions
@@ -209,19 +209,9 @@ def out_of_fold(per_fold: dict[int, Predictions], folds: dict[str, int]) -> Pred
 
 
 def mean_of_tests(tests: list[Predictions], labels: list[str]) -> Predictions:
-    """The fold models' mean on the test file; every fold must have predicted the same posts."""
-    first = tests[0]
-    order = {pid: i for i, pid in enumerate(first.ids)}
-    total = np.zeros((len(first.ids), len(labels)))
-    for pred in tests:
-        if set(pred.ids) != set(order) or len(pred.ids) != len(order):
-            raise InputError(f"{pred.path}: test ids differ from {first.path}")
-        if set(pred.labels) != set(labels):
-            raise InputError(f"{pred.path}: labels {pred.labels} differ from {labels}")
-        rows = np.array([order[pid] for pid in pred.ids])
-        cols = [pred.labels.index(label) for label in labels]
-        total[rows] += pred.probs[:, cols]
-    return Predictions(path=Path(TEST_FILE), ids=first.ids, probs=total / len(tests), labels=labels)
+    """The fold models' mean on the test file; every fold must have predicted the same posts (else exit 2)."""
+    members = align(tests, labels=labels)
+    return Predictions(path=Path(TEST_FILE), ids=members.ids, probs=members.probs.mean(axis=0), labels=labels)
 
 
 def summarize(per_fold: dict[int, Predictions], oof: Predictions, total: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from mmtune.data.folds import make_folds, read_folds, write_folds
 from mmtune.data.labels import infer_labels
 from mmtune.data.post import Post
 from mmtune.errors import InputError
-from mmtune.evaluation.curves import plot_learning_curve
+from mmtune.evaluation.figures import learning_curves
 from mmtune.evaluation.predict import write_predictions
 from mmtune.models.base import build_classifier, known_kinds
 from mmtune.training import checkpoint as ckpt
@@ -158,7 +158,8 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
         probs = np.load(best / "val_probs.npy")
         write_predictions(run_dir / "val_predictions.csv", [e.id for e in val_examples], probs, split.labels,
                           gold=[e.post.label for e in val_examples])
-        plot_learning_curve(loop.state.history, cfg.train.metric, run_dir / "learning_curve.png")
+        if loop.state.history:
+            (run_dir / "learning_curve.png").write_bytes(learning_curves({"run": loop.state.history}, cfg.train.metric))
     if split.test:
         ckpt.load_trainable_state(accelerator.unwrap_model(loop.model), ckpt.read_weights(best))
         test_examples = loop.classifier.prepare(split.test, train=False)
