@@ -85,3 +85,14 @@ def test_a_base_with_trained_parameters_is_not_loaded_in_half_precision(monkeypa
     assert dtype("model.freeze.preset=all") == torch.float16
     assert dtype("model.freeze.preset=all", "model.freeze.train_globs=[lm_head.*]") == torch.float32
     assert dtype("model.freeze.preset=last_n") == torch.float32
+
+
+def test_an_untied_language_model_head_is_not_trained_by_vlm_head(vlm_setup):
+    setup = vlm_setup("llava", "vlm-head", "model.freeze.preset=none")
+    model = build(setup)
+    output, inputs = model.vlm.get_output_embeddings(), model.vlm.get_input_embeddings()
+    if output.weight is inputs.weight:
+        pytest.skip("tied output embeddings")
+    assert not output.weight.requires_grad
+    assert not any(name.startswith("vlm.lm_head") for name in model.trainable_parameter_names())
+    assert any(name.startswith("vlm.") for name in model.trainable_parameter_names())

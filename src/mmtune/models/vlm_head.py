@@ -29,6 +29,11 @@ class VlmHeadClassifier(VlmClassifierBase):
             nn.LayerNorm(hidden), nn.Dropout(cfg.model.dropout), nn.Linear(hidden, cfg.model.hidden_size),
             nn.GELU(), nn.Dropout(cfg.model.dropout), nn.Linear(cfg.model.hidden_size, self.output_size),
         )
+        output = self.vlm.get_output_embeddings()
+        if output is not None and output.weight is not self.vlm.get_input_embeddings().weight:
+            # Never run by this kind: left trainable it would be saved in every checkpoint, and DDP would wait
+            # for its gradient. (A tied one is the input embedding, which does train.)
+            output.requires_grad_(False)
         self._record_trainable()
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
