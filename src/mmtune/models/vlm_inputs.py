@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import Idefics3Processor, SmolVLMProcessor
 
 from mmtune.config import Config
 from mmtune.data.images import Augmenter, load_image
@@ -28,8 +29,9 @@ from mmtune.models.vlm_prompts import fill_template, resolve_label_words, resolv
 
 log = logging.getLogger(__name__)
 
-# Processors that take one list of images per post; the others take one flat list for the batch.
-NESTED_IMAGES = ("Idefics3Processor", "SmolVLMProcessor")
+# Processors that take one list of images per post; the others take one flat list for the batch (the
+# torchvision-free subclasses in compat derive from these).
+NESTED_IMAGES = (Idefics3Processor, SmolVLMProcessor)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class VlmInputs:
         self.normalizer = TextNormalizer(cfg.data.text)
         self.augmenter = Augmenter.for_images(cfg.data.image, seed=cfg.seed) if cfg.data.image.augment.enabled else None
         self.flip_images = False
+        self.nested_images = isinstance(loaded.processor, NESTED_IMAGES)
         self.image_kwargs = image_budget_kwargs(loaded.processor, vlm) if loaded.has_vision else {}
         self.answers, self.report = self._answers()
 
@@ -152,8 +155,7 @@ class VlmInputs:
         texts = [self.render(e.text, len(images)) for e, images in zip(examples, per_post)]
         if not any(per_post):
             return dict(self.loaded.tokenizer(texts, padding=True, return_tensors="pt"))
-        nested = type(self.loaded.processor).__name__.replace("WithoutVideo", "") in NESTED_IMAGES
-        images: Any = per_post if nested else [image for images in per_post for image in images]
+        images: Any = per_post if self.nested_images else [image for images in per_post for image in images]
         return dict(self.loaded.processor(text=texts, images=images, padding=True, return_tensors="pt",
                                           **self.image_kwargs))
 
@@ -161,7 +163,8 @@ class VlmInputs:
         side = self.cfg.model.vlm.image_size
         images = []
         for path in post.images[: self.cfg.model.vlm.max_images]:
-            image = load_image(path, self.cfg.data.image.max_pixels)
+            # Decoded at reduced scale where the format allows (JPEG), never below the size it is shrunk to.
+            image = load_image(path, self.cfg.data.image.max_pixels, min_size=side)
             if rng is not None and self.augmenter is not None:
                 image = self.augmenter(image, rng)
             if self.flip_images:
