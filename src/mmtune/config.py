@@ -136,7 +136,8 @@ class VlmConfig:
                  "answer tokens (instruction tuning)")
     pooling: Literal["last", "mean"] = doc("last", "vlm-head: last non-pad token or mean over the prompt")
     max_images: int = doc(4, "images per post given to the model (more are left out, counted in the log)")
-    image_size: int = doc(448, "images are shrunk so that their longer side is at most this many pixels")
+    image_size: int = doc(448, "images are shrunk so that their longer side is at most this many pixels "
+                               "(also in sft, dpo and build-vlm)")
     max_tiles: int = doc(1, "InternVL: tiles per image, plus a thumbnail tile when > 1 (1 = the whole image "
                             "only); Idefics3/SmolVLM: > 1 turns on the processor's image splitting")
     max_pixels: int = doc(448 * 448, "Qwen2-VL / Qwen2.5-VL: pixel budget per image (sets the token count)")

@@ -460,3 +460,14 @@ def test_probe_aspect_and_mismatch_properties() -> None:
     probe = ImageProbe(width=300, height=100, format="JPEG", name_format="PNG", n_frames=1, mode="RGB",
                        sha256=None, phash=None)
     assert probe.aspect == 3.0 and probe.format_mismatch
+
+
+def test_load_within_shrinks_to_the_budget_keeping_the_aspect(tmp_path):
+    from mmtune.data.images import load_within
+
+    big = tmp_path / "big.jpg"
+    Image.effect_noise((1600, 800), 40).convert("RGB").save(big, format="JPEG")
+    small = tmp_path / "small.png"
+    Image.new("RGB", (120, 60), (1, 2, 3)).save(small)
+    assert load_within(big, 64_000_000, 448).size == (448, 224)
+    assert load_within(small, 64_000_000, 448).size == (120, 60)

@@ -171,6 +171,15 @@ def load_image(path: Path, max_pixels: int, min_size: int | None = None) -> Imag
     return rgb.transpose(method) if method is not None else rgb
 
 
+def load_within(path: Path, max_pixels: int, side: int) -> Image.Image:
+    """`load_image`, shrunk (aspect kept) so that its longer side is at most `side`: what a VLM's image budget
+    takes. JPEGs decode at reduced scale down to that size; a smaller image is left as it is."""
+    image = load_image(path, max_pixels, min_size=side)
+    if max(image.size) > side:
+        image.thumbnail((side, side), Image.Resampling.BICUBIC)
+    return image
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()

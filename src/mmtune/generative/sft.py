@@ -54,7 +54,8 @@ def datasets_for(splits: ChatSplits, cfg: Config) -> tuple[Any, Any]:
     from datasets import Dataset
 
     def build(rows: ChatRows | None) -> Any:
-        return None if rows is None else with_images(Dataset.from_list(rows.rows), cfg.data.image.max_pixels)
+        return None if rows is None else with_images(Dataset.from_list(rows.rows), cfg.data.image.max_pixels,
+                                                     cfg.model.vlm.image_size)
 
     return build(splits.train), build(splits.val)
 

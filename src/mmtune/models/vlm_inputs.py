@@ -19,7 +19,7 @@ from PIL import Image
 from transformers import Idefics3Processor, SmolVLMProcessor
 
 from mmtune.config import Config
-from mmtune.data.images import Augmenter, load_image
+from mmtune.data.images import Augmenter, load_within
 from mmtune.data.post import Post
 from mmtune.data.text import TextNormalizer, pack_text
 from mmtune.errors import InputError
@@ -163,15 +163,11 @@ class VlmInputs:
         side = self.cfg.model.vlm.image_size
         images = []
         for path in post.images[: self.cfg.model.vlm.max_images]:
-            # Decoded at reduced scale where the format allows (JPEG), never below the size it is shrunk to.
-            image = load_image(path, self.cfg.data.image.max_pixels, min_size=side)
+            image = load_within(path, self.cfg.data.image.max_pixels, side)
             if rng is not None and self.augmenter is not None:
                 image = self.augmenter(image, rng)
             if self.flip_images:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            if max(image.size) > side:
-                image = image.copy()
-                image.thumbnail((side, side), Image.Resampling.BICUBIC)
             images.append(image)
         return images
 
