@@ -21,8 +21,8 @@ from mmtune.compat import load_processor
 from mmtune.config import Config, save_config
 from mmtune.data.images import ImageError, load_within
 from mmtune.errors import InputError
-from mmtune.models.adapters import check_lora_numbers, load_quantized, quantized_compute_dtype
-from mmtune.models.vlm_loading import lora_targets, weights_dtype
+from mmtune.models.adapters import check_lora_numbers
+from mmtune.models.vlm_loading import load_weights, lora_targets
 from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
 from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
@@ -109,12 +109,8 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
     kwargs = {"trust_remote_code": cfg.model.trust_remote_code}
     try:
         processor = load_processor(name, **kwargs)
-        if cfg.model.quantize != "none":
-            model = load_quantized(AutoModelForImageTextToText, name, int(cfg.model.quantize[0]),
-                                   quantized_compute_dtype(), **kwargs)
-        else:
-            # A LoRA base on a GPU loads in half precision (model.vlm.dtype), as for the classifier kinds.
-            model = AutoModelForImageTextToText.from_pretrained(name, dtype=weights_dtype(cfg.model), **kwargs)
+        # As for the classifier kinds: a LoRA base on a GPU in half precision (model.vlm.dtype), QLoRA in 4-/8-bit.
+        model = load_weights(AutoModelForImageTextToText, replace(cfg.model, name=name), kwargs)
     except (OSError, ValueError) as error:
         raise InputError(f"model.name: cannot load the VLM '{name}' ({str(error).strip().splitlines()[0][:200]})"
                          ) from None

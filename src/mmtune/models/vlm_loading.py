@@ -55,7 +55,7 @@ def load_vlm(model_cfg: ModelConfig) -> LoadedVlm:
                          "(README: Vintern-1B) and point model.name at the converted folder")
     has_vision = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     model_cls = AutoModelForImageTextToText if has_vision else AutoModelForCausalLM
-    model = _load_weights(model_cls, model_cfg, remote)
+    model = load_weights(model_cls, model_cfg, remote)
     if has_vision:
         processor = compat.load_processor(model_cfg.name, **remote)
         tokenizer = processor.tokenizer
@@ -80,7 +80,8 @@ def weights_dtype(model_cfg: ModelConfig) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _load_weights(model_cls: Any, model_cfg: ModelConfig, remote: dict[str, Any]) -> nn.Module:
+def load_weights(model_cls: Any, model_cfg: ModelConfig, remote: dict[str, Any]) -> nn.Module:
+    """`model_cls.from_pretrained(model.name)`: 4-/8-bit or in `weights_dtype`, sdpa with an eager fallback."""
     attention = model_cfg.vlm.attn_implementation
     try:
         return _from_pretrained(model_cls, model_cfg, attention, remote)
