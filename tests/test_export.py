@@ -56,3 +56,13 @@ def test_kaggle_csv(tmp_path):
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "sub.csv", newline="") as handle:
         assert list(csv.reader(handle)) == [["id", "label"], ["a", "x"], ["b", "y"]]
+
+
+def test_ids_are_read_with_the_configs_columns(tmp_path):
+    source = predictions(tmp_path / "p.csv", ["1", "2"])
+    data = tmp_path / "test.csv"
+    data.write_text("post_id,caption,image\n1,x,a.jpg\n2,y,b.jpg\n", encoding="utf-8")
+    result = run_mmtune("submit", source, "--out", tmp_path / "r.zip", "--ids", data, "data.columns.id=post_id")
+    assert result.returncode == 0, result.stderr
+    result = run_mmtune("submit", source, "--out", tmp_path / "r2.zip", "--ids", data)
+    assert result.returncode == 2 and "test.csv" in result.stderr

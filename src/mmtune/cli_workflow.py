@@ -39,6 +39,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     submit.add_argument("--format", dest="fmt", choices=["vimmsd", "csv"], default="vimmsd")
     submit.add_argument("--ids", type=Path, help="the test data file: every post in it must be predicted")
     submit.add_argument("--labels", help="comma-separated known labels (default: the ViMMSD four for vimmsd)")
+    submit.add_argument("--config", type=Path, help="YAML config whose data.format / data.columns read --ids")
+    submit.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     submit.set_defaults(run=cmd_submit)
 
     report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder")
@@ -117,8 +119,11 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from mmtune.export import SubmitRequest, submit
 
     labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
+    from mmtune.config import load_config
+
+    data = load_config(args.config, args.overrides).data
     sub = submit(SubmitRequest(args.predictions, args.out, phase=args.phase, fmt=args.fmt, ids_from=args.ids,
-                               labels=labels))
+                               labels=labels, data=data))
     console.print(f"{len(sub.ids)} predictions written to {args.out}")
 
 

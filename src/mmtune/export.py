@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmtune.config import ColumnsConfig
+from mmtune.config import DataConfig
 from mmtune.data.labels import SARCASM_LABELS
 from mmtune.data.readers import iter_records
 from mmtune.errors import InputError
@@ -56,9 +56,11 @@ def read_submission_rows(path: Path, known: Sequence[str] | None) -> Submission:
     return Submission(ids, labels)
 
 
-def check_coverage(sub: Submission, data: Path, source: Path, columns: ColumnsConfig | None = None) -> None:
-    """Every post of the data file predicted, and no post it does not have."""
-    expected = [record.id for record in iter_records(data, columns or ColumnsConfig())]
+def check_coverage(sub: Submission, data: Path, source: Path, data_cfg: DataConfig | None = None) -> None:
+    """Every post of the data file predicted, and no post it does not have (read as `data.format` and
+    `data.columns` say)."""
+    data_cfg = data_cfg or DataConfig()
+    expected = [record.id for record in iter_records(data, data_cfg.columns, data_cfg.format)]
     predicted = set(sub.ids)
     missing = [pid for pid in expected if pid not in predicted]
     if missing:
@@ -108,6 +110,7 @@ class SubmitRequest:
     fmt: str = "vimmsd"
     ids_from: Path | None = None
     labels: list[str] | None = None
+    data: DataConfig | None = None  # how to read ids_from (format, column names)
 
 
 def submit(request: SubmitRequest) -> Submission:
@@ -117,7 +120,7 @@ def submit(request: SubmitRequest) -> Submission:
     known = request.labels or (list(SARCASM_LABELS) if request.fmt == "vimmsd" else None)
     sub = read_submission_rows(request.predictions, known)
     if request.ids_from is not None:
-        check_coverage(sub, request.ids_from, request.predictions)
+        check_coverage(sub, request.ids_from, request.predictions, request.data)
     if request.fmt == "vimmsd":
         write_results_zip(sub, request.phase, request.out)
     else:

@@ -68,7 +68,7 @@ def cv_workflow(cfg: Config, test_gold: Path, cv_dir: Path, folds: int = DEMO_FO
     }
     figures["report"] = write_report(cv_dir)
     figures["submission"] = cv_dir / "results.zip"
-    submit(SubmitRequest(ensemble.out, figures["submission"], phase="dev", ids_from=Path(cfg.data.test)))
+    submit(SubmitRequest(ensemble.out, figures["submission"], phase="dev", ids_from=Path(cfg.data.test), data=cfg.data))
     return figures
 
 
