@@ -45,15 +45,12 @@ class Answers:
             mask[k, : len(answer)] = True
         return cls(ids, mask)
 
-    def to(self, device: torch.device) -> Answers:
-        return Answers(self.ids.to(device), self.mask.to(device))
-
 
 def answer_logprobs_cached(model: nn.Module, prompt: dict[str, torch.Tensor], answers: Answers,
                            first_only: bool = False) -> torch.Tensor:
     """[B, K, L] log-probabilities of every answer token (0 on padding), from one shared prompt forward."""
     input_ids = prompt["input_ids"]
-    batch, length = input_ids.shape
+    batch = input_ids.shape[0]
     labels, answer_length = answers.ids.shape
     _reset_rope_deltas(model)
     out = model(**prompt, use_cache=True, logits_to_keep=1)
@@ -82,7 +79,7 @@ def answer_logprobs_loop(model: nn.Module, prompt: dict[str, torch.Tensor], answ
     `every_position` runs the language-model head over the whole sequence, as a plain loop over
     `model(...).logits` does (the benchmark's baseline); the scores are the same.
     """
-    batch, length = prompt["input_ids"].shape
+    batch = prompt["input_ids"].shape[0]
     labels, answer_length = answers.ids.shape
     logprobs = prompt["input_ids"].new_zeros((batch, labels, answer_length), dtype=torch.float32)
     for k in range(labels):
