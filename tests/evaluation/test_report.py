@@ -11,6 +11,7 @@ import pytest
 from mmtune.config import load_config
 from mmtune.ensemble.cv import run_cv
 from mmtune.evaluation.report import _posts_by_id, write_report
+from tests.hostile.test_report_markup import HOSTILE_RUN_NAME, INJECTIONS, POSTS_PER_LABEL, make_cv
 from tests.training.conftest import demo_small, fusion_config, run_mmtune, tiny_models, write_config  # noqa: F401
 
 
@@ -65,6 +66,18 @@ def test_run_report_from_the_cli(cv_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     seen = body_attributes(render_dom(tmp_path / "run.html", tmp_path))
     assert seen["images-loaded"] == seen["images-total"] and int(seen["images-total"]) >= 4
+
+
+def test_a_report_of_hostile_labels_and_captions_renders_its_gallery(tmp_path):
+    """Labels, captions and ids that are markup, template syntax and script: the page shows them as text."""
+    page = write_report(make_cv(tmp_path, HOSTILE_RUN_NAME, INJECTIONS, INJECTIONS), tmp_path / "hostile.html")
+    dom = render_dom(page, tmp_path)
+    seen = body_attributes(dom)
+    posts = POSTS_PER_LABEL * len(INJECTIONS)
+    assert seen["ready"] == "yes" and "pwned" not in seen
+    assert dom.count('<td class="thumb">') == posts  # every misclassified post, each with its thumbnail
+    assert seen["images-loaded"] == seen["images-total"] == str(5 + posts)
+    assert dom.count("<option value=") == 2 * (1 + len(INJECTIONS)) + 3  # gold/predicted filters, sort
 
 
 def test_report_of_a_folder_without_predictions_exits_2(tmp_path):

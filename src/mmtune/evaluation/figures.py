@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+# Labels, run names and metric keys are data: drawn as typed, never parsed as mathtext ("$\\foo$" raises) or LaTeX.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+MAX_LABEL_CHARS = 40
 
 
 def _pyplot() -> Any:
@@ -18,6 +23,25 @@ def _pyplot() -> Any:
     return plt
 
 
+def _plain_text(draw: Callable[..., bytes]) -> Callable[..., bytes]:
+    """Draw the figure, tick labels and legend included (made at savefig), with data text taken literally."""
+
+    @functools.wraps(draw)
+    def plain(*args: Any, **kwargs: Any) -> bytes:
+        with _pyplot().rc_context(PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return plain
+
+
+def _short(label: Any) -> str:
+    """A label as a tick or legend entry: one line, at most MAX_LABEL_CHARS (the page's table has it whole).
+
+    A lone surrogate (a JSON file may hold "\\ud800") is shown escaped: FreeType cannot draw it."""
+    text = " ".join(str(label).encode("utf-8", "backslashreplace").decode("utf-8").split())
+    return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
+
+
 def _png(figure: Any) -> bytes:
     plt = _pyplot()
     buffer = io.BytesIO()
@@ -27,6 +51,7 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+@_plain_text
 def learning_curves(histories: Mapping[str, Sequence[dict[str, Any]]], metric: str) -> bytes:
     """Train loss and validation metric against optimizer steps, one line per run (fold)."""
     plt = _pyplot()
@@ -34,37 +59,43 @@ def learning_curves(histories: Mapping[str, Sequence[dict[str, Any]]], metric: s
     for name, history in histories.items():
         steps = [record["step"] for record in history]
         losses = [record.get("train_loss") if record.get("train_loss") is not None else np.nan for record in history]
-        loss_axis.plot(steps, losses, "o-", markersize=3, label=name)
-        metric_axis.plot(steps, [record.get(metric, np.nan) for record in history], "s-", markersize=3, label=name)
+        loss_axis.plot(steps, losses, "o-", markersize=3, label=_short(name))
+        metric_axis.plot(steps, [record.get(metric, np.nan) for record in history], "s-", markersize=3,
+                         label=_short(name))
     loss_axis.set(title="train loss", xlabel="optimizer step")
-    metric_axis.set(title=f"validation {metric}", xlabel="optimizer step")
+    metric_axis.set(title=f"validation {_short(metric)}", xlabel="optimizer step")
     if len(histories) > 1:
         metric_axis.legend(fontsize=8)
     return _png(figure)
 
 
+@_plain_text
 def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> bytes:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.2, 4.6))
-    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(labels)).plot(
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[_short(label) for label in labels]).plot(
         ax=axis, cmap="Blues", colorbar=False, xticks_rotation=30)
     axis.set(title="confusion matrix (rows: gold)")
     return _png(figure)
 
 
+@_plain_text
 def per_class_f1(per_class: Mapping[str, Mapping[str, float]]) -> bytes:
     plt = _pyplot()
-    labels = list(per_class)
     figure, axis = plt.subplots(figsize=(5.6, 3.6))
-    bars = axis.bar(labels, [per_class[label]["f1"] for label in labels], color="tab:blue")
+    # why: bar positions, not categorical labels; two labels that shorten alike would share one bar
+    positions = np.arange(len(per_class))
+    bars = axis.bar(positions, [row["f1"] for row in per_class.values()], color="tab:blue")
+    axis.set_xticks(positions, [_short(label) for label in per_class])
     axis.bar_label(bars, fmt="%.2f", fontsize=8)
     axis.set(title="F1 per class", ylim=(0, 1.05))
     axis.tick_params(axis="x", rotation=20)
     return _png(figure)
 
 
+@_plain_text
 def reliability(probs: np.ndarray, targets: np.ndarray, bins: int = 10) -> bytes:
     """Top-class confidence against how often the top class is right (scikit-learn's calibration_curve)."""
     from sklearn.calibration import calibration_curve
@@ -84,10 +115,11 @@ def reliability(probs: np.ndarray, targets: np.ndarray, bins: int = 10) -> bytes
     return _png(figure)
 
 
+@_plain_text
 def fold_spread(macro_f1: Mapping[str, float], per_class: Mapping[str, Sequence[float]]) -> bytes:
     """Each fold's macro-F1 and per-class F1 as points over a box: how much the split alone moves the score."""
     plt = _pyplot()
-    names = ["macro-F1", *per_class]
+    names = ["macro-F1", *(_short(label) for label in per_class)]
     values = [list(macro_f1.values()), *(list(v) for v in per_class.values())]
     figure, axis = plt.subplots(figsize=(6.4, 3.6))
     axis.boxplot(values, showfliers=False)

@@ -8,15 +8,15 @@ gold, predicted, probabilities), most confident mistakes first, sortable and fil
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import logging
 from dataclasses import dataclass
-from importlib.resources import files
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 
 from mmtune.config import Config, load_config
@@ -115,7 +115,7 @@ def gallery_rows(data: ReportData, limit: int) -> tuple[list[dict[str, Any]], in
             "id": pid, "gold": data.preds.labels[data.targets[row]], "predicted": data.preds.labels[predicted[row]],
             "confidence": float(data.preds.probs[row, predicted[row]]),
             "gold_prob": float(data.preds.probs[row, data.targets[row]]),
-            "probs": {label: float(p) for label, p in zip(data.preds.labels, data.preds.probs[row])},
+            "probs": [float(p) for p in data.preds.probs[row]],  # in `labels` order: a label is never a JS key
             "fold": data.preds.folds[row] if data.preds.folds else None,
             "text": post.text if post else "", "thumb": _thumbnail(post, data.cfg.data.image.max_pixels),
         })
@@ -126,65 +126,62 @@ def gallery_rows(data: ReportData, limit: int) -> tuple[list[dict[str, Any]], in
 # Page
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    alt: str
+    png: bytes
+
+    @property
+    def src(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode()
 
 
-def figure_blocks(data: ReportData, metrics: dict[str, Any]) -> list[tuple[str, str]]:
+def figure_blocks(data: ReportData, metrics: dict[str, Any]) -> list[Figure]:
     blocks = []
     histories = {name: h for name, h in data.histories.items() if h}
     if histories:
-        blocks.append(("learning curves", _img(figures.learning_curves(histories, data.cfg.train.metric),
-                                               "learning curves")))
-    blocks.append(("confusion matrix", _img(figures.confusion(metrics["confusion"], data.preds.labels),
-                                            "confusion matrix")))
-    blocks.append(("per-class F1", _img(figures.per_class_f1(metrics["per_class"]), "per-class F1")))
-    blocks.append(("reliability", _img(figures.reliability(data.preds.probs, data.targets), "reliability diagram")))
+        blocks.append(Figure("learning curves", "learning curves",
+                             figures.learning_curves(histories, data.cfg.train.metric)))
+    blocks.append(Figure("confusion matrix", "confusion matrix",
+                         figures.confusion(metrics["confusion"], data.preds.labels)))
+    blocks.append(Figure("per-class F1", "per-class F1", figures.per_class_f1(metrics["per_class"])))
+    blocks.append(Figure("reliability", "reliability diagram", figures.reliability(data.preds.probs, data.targets)))
     if data.cv_summary:
         spread = {label: row["folds"] for label, row in data.cv_summary["per_class_f1"].items()}
-        blocks.append(("fold spread", _img(figures.fold_spread(data.cv_summary["macro_f1"]["folds"], spread),
-                                           "fold spread")))
+        blocks.append(Figure("fold spread", "fold spread",
+                             figures.fold_spread(data.cv_summary["macro_f1"]["folds"], spread)))
     return blocks
 
 
-def _scores_table(data: ReportData, metrics: dict[str, Any]) -> str:
-    head = "<tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
-    rows = "".join(
-        f"<tr><td>{html.escape(label)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
-        f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>" for label, m in metrics["per_class"].items())
-    spread = ""
-    if data.cv_summary:
-        macro = data.cv_summary["macro_f1"]
-        spread = f" &middot; per fold {macro['mean']:.3f} &plusmn; {macro['std']:.3f}"
-    source = "out-of-fold" if data.kind == "cv" else "validation"
-    summary = (f"<p class='scores'>{source} macro-F1 <b>{metrics['macro_f1']:.3f}</b>{spread} &middot; "
-               f"accuracy {metrics['accuracy']:.3f} &middot; log-loss {metrics['log_loss']:.3f} &middot; "
-               f"{metrics['n']} posts</p>")
-    return summary + f"<table class='scores'>{head}{rows}</table>"
+@lru_cache(maxsize=1)
+def _templates() -> jinja2.Environment:
+    """The report template, filled in one pass: a value is never read as template syntax, and every value is
+    escaped for where it lands (text and attributes by autoescape, the gallery's JSON block by |tojson)."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mmtune", "resources"),
+                             autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+    env.policies["json.dumps_kwargs"] = {"allow_nan": False}  # why: NaN is not JSON; JSON.parse would reject the page
+    return env
 
 
 def render(data: ReportData, gallery_size: int) -> str:
     metrics = evaluate_probs(data.preds.probs, data.targets, data.preds.labels)
     rows, n_wrong = gallery_rows(data, gallery_size)
-    figures_html = "".join(f"<section class='card'><h2>{html.escape(title)}</h2>{body}</section>"
-                           for title, body in figure_blocks(data, metrics))
-    template = (files("mmtune") / "resources" / "report.html").read_text(encoding="utf-8")
-    page = {
-        "title": html.escape(data.title), "scores": _scores_table(data, metrics), "figures": figures_html,
-        "shown": str(len(rows)), "wrong": str(n_wrong),
-        # `</` inside a <script> would end it early; JSON allows the escaped form.
-        "gallery_json": json.dumps({"labels": data.preds.labels, "rows": rows}).replace("</", "<\\/"),
-    }
-    for key, value in page.items():
-        template = template.replace("{{" + key + "}}", value)
-    return template
+    return _templates().get_template("report.html").render(
+        title=data.title, source="out-of-fold" if data.kind == "cv" else "validation", metrics=metrics,
+        per_class=list(metrics["per_class"].items()), spread=data.cv_summary["macro_f1"] if data.cv_summary else None,
+        figures=figure_blocks(data, metrics), shown=len(rows), wrong=n_wrong,
+        gallery={"labels": data.preds.labels, "rows": rows})
 
 
 def write_report(run_dir: Path, out: Path | None = None, gallery_size: int = 120) -> Path:
+    if gallery_size < 0:
+        raise InputError(f"the gallery size (--gallery) must be 0 or more, got {gallery_size}")
     data = gather(Path(run_dir))
     out = out or Path(run_dir) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render(data, gallery_size), encoding="utf-8")
+    # why: a JSON data file may hold a lone surrogate ("\ud800"), which UTF-8 cannot encode; it shows as \ud800
+    tmp.write_text(render(data, gallery_size), encoding="utf-8", errors="backslashreplace")
     tmp.replace(out)
     return out
