@@ -14,18 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from mmtune import __version__
 from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
+from mmtune.terminal import literal, plain_console, printable_record
 
 log = logging.getLogger("mmtune")
-console = Console(stderr=False)
+console = plain_console()
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -112,10 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)], force=True,
-    )
+    handler = RichHandler(console=plain_console(stderr=True), show_path=False, show_time=False)
+    handler.addFilter(printable_record)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[handler], force=True)
     # bitsandbytes warns at import, on AVX512-BF16 CPUs, that it cannot fetch a CPU inference kernel from the Hub;
     # mmtune keeps 4-bit layers off that path (compat.keep_bnb_4bit_training_layout), so the line is only noise.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
@@ -175,7 +176,7 @@ def _folds_table(folds: dict[str, int], labels: dict[str, str | None], k: int) -
     table = Table(title="posts per fold and label", title_justify="left")
     table.add_column("fold")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(literal(name), justify="right")
     for fold in range(k):
         table.add_row(str(fold), *(str(counts[(fold, name)]) for name in names))
     return table
@@ -189,7 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from mmtune.ensemble.demo import run_demo_workflow
 
     started = time.perf_counter()
-    with console.status(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}"):
+    with console.status(literal(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}")):
         demo = make_demo_data(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     console.print(f"demo data: {demo.train} ({args.n_train} posts), {demo.test} ({args.n_test} posts)")
     cfg = _demo_config(args, demo)
@@ -237,7 +238,7 @@ def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
     for title, key in rows:
         table.add_row(title, f"{best[key]:.3f}", f"{held_out[key]:.3f}")
     for label in labels:
-        table.add_row(f"F1 {label}", f"{best['per_class'][label]['f1']:.3f}",
+        table.add_row(literal(f"F1 {label}"), f"{best['per_class'][label]['f1']:.3f}",
                       f"{held_out['per_class'][label]['f1']:.3f}")
     console.print(table)
     console.print(f"training stopped: {stopped}")
@@ -280,7 +281,7 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
 def cmd_config(args: argparse.Namespace) -> None:
     if args.schema:
         for key, default, text in describe_schema():
-            console.print(f"[bold]{key}[/bold] = {default}  [dim]{text}[/dim]", highlight=False)
+            console.print(Text.assemble((key, "bold"), f" = {default}  ", (text, "dim")), highlight=False)
         return
     cfg = _load(args)
     console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), highlight=False)

@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=False)
+from mmtune.terminal import literal, plain_console
+
+console = plain_console()
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -76,7 +77,8 @@ def cv_table(summary: dict[str, Any]) -> Table:
     macro = summary["macro_f1"]
     table.add_row("macro-F1", *(f"{macro['folds'][f]:.3f}" for f in folds), f"{macro['mean']:.3f} ± {macro['std']:.3f}")
     for label, row in summary["per_class_f1"].items():
-        table.add_row(f"F1 {label}", *(f"{v:.3f}" for v in row["folds"]), f"{row['mean']:.3f} ± {row['std']:.3f}")
+        table.add_row(literal(f"F1 {label}"), *(f"{v:.3f}" for v in row["folds"]),
+                      f"{row['mean']:.3f} ± {row['std']:.3f}")
     return table
 
 
@@ -98,12 +100,12 @@ def ensemble_table(summary: dict[str, Any]) -> Table:
     weights = summary.get("weights") or [None] * len(summary["inputs"])
     scores = summary.get("members_oof_macro_f1") or [None] * len(summary["inputs"])
     for path, weight, score in zip(summary["inputs"], weights, scores):
-        table.add_row(path, "" if weight is None else f"{weight:.3f}", "" if score is None else f"{score:.3f}")
+        table.add_row(literal(path), "" if weight is None else f"{weight:.3f}", "" if score is None else f"{score:.3f}")
     if "ensemble_oof_macro_f1" in summary:
         note = " (in-sample: fitted on these rows)" if summary.get("ensemble_oof_is_in_sample") else ""
         table.add_row(f"ensemble{note}", "", f"{summary['ensemble_oof_macro_f1']:.3f}")
     for rule in summary.get("rules", []):
-        table.add_row(f"rule: {rule['rule']} (fires {rule['fires']}, right {rule['correct']})", "",
+        table.add_row(literal(f"rule: {rule['rule']} (fires {rule['fires']}, right {rule['correct']})"), "",
                       f"{rule['macro_f1_before']:.3f} -> {rule['macro_f1_after']:.3f}")
     calibration = summary.get("calibration")
     if calibration:

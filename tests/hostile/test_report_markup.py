@@ -223,3 +223,80 @@ def test_a_negative_gallery_size_is_refused(tmp_path, value):
 def test_a_gallery_of_zero_shows_no_post(tmp_path):
     run = make_run(tmp_path, "run", "r", ["a", "b"], ["x", "y"])
     assert _gallery(_parse(write_report(run, tmp_path / "r.html", gallery_size=0)))["rows"] == []
+
+
+# ----------------------------------------------------------------------------------------------
+# The terminal: rich markup, emoji codes and control sequences in data print as typed
+
+MARKUP = ["[/]", "[bold]x[/bold]", "[link=javascript:alert(1)]x[/link]", ":thumbs_up:"]
+
+
+def _markup_data(root: Path) -> tuple[Path, Path]:
+    """Labels that are rich markup; ids too, on posts with faults (the faults table shows their ids)."""
+    images = root / "images"
+    images.mkdir(parents=True)
+    records = {}
+    for n in range(8):
+        Image.new("RGB", (24, 24), (30 * n, 80, 120)).save(images / f"{n}.jpg")
+        records[f"{MARKUP[n % 4]}#{n}"] = {"image": f"{n}.jpg", "caption": MARKUP[n % 4], "label": MARKUP[n % 4]}
+    records["[bold]x[/bold]"] = {"image": "[/]gone.jpg", "caption": "c", "label": MARKUP[0]}
+    records["[link=javascript:alert(1)]x[/link]"] = {"image": "../[/].jpg", "caption": "c", "label": MARKUP[1]}
+    records["\x1b]0;title\x07\x1b[31mred"] = {"image": "0.jpg", "caption": "c", "label": "\x1b[2Jwiped"}
+    records["\x1b[31mgone"] = {"image": "gone.jpg", "caption": "c", "label": MARKUP[2]}  # in the skipped-posts log
+    data = root / "data.json"
+    data.write_text(json.dumps(records), encoding="utf-8")
+    return data, images
+
+
+@pytest.fixture
+def wide_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # why: no cell wraps, so each literal string stays on one line
+
+
+def test_inspect_prints_markup_labels_and_ids_as_typed(tmp_path, wide_terminal):
+    data, images = _markup_data(tmp_path)
+    result = run_mmtune("inspect", data, "--images", images)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    for label in MARKUP:
+        assert f"│ {label} " in result.stdout, label
+    assert "id [bold]x[/bold]: '[/]gone.jpg' not found" in result.stdout
+    assert "id [link=javascript:alert(1)]x[/link]: '../[/].jpg'" in result.stdout
+    assert "\x1b" not in result.stdout and "\\x1b[2Jwiped" in result.stdout  # the terminal never gets an ESC
+
+
+def test_folds_prints_markup_labels_as_typed(tmp_path, wide_terminal):
+    data, images = _markup_data(tmp_path)
+    result = run_mmtune("folds", data, "--images", images, "--out", tmp_path / "folds.csv", "-k", "2")
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "fold" in line and "[/]" in line)
+    for label in MARKUP:
+        assert label in header
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "ids [bold]x[/bold], [link=javascript:alert(1)]x[/link], \\x1b[31mgone" in result.stderr  # the log line
+
+
+def test_cv_and_ensemble_tables_print_markup_as_typed(tmp_path, wide_terminal):
+    from mmtune.cli_workflow import console, cv_table
+
+    cv = make_cv(tmp_path, "[/]", MARKUP, MARKUP)
+    with console.capture() as captured:
+        console.print(cv_table(json.loads((cv / SUMMARY_FILE).read_text(encoding="utf-8"))))
+    for label in MARKUP:
+        assert f"F1 {label} " in captured.get()
+    inputs = tmp_path / "[bold]runs[/bold]"  # a path with "/" in its markup: folders "[bold]runs[" and "bold]"
+    for name in ("[/]a.csv", "[link=x]b[/link].csv"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        (inputs / name).write_bytes((cv / OOF_FILE).read_bytes())
+    result = run_mmtune("ensemble", inputs / "[/]a.csv", inputs / "[link=x]b[/link].csv", "--out", tmp_path / "e.csv")
+    assert result.returncode == 0, result.stderr
+    assert f"{inputs / '[/]a.csv'} " in result.stdout and f"{inputs / '[link=x]b[/link].csv'} " in result.stdout
+
+
+def test_config_prints_markup_values_as_typed(tmp_path, wide_terminal):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"name": "[bold red]x[/]", "data": {"labels": ["[/]", ":thumbs_up:"]}}))
+    result = run_mmtune("config", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "name: '[bold red]x[/]'" in result.stdout and "- '[/]'" in result.stdout
+    assert "- ':thumbs_up:'" in result.stdout  # not an emoji

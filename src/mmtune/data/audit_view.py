@@ -1,4 +1,6 @@
-"""The terminal view of an audit: a few rich tables, the JSON stays the complete record."""
+"""The terminal view of an audit: a few rich tables, the JSON stays the complete record.
+
+Labels, ids, file names and fault details come from the data: they go into the tables as `literal` text."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from mmtune.terminal import literal
 
 MAX_FAULT_ROWS = 15
 
@@ -19,7 +23,7 @@ def render_audit(report: dict[str, Any], console: Console) -> None:
 
 
 def _render_file(summary: dict[str, Any], console: Console) -> None:
-    console.rule(f"[bold]{summary['file']}[/bold]")
+    console.rule(literal(summary["file"], style="bold"))
     console.print(f"posts: {summary['posts']}   bad posts (skipped under on_bad_row=skip): {summary['bad_posts']}")
     console.print(_labels_table(summary["labels"]))
     console.print(_captions_table(summary["captions"]))
@@ -34,7 +38,7 @@ def _labels_table(labels: dict[str, Any]) -> Table:
     table.add_column("share", justify="right")
     total = sum(labels["counts"].values()) or 1
     for label, count in labels["counts"].items():
-        table.add_row(label, str(count), f"{count / total:.1%}")
+        table.add_row(literal(label), str(count), f"{count / total:.1%}")
     if labels["unlabelled"]:
         table.add_row("(no label)", str(labels["unlabelled"]), "")
     if labels["imbalance_ratio"] is not None:
@@ -93,7 +97,7 @@ def _faults_table(summary: dict[str, Any]) -> Table:
     counts = Counter(summary["fault_counts"])
     for kind, count in list(counts.items())[:MAX_FAULT_ROWS]:
         example = examples[kind]
-        table.add_row(kind, str(count), f"id {example['id']}: {example['detail']}")
+        table.add_row(kind, str(count), literal(f"id {example['id']}: {example['detail']}"))
     if not counts:
         table.add_row("(none)", "0", "")
     return table

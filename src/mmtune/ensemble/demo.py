@@ -21,6 +21,7 @@ from mmtune.errors import InputError
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.report import write_report
 from mmtune.export import SubmitRequest, submit
+from mmtune.terminal import literal
 
 DEMO_FOLDS = 5
 # The demo head's validation curves flatten by epoch 10 (demo-runs/cv/report.html): folds stop at 12
@@ -91,7 +92,7 @@ def workflow_table(figures: dict[str, Any]) -> Table:
 def run_demo_workflow(cfg: Config, test_gold: Path, cv_dir: Path, console: Console) -> None:
     from mmtune.cli_workflow import cv_table
 
-    with console.status(f"demo: {DEMO_FOLDS}-fold cv in {cv_dir}"):
+    with console.status(literal(f"demo: {DEMO_FOLDS}-fold cv in {cv_dir}")):  # why: a str status is markup
         figures = cv_workflow(cfg, test_gold, cv_dir)
     console.print(cv_table(figures["cv_summary"]))
     console.print(workflow_table(figures))

@@ -6,11 +6,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
-
 from mmtune.config import load_config
+from mmtune.terminal import plain_console
 
-console = Console(stderr=False)
+console = plain_console()
 
 _COMMANDS: dict[str, str] = {
     "sft": "supervised fine-tuning of a VLM on chat data (TRL SFTTrainer; only answers are trained)",
