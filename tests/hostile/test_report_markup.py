@@ -8,6 +8,7 @@ matplotlib must draw `$...$` as typed, and rich must print `[...]` as typed.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from mmtune.ensemble.cv import OOF_FILE, SUMMARY_FILE, fold_dir, summarize
 from mmtune.ensemble.inputs import Predictions
+from mmtune.errors import InputError
 from mmtune.evaluation import figures
 from mmtune.evaluation.predict import write_predictions
 from mmtune.evaluation.report import write_report
@@ -223,6 +225,63 @@ def test_a_negative_gallery_size_is_refused(tmp_path, value):
 def test_a_gallery_of_zero_shows_no_post(tmp_path):
     run = make_run(tmp_path, "run", "r", ["a", "b"], ["x", "y"])
     assert _gallery(_parse(write_report(run, tmp_path / "r.html", gallery_size=0)))["rows"] == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Damaged run-folder files: exit 2 naming the file (and line), never a traceback
+
+METRICS = {
+    "cut short": ('{"step": 1, "train_loss": 1.0}\n{"step": 2, "trai', "metrics.jsonl:2: invalid JSON"),
+    "a list": ("[1, 2]\n", "metrics.jsonl:1: a metrics record is a JSON object with a numeric 'step'"),
+    "no step": ('{"train_loss": 1}\n', "metrics.jsonl:1: a metrics record"),
+    "text step": ('{"step": "2"}\n', "metrics.jsonl:1: a metrics record"),
+    "nested deep": ("[" * 100_000 + "]" * 100_000 + "\n", "metrics.jsonl:1: JSON nested too deeply"),
+    "latin-1": (b'{"step": 1, "x": "caf\xe9"}\n', "metrics.jsonl: not UTF-8 text (byte 21)"),
+}
+
+
+@pytest.mark.parametrize("case", list(METRICS))
+def test_a_damaged_metrics_file_is_named(tmp_path, case):
+    content, message = METRICS[case]
+    run = make_run(tmp_path, "run", "r", ["a", "b"], ["x", "y"])
+    path = run / "metrics.jsonl"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(message)):
+        write_report(run, tmp_path / "r.html")
+
+
+def test_text_where_a_metric_was_logged_is_a_gap_in_the_curve(tmp_path):
+    run = make_run(tmp_path, "run", "r", ["a", "b"], ["x", "y"])
+    (run / "metrics.jsonl").write_text('{"step": 1, "train_loss": "x", "macro_f1": null}\n{"step": 2, "train_loss": '
+                                       '0.5, "macro_f1": [1]}\n{"step": 3, "train_loss": NaN, "macro_f1": true}\n',
+                                       encoding="utf-8")
+    assert _parse(write_report(run, tmp_path / "r.html")).find(".//img[@alt='learning curves']") is not None
+
+
+SUMMARIES = {
+    "no folds": lambda s: s | {"folds": []},
+    "a list": lambda s: [],
+    "no per-class F1": lambda s: {k: v for k, v in s.items() if k != "per_class_f1"},
+    "a fold without its F1": lambda s: s | {"folds": [0, 7]},
+    "a fold that is a path": lambda s: s | {"folds": ["../../elsewhere", 1]},
+    "a text F1": lambda s: s | {"macro_f1": s["macro_f1"] | {"mean": "0.5"}},
+    "a text per-class F1": lambda s: s | {"per_class_f1": {"a": {"folds": ["x"]}}},
+}
+
+
+@pytest.mark.parametrize("case", list(SUMMARIES))
+def test_a_damaged_cv_summary_is_named(tmp_path, case):
+    cv = make_cv(tmp_path, "r", ["a", "b"], ["x", "y"])
+    path = cv / SUMMARY_FILE
+    path.write_text(json.dumps(SUMMARIES[case](json.loads(path.read_text(encoding="utf-8")))), encoding="utf-8")
+    with pytest.raises(InputError, match=f"{re.escape(str(path))}: not a summary written by mmtune cv"):
+        write_report(cv, tmp_path / "r.html")
+
+
+def test_a_cv_summary_cut_short_exits_2_naming_it(tmp_path):
+    cv = make_cv(tmp_path, "r", ["a", "b"], ["x", "y"])
+    (cv / SUMMARY_FILE).write_text('{"folds": [0, 1', encoding="utf-8")
+    assert_one_line_error(run_mmtune("report", cv, "--out", tmp_path / "r.html"), f"{cv / SUMMARY_FILE}: invalid JSON")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -42,6 +42,11 @@ def _short(label: Any) -> str:
     return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
 
 
+def _point(value: Any) -> float:
+    """A logged value as a point: anything but a number (null, text in an edited metrics.jsonl) is a gap."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
 def _png(figure: Any) -> bytes:
     plt = _pyplot()
     buffer = io.BytesIO()
@@ -58,9 +63,9 @@ def learning_curves(histories: Mapping[str, Sequence[dict[str, Any]]], metric: s
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, history in histories.items():
         steps = [record["step"] for record in history]
-        losses = [record.get("train_loss") if record.get("train_loss") is not None else np.nan for record in history]
+        losses = [_point(record.get("train_loss")) for record in history]
         loss_axis.plot(steps, losses, "o-", markersize=3, label=_short(name))
-        metric_axis.plot(steps, [record.get(metric, np.nan) for record in history], "s-", markersize=3,
+        metric_axis.plot(steps, [_point(record.get(metric)) for record in history], "s-", markersize=3,
                          label=_short(name))
     loss_axis.set(title="train loss", xlabel="optimizer step")
     metric_axis.set(title=f"validation {_short(metric)}", xlabel="optimizer step")
