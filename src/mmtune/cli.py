@@ -23,7 +23,7 @@ from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
-from mmtune.terminal import literal, plain_console, printable_record
+from mmtune.terminal import literal, plain_console, printable, printable_record
 
 log = logging.getLogger("mmtune")
 console = plain_console()
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.run(args)
         _release_process_group()
     except InputError as exc:
-        print(f"mmtune: error: {exc}", file=sys.stderr)
+        print(f"mmtune: error: {printable(exc)}", file=sys.stderr)  # why: messages quote ids and names from data
         return 2
     except KeyboardInterrupt:
         print("mmtune: interrupted", file=sys.stderr)

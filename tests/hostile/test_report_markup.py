@@ -359,3 +359,13 @@ def test_config_prints_markup_values_as_typed(tmp_path, wide_terminal):
     assert result.returncode == 0, result.stderr
     assert "name: '[bold red]x[/]'" in result.stdout and "- '[/]'" in result.stdout
     assert "- ':thumbs_up:'" in result.stdout  # not an emoji
+
+
+def test_the_error_line_shows_a_control_sequence_in_an_id_escaped(tmp_path, wide_terminal):
+    data, images = _markup_data(tmp_path)
+    records = json.loads(data.read_text(encoding="utf-8"))
+    data.write_text(json.dumps({"\x1b[31mgone": records.pop("\x1b[31mgone"), **records}), encoding="utf-8")
+    result = run_mmtune("folds", data, "--images", images, "--out", tmp_path / "f.csv", "data.on_bad_row=error")
+    assert_one_line_error(result, "post '\\x1b[31mgone' (row 1): missing_image")
+    assert "\x1b" not in result.stderr
+
