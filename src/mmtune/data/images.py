@@ -268,7 +268,7 @@ def _is_empty(fp: IO[bytes]) -> bool:
 
 
 def _short(exc: BaseException, limit: int = 80) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split()) or "no detail given"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -62,7 +62,16 @@ def open_regular(path: Path) -> int:
     FileNotFoundError passes through; other failures are OSError.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise
+    except OSError:
+        # A socket cannot be opened at all (ENXIO): say what it is rather than the errno's words.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise IsNotRegular(file_kind(mode)) from None
+        raise
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
