@@ -105,11 +105,12 @@ def test_a_quote_opened_on_the_last_row_runs_to_the_end_of_the_file(tmp_path):
 
 def test_multi_line_captions_still_work_and_rows_keep_their_first_line(tmp_path):
     path = tmp_path / "d.csv"
-    caption = "Dòng một,\nhai, ba, bốn\nnăm"  # prose lines with commas are not rows
-    path.write_bytes((HEADER + f'1,a.jpg,"{caption}",x\r\n2,b.jpg,y,z\r\n\r\n3,c.jpg,"""q""",z\n').encode())
+    caption = "Dòng một,\nhai, ba, bốn, năm\n1,2 - ảnh a.jpg, x, y\nsáu"  # prose with 3 commas is no row
+    body = f'1,a.jpg,"{caption}",x\r\n2,b.jpg,y,z\r\n\r\n3,c.jpg,"""q""",z\r4,d.jpg,w,z\r'  # CRLF, then lone CRs
+    path.write_bytes((HEADER + body).encode())
     found = records(path)
     assert [(r.row, r.id, r.text, r.label) for r in found] == [
-        (2, "1", caption, "x"), (5, "2", "y", "z"), (7, "3", '"q"', "z")]
+        (2, "1", caption, "x"), (6, "2", "y", "z"), (8, "3", '"q"', "z"), (9, "4", "w", "z")]
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -209,6 +210,8 @@ def test_deep_json_through_the_cli(tmp_path, images):
      "post '0': the key 'label' appears twice in the post; which one counts?"),
     ('[{"id": 1, "image": "a", "caption": "x", "extra": {"k": 1, "k": 2}}]',
      "row 1: the key 'k' appears twice in one object"),
+    ('[{"id": " ", "image": "a"}]', "row 1: empty id"),
+    ('{"": {"image": "a"}}', "post '': empty id"),
 ])
 def test_odd_json_values_are_described_never_named_by_python_type(tmp_path, body, message):
     path = tmp_path / "d.json"
@@ -337,6 +340,15 @@ def test_chat_data_messages_describe_values(tmp_path):
     path.write_text(json.dumps(chat()) + "\n[1, 2]\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"line 2: a row must be a JSON object, got a list$"):
         read_chat(path, on_bad_row="error")
+
+
+def test_chat_data_with_a_speaker_that_is_not_text_is_a_bad_row(tmp_path):
+    path = tmp_path / "c.json"
+    turns = [{"from": ["human"], "value": "a"}, {"from": "gpt", "value": "b"}]
+    fine = [{**turns[0], "from": "human"}, turns[1]]
+    path.write_text(json.dumps([{"conversations": turns}, {"conversations": fine}]), encoding="utf-8")
+    result = read_chat(path)
+    assert dict(result.skipped) == {"bad_message": 1} and len(result.rows) == 1
 
 
 # ---- files without a usable post (item 13) ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ proportional to the metadata (captions and names), never to pixels.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from mmtune.data.textfile import (
 from mmtune.errors import InputError
 
 FORMATS_BY_SUFFIX = {".json": "vimmsd", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+# An image cell as rows write it: no space, ending in an extension (`a.jpg`, `x.png;y.webp`).
+_FILE_NAME = re.compile(r"\S+\.[A-Za-z0-9]{2,5}")
 
 
 @dataclass
@@ -111,6 +114,8 @@ def _record_from_mapping(
         if columns.id not in value or value[columns.id] is None:
             raise InputError(f"{where}: no '{columns.id}' field (data.columns.id)")
         post_id = _scalar_text(value[columns.id], where, columns.id)
+    if not post_id.strip():
+        raise InputError(f"{where}: empty id")
     images = _image_names(value.get(columns.image), where, columns.image)
     label, label_problem = _label(value.get(columns.label), columns.label)
     return Record(
@@ -209,7 +214,7 @@ class _CsvRows:
         self._taken: list[Line] = []
         self._reader = csv.reader(self._feed(), strict=True)
         self._width = 0
-        self._keys: tuple[int, ...] = ()
+        self._keys: tuple[int, int] | None = None
 
     def _feed(self) -> Iterator[str]:
         for line in self._lines:
@@ -245,9 +250,8 @@ class _CsvRows:
         self._width = len(first[1])
         return [name.strip() for name in first[1]]
 
-    def records(self, key_columns: tuple[int, ...]) -> Iterator[tuple[int, list[str]]]:
-        """(first line, fields) of every row after the header. `key_columns` (id, image) are the fields a
-        line must fill to read as a row of its own."""
+    def records(self, key_columns: tuple[int, int]) -> Iterator[tuple[int, list[str]]]:
+        """(first line, fields) of every row after the header. `key_columns`: where the id and image are."""
         self._keys = key_columns
         while (record := self._next()) is not None:
             start, fields = record
@@ -269,10 +273,14 @@ class _CsvRows:
         return None
 
     def _reads_as_row(self, text: str) -> bool:
-        """Whether one physical line is, alone, a complete row: the header's width, and its key fields
-        filled without the spaces that prose puts after a comma (a caption line "a, b, c" is no row)."""
+        """Whether one physical line is, alone, a complete row: the header's width, an id and an image field
+        without spaces, the image ending like a file name. Deliberately strict, since a caption may span
+        lines: prose ("a, b, c") does not pass, and a swallowed row almost always breaks strict quoting too."""
         try:
             fields = next(csv.reader([text], strict=True), [])
         except csv.Error:
             return False
-        return len(fields) == self._width and all(fields[i] and fields[i] == fields[i].strip() for i in self._keys)
+        if len(fields) != self._width:
+            return False
+        post_id, image = (fields[i] for i in self._keys)
+        return bool(post_id) and not any(c.isspace() for c in post_id) and _FILE_NAME.fullmatch(image) is not None

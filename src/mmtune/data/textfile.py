@@ -124,8 +124,9 @@ def iter_lines(path: Path, what: str = "data file", split_cr: bool = False) -> I
             text = _decode(path, raw[start:], line=number + 1, offset=offset + start)
             offset += len(raw)
             for piece in _LONE_CR.split(text) if split_cr else (text,):
-                number += 1
-                yield Line(number, piece)
+                if piece:  # a CR at the very end splits off an empty piece, which is no line
+                    number += 1
+                    yield Line(number, piece)
 
 
 def _decode(path: Path, data: bytes, line: int, offset: int) -> str:

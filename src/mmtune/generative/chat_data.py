@@ -269,7 +269,8 @@ def _sharegpt(value: Any) -> list[Message]:
         raise BadRow("no_messages", "'conversations' must be a non-empty list")
     turns = []
     for turn in value:
-        role = _SHAREGPT_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        speaker = turn.get("from") if isinstance(turn, dict) else None
+        role = _SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
         if role is None:
             raise BadRow("bad_message", f"'conversations': each turn needs 'from' in {sorted(_SHAREGPT_ROLES)}")
         turns.append({"role": role, "content": _blocks(turn.get("value"), "conversations")})
