@@ -206,6 +206,13 @@ def test_chat_data_applies_the_same_image_rules(tmp_path, folder):
         read_rows(ReadRequest(path, folder, ChatConfig(), ColumnsConfig(), on_bad_row="error"))
 
 
+def test_chat_data_names_a_missing_images_folder(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    path.write_text(chat_row("ok.jpg") + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"nowhere: the images folder of .*chat\.jsonl not found"):
+        read_rows(ReadRequest(path, tmp_path / "nowhere", ChatConfig(), ColumnsConfig()))
+
+
 def test_chat_data_without_a_folder_refuses_control_characters(tmp_path, folder):
     path = tmp_path / "chat.jsonl"
     path.write_text(chat_row(str(folder / "ok.jpg")) + "\n" + chat_row("a\u0000.jpg") + "\n")

@@ -236,7 +236,7 @@ class _CsvRows:
 
     def _malformed(self, exc: csv.Error) -> InputError:
         start = self._taken[0].number if self._taken else "?"
-        if self._keys and (swallowed := self._swallowed()) is not None:
+        if self._taken and self._keys is not None and (swallowed := self._swallowed()) is not None:
             return swallowed
         if "unexpected end of data" in str(exc):
             return InputError(f"{self.path}:{start}: a quoted field opened on line {start} is never closed "
@@ -280,7 +280,7 @@ class _CsvRows:
             fields = next(csv.reader([text], strict=True), [])
         except csv.Error:
             return False
-        if len(fields) != self._width:
+        if len(fields) != self._width or self._keys is None:
             return False
         post_id, image = (fields[i] for i in self._keys)
         return bool(post_id) and not any(c.isspace() for c in post_id) and _FILE_NAME.fullmatch(image) is not None

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mmtune.errors import InputError
 
@@ -51,7 +51,7 @@ def file_kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
-    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+    return "a special file"
 
 
 def open_regular(path: Path) -> int:
@@ -83,12 +83,12 @@ class IsNotRegular(OSError):
     """`open_regular` met a FIFO, device, socket or folder; the message says which."""
 
 
-def _read_regular(path: Path, what: str) -> bytes:
+def _open_file(path: Path, what: str) -> BinaryIO:
+    """The file, open for binary reading; InputError (naming `what`) for anything but a readable regular file."""
     check_file(path, what)
     try:
-        with os.fdopen(open_regular(path), "rb") as handle:
-            return handle.read()
-    except IsNotRegular as exc:
+        return os.fdopen(open_regular(path), "rb")
+    except IsNotRegular as exc:  # swapped since check_file looked
         raise InputError(f"{path}: the {what} is {exc}, not a file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
@@ -96,7 +96,11 @@ def _read_regular(path: Path, what: str) -> bytes:
 
 def read_text(path: Path, what: str = "data file") -> str:
     """The whole file as text (strict UTF-8, BOM dropped, no NUL bytes)."""
-    data = _read_regular(path, what)
+    with _open_file(path, what) as handle:
+        try:
+            data = handle.read()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     start = len(BOM) if data.startswith(BOM) else 0
     return _decode(path, data[start:], line=1, offset=start)
 
@@ -112,12 +116,7 @@ def iter_lines(path: Path, what: str = "data file", split_cr: bool = False) -> I
 
     `split_cr`: a lone CR also ends a line, as the csv module counts lines.
     """
-    check_file(path, what)
-    try:
-        handle = os.fdopen(open_regular(path), "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
-    with handle:
+    with _open_file(path, what) as handle:
         number, offset = 0, 0
         for raw in handle:
             start = len(BOM) if offset == 0 and raw.startswith(BOM) else 0

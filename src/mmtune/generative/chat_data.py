@@ -81,6 +81,9 @@ class ReadRequest:
 
 def read_rows(request: ReadRequest) -> ChatRows:
     """Every usable row of `request.path` as TRL prompt/completion (or preference) rows with image paths."""
+    if request.images is not None and not request.images.is_dir():
+        state = "is not a folder" if request.images.exists() else "not found"
+        raise InputError(f"{request.images}: the images folder of {request.path} {state}")
     records = list(_iter_records(request.path))
     if not records:
         raise InputError(f"{request.path}: no rows")
