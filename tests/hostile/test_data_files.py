@@ -266,7 +266,10 @@ def test_folds_files_name_bad_bytes_and_odd_numbers(tmp_path):
     with pytest.raises(InputError, match=r"folds\.csv:3: fold must be an integer >= 0, got '\u00b2'"):
         read_folds(path)
     path.write_text("id,fold\n1,0,9\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"folds\.csv:2: 3 fields, the header has 2"):
+    with pytest.raises(InputError, match=r"folds\.csv:2: 3 fields, but the header has 2 columns"):
+        read_folds(path)
+    path.write_text('id,fold\n"1,0\n2,1\n3,0\n', encoding="utf-8")  # was: ids 2 and 3 inside id 1
+    with pytest.raises(InputError, match=r"folds\.csv:2: a quoted field opened on line 2 runs on over line 3"):
         read_folds(path)
     os.mkfifo(tmp_path / "fifo.csv")
     with pytest.raises(InputError, match="the folds file is a FIFO"):

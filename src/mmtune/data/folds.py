@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from mmtune.data.csvfile import CsvRows
 from mmtune.data.post import Post
 from mmtune.data.text import caption_key
-from mmtune.data.textfile import iter_lines, open_regular
+from mmtune.data.textfile import open_regular
 from mmtune.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -140,26 +141,19 @@ def read_folds(path: str | Path, ids: Sequence[str] | None = None) -> dict[str, 
     """Read folds.csv; with `ids`, every id must have exactly one fold."""
     path = Path(path)
     folds: dict[str, int] = {}
-    reader = csv.reader(line.text for line in iter_lines(path, what="folds file"))
-    try:
-        header = next(reader, None)
-        if header is None or not {"id", "fold"} <= set(header):
-            raise InputError(f"{path}: expected columns id,fold")
-        id_at, fold_at = header.index("id"), header.index("fold")
-        for fields in reader:
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise InputError(f"{path}:{reader.line_num}: {len(fields)} fields, the header has {len(header)}")
-            post_id, fold_text = fields[id_at], fields[fold_at]
-            fold = _fold_number(fold_text)
-            if fold is None:
-                raise InputError(f"{path}:{reader.line_num}: fold must be an integer >= 0, got {fold_text!r}")
-            if post_id in folds:
-                raise InputError(f"{path}:{reader.line_num}: id '{post_id}' appears twice")
-            folds[post_id] = fold
-    except csv.Error as exc:
-        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+    rows = CsvRows(path, what="folds file")
+    header = rows.header()
+    if not {"id", "fold"} <= set(header):
+        raise InputError(f"{path}: expected columns id,fold")
+    id_at, fold_at = header.index("id"), header.index("fold")
+    for line, fields in rows.records():
+        post_id, fold_text = fields[id_at], fields[fold_at]
+        fold = _fold_number(fold_text)
+        if fold is None:
+            raise InputError(f"{path}:{line}: fold must be an integer >= 0, got {fold_text!r}")
+        if post_id in folds:
+            raise InputError(f"{path}:{line}: id '{post_id}' appears twice")
+        folds[post_id] = fold
     if ids is not None:
         missing = [i for i in ids if i not in folds]
         if missing:

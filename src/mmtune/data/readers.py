@@ -7,18 +7,16 @@ proportional to the metadata (captions and names), never to pixels.
 
 from __future__ import annotations
 
-import csv
 import re
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmtune.config import ColumnsConfig
+from mmtune.data.csvfile import CsvRows
 from mmtune.data.textfile import (
     JsonError,
-    Line,
     RepeatedKeys,
     check_file,
     describe,
@@ -30,8 +28,6 @@ from mmtune.data.textfile import (
 from mmtune.errors import InputError
 
 FORMATS_BY_SUFFIX = {".json": "vimmsd", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-# An image cell as rows write it: no space, ending in an extension (`a.jpg`, `x.png;y.webp`).
-_FILE_NAME = re.compile(r"\S+\.[A-Za-z0-9]{2,5}")
 
 
 @dataclass
@@ -163,12 +159,10 @@ def _label(value: Any, key: str) -> tuple[str | None, str | None]:
 
 
 def _iter_csv(path: Path, columns: ColumnsConfig) -> Iterator[Record]:
-    # Captions with long OCR text exceed csv's default 128 KiB field limit.
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    rows = _CsvRows(path)
+    rows = CsvRows(path)
     header = rows.header()
     index = _column_index(path, header, columns)
-    for start, fields in rows.records(key_columns=(index[columns.id], index[columns.image])):
+    for start, fields in rows.records(row_test=_looks_like_a_row(index[columns.id], index[columns.image])):
         post_id = fields[index[columns.id]].strip()
         if not post_id:
             raise InputError(f"{path}:{start}: empty id (data.columns.id = '{columns.id}')")
@@ -199,88 +193,17 @@ def _column_index(path: Path, header: list[str], columns: ColumnsConfig) -> dict
     return {name: header.index(name) for name in used if name in header}
 
 
-class _CsvRows:
-    """The records of a CSV file with the line each starts on, every physical line accounted for.
+# An image cell as rows write it: no space, ending in an extension (`a.jpg`, `x.png;y.webp`).
+_FILE_NAME = re.compile(r"\S+\.[A-Za-z0-9]{2,5}")
 
-    Why not csv.DictReader alone: a quote that is never closed makes one field of the rest of the file,
-    and short rows are padded with None, both silently. Here a row's field count must match the
-    header, quoting is strict, and a quoted field that spans lines must not contain what reads as
-    a row of its own (a missing closing quote that swallowed the rows after it).
-    """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lines = iter_lines(path, split_cr=True)
-        self._taken: list[Line] = []
-        self._reader = csv.reader(self._feed(), strict=True)
-        self._width = 0
-        self._keys: tuple[int, int] | None = None
+def _looks_like_a_row(id_at: int, image_at: int) -> Callable[[list[str]], bool]:
+    """Whether a line's fields (already the header's width) read as a post: an id and an image cell without
+    spaces, the image ending like a file name. Strict, since a caption may span lines: prose ("a, b, c")
+    does not pass, and a row swallowed by a missing quote almost always breaks strict quoting too."""
 
-    def _feed(self) -> Iterator[str]:
-        for line in self._lines:
-            self._taken.append(line)
-            yield line.text
-
-    def _next(self) -> tuple[int, list[str]] | None:
-        """The next non-blank record and its first line; None at the end of the file."""
-        while True:
-            self._taken = []
-            try:
-                fields = next(self._reader)
-            except StopIteration:
-                return None
-            except csv.Error as exc:
-                raise self._malformed(exc) from None
-            if fields and not (len(fields) == 1 and not fields[0].strip()):
-                return self._taken[0].number, fields
-
-    def _malformed(self, exc: csv.Error) -> InputError:
-        start = self._taken[0].number if self._taken else "?"
-        if self._taken and self._keys is not None and (swallowed := self._swallowed()) is not None:
-            return swallowed
-        if "unexpected end of data" in str(exc):
-            return InputError(f"{self.path}:{start}: a quoted field opened on line {start} is never closed "
-                              "(it runs to the end of the file); is a closing quote missing?")
-        return InputError(f"{self.path}:{start}: malformed CSV ({exc})")
-
-    def header(self) -> list[str]:
-        first = self._next()
-        if first is None:
-            raise InputError(f"{self.path}: empty file (no header row)")
-        self._width = len(first[1])
-        return [name.strip() for name in first[1]]
-
-    def records(self, key_columns: tuple[int, int]) -> Iterator[tuple[int, list[str]]]:
-        """(first line, fields) of every row after the header. `key_columns`: where the id and image are."""
-        self._keys = key_columns
-        while (record := self._next()) is not None:
-            start, fields = record
-            if (swallowed := self._swallowed()) is not None:
-                raise swallowed
-            if len(fields) != self._width:
-                raise InputError(f"{self.path}:{start}: {len(fields)} fields, but the header has {self._width} "
-                                 "columns")
-            yield start, fields
-
-    def _swallowed(self) -> InputError | None:
-        """The error for a quoted field that ran over a line which reads as a row of its own, if one did."""
-        start = self._taken[0].number
-        for line in self._taken[1:]:
-            if self._reads_as_row(line.text):
-                return InputError(
-                    f"{self.path}:{start}: a quoted field opened on line {start} runs on over line {line.number}, "
-                    "which reads as a row of its own; is a closing quote missing?")
-        return None
-
-    def _reads_as_row(self, text: str) -> bool:
-        """Whether one physical line is, alone, a complete row: the header's width, an id and an image field
-        without spaces, the image ending like a file name. Deliberately strict, since a caption may span
-        lines: prose ("a, b, c") does not pass, and a swallowed row almost always breaks strict quoting too."""
-        try:
-            fields = next(csv.reader([text], strict=True), [])
-        except csv.Error:
-            return False
-        if len(fields) != self._width or self._keys is None:
-            return False
-        post_id, image = (fields[i] for i in self._keys)
+    def test(fields: list[str]) -> bool:
+        post_id, image = fields[id_at], fields[image_at]
         return bool(post_id) and not any(c.isspace() for c in post_id) and _FILE_NAME.fullmatch(image) is not None
+
+    return test
