@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +25,10 @@ from mmtune.errors import InputError
 from mmtune.generative.chat_data import ReadRequest, read_rows
 from mmtune.training.run import train
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
+from tests.hostile.deadline import within
 
 HEADER = "id,image,caption,label\n"
 DEEP = "[" * 100_000 + "]" * 100_000
-
-
-def within(seconds: float, call: Callable[[], Any]) -> Any:
-    """`call()`, failing the test (instead of hanging the suite) when it has not returned in time."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = call()
-        except BaseException as exc:  # handed to the test thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still blocked after {seconds} s"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def records(path: Path, **columns: Any) -> list:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +22,7 @@ from mmtune.data.images import ImageError, load_image, prepare_image, probe_imag
 from mmtune.errors import InputError
 from mmtune.generative.chat_data import ReadRequest, read_rows
 from tests.hostile.conftest import run_mmtune
-
-
-def within(seconds: float, call: Callable[[], Any]) -> Any:
-    """`call()`, failing the test (instead of hanging the suite) when it has not returned in time."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = call()
-        except BaseException as exc:  # handed to the test thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still blocked after {seconds} s"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+from tests.hostile.deadline import within
 
 
 def picture(path: Path, size: tuple[int, int] = (16, 16)) -> Path:
