@@ -1,7 +1,9 @@
 """Images: cheap probing for the audit, safe loading to RGB, resize policies and augmentation.
 
-PIL + numpy only. Nothing here touches PIL globals (`ImageFile.LOAD_TRUNCATED_IMAGES`,
-`Image.MAX_IMAGE_PIXELS`); the one warning filter it adds is explained where it is set.
+PIL + numpy only. Every file is read through `read_image_bytes`: regular files only (a FIFO, device or
+socket is never read) and at most data.image.max_bytes. Nothing here touches PIL globals
+(`ImageFile.LOAD_TRUNCATED_IMAGES`, `Image.MAX_IMAGE_PIXELS`); the one warning filter it adds is
+explained where it is set.
 """
 
 from __future__ import annotations
