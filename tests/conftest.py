@@ -66,6 +66,7 @@ def faulty_vimmsd(tmp_path: Path) -> FaultyData:
         ("10", {"image": ["ok.jpg", "ok2.jpg"], "caption": "hai ảnh", "label": "multi-sarcasm"}),
         ("11", {"image": "ok2.jpg", "caption": "nhãn lạ", "label": "very-sarcasm"}),
         ("12", {"image": "../../etc/passwd", "caption": "thoát thư mục", "label": "not-sarcasm"}),
+        ("13", {"image": "ok2.jpg", "caption": "nhãn là số", "label": 3}),
         ("14", {"image": "ok2.jpg", "caption": "Trời đẹp quá!!", "label": "multi-sarcasm"}),
     ]
     body = ",\n".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in posts)
@@ -76,7 +77,7 @@ def faulty_vimmsd(tmp_path: Path) -> FaultyData:
     expected = {
         "2": {"missing_image"}, "3": {"unreadable_image"}, "5": {"format_mismatch"}, "6": {"extreme_aspect"},
         "7": {"empty_text"}, "8": {"emoji_only_text"}, "9": {"long_text"}, "10": {"multiple_images"},
-        "11": {"unknown_label"}, "12": {"unsafe_path"}, "0": {"duplicate_id"},
+        "11": {"unknown_label"}, "12": {"unsafe_path"}, "13": {"bad_label"}, "0": {"duplicate_id"},
     }
     return FaultyData(root=tmp_path, json=path, images=images, expected=expected)
 

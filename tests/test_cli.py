@@ -31,7 +31,7 @@ def test_folds_command_writes_folds_csv(faulty_vimmsd, tmp_path):
     assert main(["folds", str(faulty_vimmsd.json), "--images", str(faulty_vimmsd.images), "-k", "2",
                  "--out", str(out)]) == 0
     rows = out.read_text().splitlines()
-    assert rows[0] == "id,fold" and len(rows) == 1 + 9  # 13 rows, 4 bad (unknown label kept: inferred labels)
+    assert rows[0] == "id,fold" and len(rows) == 1 + 9  # 14 rows, 5 bad (unknown label kept: inferred labels)
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ class ImageConfig:
     resize: Literal["pad", "crop", "stretch"] = doc("pad", "keep aspect and pad, centre-crop, or stretch")
     pad_color: tuple[int, int, int] = doc((0, 0, 0), "RGB colour used by the pad policy")
     max_pixels: int = doc(64_000_000, "decompression-bomb limit: larger images are unreadable_image")
+    max_bytes: int = doc(64 * 2**20, "largest image file read, in bytes (64 MiB); larger files are unreadable_image")
     max_aspect: float = doc(3.0, "images wider or taller than this ratio are an extreme_aspect fault")
     augment: AugmentConfig = doc(AugmentConfig(), "training augmentations")
 

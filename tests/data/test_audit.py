@@ -17,7 +17,7 @@ def test_inspect_json_lists_every_fault_of_the_fixture(faulty_vimmsd):
         found.setdefault(fault["id"], set()).add(fault["kind"])
     for post_id, kinds in faulty_vimmsd.expected.items():
         assert kinds <= found[post_id], post_id
-    assert report["posts"] == 13 and report["bad_posts"] == 5
+    assert report["posts"] == 14 and report["bad_posts"] == 6
     assert report["fault_counts"]["unsafe_path"] == 1
     labels = report["labels"]
     assert labels["counts"]["not-sarcasm"] == 7 and labels["counts"]["very-sarcasm"] == 1
@@ -36,11 +36,11 @@ def test_inspect_finds_duplicate_captions_with_conflicting_labels(faulty_vimmsd)
 def test_inspect_image_statistics_and_duplicates(faulty_vimmsd):
     report = inspect_data(InspectRequest(faulty_vimmsd.json, faulty_vimmsd.images), DataConfig())
     images = report["images"]
-    # 14 image names: one missing, one truncated, one refused (unsafe) -> 11 readable.
-    assert images["formats"] == {"JPEG": 10, "PNG": 1} and images["readable"] == 11
-    assert images["per_post"] == {1: 12, 2: 1}
+    # 15 image names: one missing, one truncated, one refused (unsafe) -> 12 readable.
+    assert images["formats"] == {"JPEG": 11, "PNG": 1} and images["readable"] == 12
+    assert images["per_post"] == {1: 13, 2: 1}
     assert images["aspect"]["max"] == 4.0
-    # ok.jpg is shared by posts 0, 7, 8, 9, 10; ok2.jpg by 10, 11, 14 and the repeated 0.
+    # ok.jpg is shared by posts 0, 7, 8, 9, 10; ok2.jpg by 10, 11, 13, 14 and the repeated 0.
     assert images["duplicate_groups"] == 2
     assert ["0", "10", "7", "8", "9"] in images["duplicate_examples"]
 

@@ -5,7 +5,7 @@ import pytest
 
 from mmtune.config import DataConfig
 from mmtune.data import checks
-from mmtune.data.checks import BAD_BY_DEFAULT, FAULT_KINDS, load_posts, resolve_image_path
+from mmtune.data.checks import BAD_BY_DEFAULT, FAULT_KINDS, UnsafePath, load_posts, resolve_image_path
 from mmtune.errors import InputError
 from tests.conftest import SARCASM
 
@@ -33,9 +33,9 @@ def test_skip_mode_reports_every_fault_and_drops_only_bad_posts(faulty_vimmsd, c
     # The first "0" is kept, its repeat is skipped.
     assert kept == {"0", "5", "6", "7", "8", "9", "10", "14"}
     assert set(loaded.skipped.values()) == {"missing_image", "unreadable_image", "unknown_label", "unsafe_path",
-                                            "duplicate_id"}
-    assert loaded.n_rows == 13 and len(loaded.posts) + len(loaded.skipped) == loaded.n_rows
-    assert "skipped 5 of 13 posts" in caplog.text and "ids 2, 3, 11, 12" in caplog.text
+                                            "bad_label", "duplicate_id"}
+    assert loaded.n_rows == 14 and len(loaded.posts) + len(loaded.skipped) == loaded.n_rows
+    assert "skipped 6 of 14 posts" in caplog.text and "ids 2, 3, 11, 12, 13" in caplog.text
 
 
 def test_kept_posts_resolve_images_inside_the_folder(faulty_vimmsd):
@@ -116,7 +116,11 @@ def test_unsafe_paths_are_never_opened(faulty_vimmsd, monkeypatch):
      ("C:/x.jpg", False)],
 )
 def test_resolve_image_path(tmp_path, name, safe):
-    assert (resolve_image_path(tmp_path, name) is not None) == safe
+    if safe:
+        assert resolve_image_path(tmp_path, name) == tmp_path / name.replace("sub/../", "").replace("./", "")
+    else:
+        with pytest.raises(UnsafePath, match="escapes the images folder"):
+            resolve_image_path(tmp_path, name)
 
 
 def test_training_files_need_a_label(faulty_vimmsd):

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import re
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -37,12 +38,13 @@ MULTIPLE_IMAGES = "multiple_images"
 UNKNOWN_LABEL = "unknown_label"
 DUPLICATE_ID = "duplicate_id"
 UNSAFE_PATH = "unsafe_path"
+BAD_LABEL = "bad_label"
 
 FAULT_KINDS = (
     MISSING_IMAGE, UNREADABLE_IMAGE, FORMAT_MISMATCH, EXTREME_ASPECT, EMPTY_TEXT, EMOJI_ONLY_TEXT,
-    LONG_TEXT, MULTIPLE_IMAGES, UNKNOWN_LABEL, DUPLICATE_ID, UNSAFE_PATH,
+    LONG_TEXT, MULTIPLE_IMAGES, UNKNOWN_LABEL, BAD_LABEL, DUPLICATE_ID, UNSAFE_PATH,
 )
-BAD_BY_DEFAULT = frozenset({MISSING_IMAGE, UNREADABLE_IMAGE, UNKNOWN_LABEL, DUPLICATE_ID, UNSAFE_PATH})
+BAD_BY_DEFAULT = frozenset({MISSING_IMAGE, UNREADABLE_IMAGE, UNKNOWN_LABEL, BAD_LABEL, DUPLICATE_ID, UNSAFE_PATH})
 # Posts whose images can be probed at the same time: PIL releases the GIL while decoding.
 _PROBE_THREADS = max(2, min(8, (os.cpu_count() or 2) * 2))
 _CHUNK = 512
@@ -82,20 +84,46 @@ def bad_kinds_for(cfg: DataConfig) -> frozenset[str]:
 # Checks of one record
 
 
-def resolve_image_path(images_dir: Path, name: str) -> Path | None:
-    """The image's path inside `images_dir`, or None when the name would escape it.
+class UnsafePath(Exception):
+    """An image name refused before anything is opened; the message says why (one line)."""
 
-    Decided on the name alone (no filesystem access), so a refused path is never opened.
-    """
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_image_name_chars(name: str) -> None:
+    """No NUL or other control character: no file is meant by such a name, and the OS may cut it short."""
+    if _CONTROL.search(name):
+        raise UnsafePath(f"image name {name!r} contains a control character; refused")
+
+
+def _inside_name(name: str) -> PurePosixPath:
+    """The name as a relative path that stays inside its folder, decided on the name alone."""
+    check_image_name_chars(name)
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]):
-        return None
+        raise UnsafePath(f"'{name}' escapes the images folder; refused")
     depth = 0
     for part in pure.parts:
         depth += -1 if part == ".." else (0 if part == "." else 1)
         if depth < 0:
-            return None
-    return images_dir / pure
+            raise UnsafePath(f"'{name}' escapes the images folder; refused")
+    return pure
+
+
+def resolve_image_path(images_dir: Path, name: str) -> Path:
+    """The real path of the image `name` inside `images_dir`; UnsafePath when it would leave the folder.
+
+    The name is checked first (no filesystem access); then symbolic links are followed (readlink only,
+    nothing is opened) and the target must lie inside the folder's own real path. The real path is
+    what later loads open, so a link changed after the check is not followed again.
+    """
+    pure = _inside_name(name)
+    root = Path(os.path.realpath(images_dir))
+    target = Path(os.path.realpath(images_dir / pure))
+    if not target.is_relative_to(root):
+        raise UnsafePath(f"'{name}' is a link to a file outside the images folder; refused")
+    return target
 
 
 _ImageResult = tuple[list[Path] | None, list[Fault], list[ImageProbe]]
@@ -113,6 +141,7 @@ class ImageChecks:
 
     images_dir: Path
     max_pixels: int
+    max_bytes: int
     max_aspect: float
     hashes: bool
 
@@ -122,15 +151,16 @@ class ImageChecks:
             return [], [Fault(record.id, MISSING_IMAGE, why)], []
         paths: list[Path] = []
         for name in record.images:
-            path = resolve_image_path(self.images_dir, name)
-            if path is None:
-                return None, [Fault(record.id, UNSAFE_PATH, f"'{name}' escapes the images folder; refused")], []
-            paths.append(path)
+            try:
+                paths.append(resolve_image_path(self.images_dir, name))
+            except UnsafePath as refused:
+                return None, [Fault(record.id, UNSAFE_PATH, str(refused))], []
         faults: list[Fault] = []
         probes: list[ImageProbe] = []
         for name, path in zip(record.images, paths):
             try:
-                probe = probe_image(path, max_pixels=self.max_pixels, hashes=self.hashes)
+                probe = probe_image(path, max_pixels=self.max_pixels, hashes=self.hashes, max_bytes=self.max_bytes,
+                                    name=name)
             except FileNotFoundError:
                 faults.append(Fault(record.id, MISSING_IMAGE, f"'{name}' not found in {self.images_dir}"))
                 continue
@@ -175,7 +205,8 @@ class RecordChecker:
         file continues in worker processes, two chunks in flight, because probing is CPU-bound
         Python + PIL work that threads cannot spread over several cores (the GIL)."""
         records = iter(records)
-        probe = ImageChecks(self.images_dir, self.cfg.image.max_pixels, self.cfg.image.max_aspect, self.hashes)
+        image = self.cfg.image
+        probe = ImageChecks(self.images_dir, image.max_pixels, image.max_bytes, image.max_aspect, self.hashes)
         first = list(islice(records, _CHUNK))
         with ThreadPoolExecutor(max_workers=_PROBE_THREADS) as threads:
             yield from self._finish_chunk(first, threads.map(probe, first))
@@ -223,6 +254,8 @@ class RecordChecker:
         return faults
 
     def _label_faults(self, record: Record) -> list[Fault]:
+        if record.label_problem is not None:
+            return [Fault(record.id, BAD_LABEL, record.label_problem)]
         if record.label is None:
             return [Fault(record.id, UNKNOWN_LABEL, "no label")] if self.require_label else []
         if self.labels is not None and record.label not in self.labels:
@@ -256,13 +289,26 @@ class LoadedData:
     faults: list[Fault]
     skipped: dict[str, str]
     n_rows: int
+    examples: dict[str, str] = field(default_factory=dict)  # fault kind -> the first skipped post's detail
 
     def skip_summary(self, max_ids: int = 30) -> str:
-        kinds = Counter(self.skipped.values())
-        by_kind = ", ".join(f"{kind} {count}" for kind, count in kinds.most_common())
         ids = list(self.skipped)
         shown = ", ".join(ids[:max_ids]) + (f" ... and {len(ids) - max_ids} more" if len(ids) > max_ids else "")
-        return f"{self.path}: skipped {len(ids)} of {self.n_rows} posts ({by_kind}): ids {shown}"
+        return f"{self.path}: skipped {len(ids)} of {self.n_rows} posts: {self._reasons()}; ids {shown}"
+
+    def _reasons(self) -> str:
+        """Each fault kind that made posts skipped, most frequent first, with its first example."""
+        kinds = Counter(self.skipped.values())
+        return ", ".join(f"{kind} {count} [e.g. {self.examples[kind]}]" for kind, count in kinds.most_common())
+
+    def require_posts(self, key: str | None = None) -> list[Post]:
+        """The usable posts; none at all is an InputError naming the file (and its config `key`) and why."""
+        if self.posts:
+            return self.posts
+        what = f"{key} ({self.path})" if key else str(self.path)
+        if self.n_rows == 0:
+            raise InputError(f"{what}: the file holds no posts")
+        raise InputError(f"{what}: no usable post, all {self.n_rows} skipped: {self._reasons()}")
 
 
 def load_posts(
@@ -275,24 +321,24 @@ def load_posts(
     """Read and check a data file. `on_bad_row=error` stops at the first bad post with InputError."""
     path = Path(path)
     bad = bad_kinds_for(cfg)
+    if images_dir and not Path(images_dir).is_dir():
+        state = "is not a folder" if Path(images_dir).exists() else "not found"
+        raise InputError(f"{images_dir}: the images folder of {path} {state}")
     checker = RecordChecker(cfg, Path(images_dir) if images_dir else None, labels, require_label)
-    posts: list[Post] = []
-    faults: list[Fault] = []
-    skipped: dict[str, str] = {}
-    n_rows = 0
+    loaded = LoadedData(path=path, posts=[], faults=[], skipped={}, n_rows=0)
     for checked in checker.check_all(iter_records(path, cfg.columns, cfg.format)):
-        n_rows += 1
-        faults += checked.faults
+        loaded.n_rows += 1
+        loaded.faults += checked.faults
         if not checked.is_bad(bad):
-            posts.append(checked.post)  # type: ignore[arg-type]
+            loaded.posts.append(checked.post)  # type: ignore[arg-type]
             continue
         first = next(f for f in checked.faults if f.kind in bad or f.kind == UNSAFE_PATH)
         if cfg.on_bad_row == "error":
             raise InputError(f"{path}: post '{first.id}' (row {checked.record.row}): {first.kind}: {first.detail}")
         # A duplicate id keeps its first post; later ones are the ones skipped.
-        skipped.setdefault(first.id if first.kind != DUPLICATE_ID else f"{first.id}#row{checked.record.row}",
-                           first.kind)
-    loaded = LoadedData(path=path, posts=posts, faults=faults, skipped=skipped, n_rows=n_rows)
-    if skipped:
+        loaded.skipped.setdefault(
+            first.id if first.kind != DUPLICATE_ID else f"{first.id}#row{checked.record.row}", first.kind)
+        loaded.examples.setdefault(first.kind, f"post '{first.id}': {first.detail}")
+    if loaded.skipped:
         log.warning(loaded.skip_summary())
     return loaded

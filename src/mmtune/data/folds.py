@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from mmtune.data.csvfile import CsvRows
 from mmtune.data.post import Post
 from mmtune.data.text import caption_key
+from mmtune.data.textfile import open_regular
 from mmtune.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -42,10 +45,11 @@ class _UnionFind:
 
 
 def file_digest(path: Path) -> str | None:
+    """sha256 of a regular file's bytes; None for anything that cannot be read (a FIFO is never opened)."""
     try:
-        with path.open("rb") as handle:
+        with os.fdopen(open_regular(path), "rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 
@@ -136,23 +140,28 @@ def write_folds(folds: dict[str, int], path: str | Path) -> None:
 def read_folds(path: str | Path, ids: Sequence[str] | None = None) -> dict[str, int]:
     """Read folds.csv; with `ids`, every id must have exactly one fold."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: folds file not found")
     folds: dict[str, int] = {}
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"id", "fold"} <= set(reader.fieldnames):
-            raise InputError(f"{path}: expected columns id,fold")
-        for row in reader:
-            try:
-                fold = int(row["fold"])
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{reader.line_num}: fold must be an integer, got {row['fold']!r}") from None
-            if row["id"] in folds:
-                raise InputError(f"{path}:{reader.line_num}: id '{row['id']}' appears twice")
-            folds[row["id"]] = fold
+    rows = CsvRows(path, what="folds file")
+    header = rows.header()
+    if not {"id", "fold"} <= set(header):
+        raise InputError(f"{path}: expected columns id,fold")
+    id_at, fold_at = header.index("id"), header.index("fold")
+    for line, fields in rows.records():
+        post_id, fold_text = fields[id_at], fields[fold_at]
+        fold = _fold_number(fold_text)
+        if fold is None:
+            raise InputError(f"{path}:{line}: fold must be an integer >= 0, got {fold_text!r}")
+        if post_id in folds:
+            raise InputError(f"{path}:{line}: id '{post_id}' appears twice")
+        folds[post_id] = fold
     if ids is not None:
         missing = [i for i in ids if i not in folds]
         if missing:
             raise InputError(f"{path}: {len(missing)} posts have no fold (e.g. id '{missing[0]}')")
     return folds
+
+
+def _fold_number(text: str) -> int | None:
+    # Why not int() alone: it also takes "²"-like digits and " 1_0 ", which no folds file means.
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None

@@ -1,7 +1,9 @@
 """Images: cheap probing for the audit, safe loading to RGB, resize policies and augmentation.
 
-PIL + numpy only. Nothing here touches PIL globals (`ImageFile.LOAD_TRUNCATED_IMAGES`,
-`Image.MAX_IMAGE_PIXELS`); the one warning filter it adds is explained where it is set.
+PIL + numpy only. Every file is read through `read_image_bytes`: regular files only (a FIFO, device or
+socket is never read) and at most data.image.max_bytes. Nothing here touches PIL globals
+(`ImageFile.LOAD_TRUNCATED_IMAGES`, `Image.MAX_IMAGE_PIXELS`); the one warning filter it adds is
+explained where it is set.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from mmtune.config import AugmentConfig, ImageConfig
+from mmtune.data.textfile import IsNotRegular, open_regular
 from mmtune.errors import InputError
 
 RGB = tuple[int, int, int]
@@ -49,6 +53,8 @@ _ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# For callers without the config at hand; the same default as data.image.max_bytes.
+DEFAULT_MAX_BYTES = ImageConfig().max_bytes
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _WHITE = (255, 255, 255)
@@ -96,15 +102,18 @@ class ImageProbe:
 # ------------------------------------------------------------------------------------------ probing
 
 
-def probe_image(path: Path, max_pixels: int, hashes: bool = False) -> ImageProbe:
+def probe_image(
+    path: Path, max_pixels: int, hashes: bool = False, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None
+) -> ImageProbe:
     """Identify `path` by content, refuse bombs before decoding, decode the first frame cheaply.
 
-    Raises ImageError for anything unusable; FileNotFoundError passes through. With `hashes`, the
-    file is read once: sha256 of its bytes and a 64-bit perceptual hash (as an unsigned int).
+    Raises ImageError for anything unusable; FileNotFoundError passes through. With `hashes`: sha256
+    of the file's bytes and a 64-bit perceptual hash (as an unsigned int). `name` (default: the
+    path's) is the name whose extension the content is compared with.
     """
     path = Path(path)
-    data = _read_bytes(path) if hashes else None
-    with _binary(path, data) as fp:
+    data = read_image_bytes(path, max_bytes)
+    with io.BytesIO(data) as fp:
         img = _open(fp, max_pixels)
         fmt = _format_name(img.format)
         mode, (width, height) = img.mode, img.size
@@ -121,10 +130,10 @@ def probe_image(path: Path, max_pixels: int, hashes: bool = False) -> ImageProbe
             img.close()  # why: frees the pixels now, even while an ImageError still references this frame
     if orientation in (5, 6, 7, 8):
         width, height = height, width
+    suffix = Path(name).suffix if name is not None else path.suffix
     return ImageProbe(
-        width=width, height=height, format=fmt, name_format=_EXTENSION_FORMATS.get(path.suffix.lower()),
-        n_frames=n_frames, mode=mode, sha256=hashlib.sha256(data).hexdigest() if data is not None else None,
-        phash=phash,
+        width=width, height=height, format=fmt, name_format=_EXTENSION_FORMATS.get(suffix.lower()),
+        n_frames=n_frames, mode=mode, sha256=hashlib.sha256(data).hexdigest() if hashes else None, phash=phash,
     )
 
 
@@ -152,14 +161,15 @@ def _hash_view(img: Image.Image) -> Image.Image:
 # ------------------------------------------------------------------------------------------ loading
 
 
-def load_image(path: Path, max_pixels: int, min_size: int | None = None) -> Image.Image:
+def load_image(
+    path: Path, max_pixels: int, min_size: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Image.Image:
     """Load the first frame as RGB: EXIF orientation applied, alpha on white, any depth to 8 bits.
 
     `min_size` lets a JPEG decode at 1/2, 1/4 or 1/8 scale as long as both sides stay >= min_size
     (much faster for big photos that are resized down anyway). FileNotFoundError passes through.
     """
-    path = Path(path)
-    with _binary(path, None) as fp, _open(fp, max_pixels) as img:
+    with io.BytesIO(read_image_bytes(Path(path), max_bytes)) as fp, _open(fp, max_pixels) as img:
         # Leaving `with img` only detaches the file; the pixels stay valid, so `rgb` may be `img`.
         with _decoding(_format_name(img.format)):
             if min_size:
@@ -171,38 +181,38 @@ def load_image(path: Path, max_pixels: int, min_size: int | None = None) -> Imag
     return rgb.transpose(method) if method is not None else rgb
 
 
-def load_within(path: Path, max_pixels: int, side: int) -> Image.Image:
+def load_within(path: Path, max_pixels: int, side: int, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
     """`load_image`, shrunk (aspect kept) so that its longer side is at most `side`: what a VLM's image budget
     takes. JPEGs decode at reduced scale down to that size; a smaller image is left as it is."""
-    image = load_image(path, max_pixels, min_size=side)
+    image = load_image(path, max_pixels, min_size=side, max_bytes=max_bytes)
     if max(image.size) > side:
         image.thumbnail((side, side), Image.Resampling.BICUBIC)
     return image
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_image_bytes(path: Path, max_bytes: int) -> bytes:
+    """The bytes of an image file: only a regular file (never a FIFO, device or socket, which could block
+    or never end), and at most `max_bytes` (data.image.max_bytes), checked before and while reading.
+    FileNotFoundError passes through; every other refusal is an ImageError."""
     try:
-        return path.read_bytes()
+        fd = open_regular(path)
     except FileNotFoundError:
         raise
-    except OSError as exc:
-        raise ImageError(f"cannot read file ({exc.strerror or exc})") from exc
-
-
-@contextmanager
-def _binary(path: Path, data: bytes | None) -> Iterator[IO[bytes]]:
-    """The file's bytes as a binary stream: `data` if already read, else the open file."""
-    if data is not None:
-        yield io.BytesIO(data)
-        return
-    try:
-        fp = path.open("rb")
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ImageError(f"cannot read file ({exc.strerror or exc})") from exc
-    with fp:
-        yield fp
+    except IsNotRegular as exc:
+        raise ImageError(f"not a regular file ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read file ({getattr(exc, 'strerror', None) or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise ImageError(f"{size} bytes > data.image.max_bytes={max_bytes}")
+        try:
+            data = handle.read(max_bytes + 1)  # why +1: a file that grew since fstat is caught too
+        except OSError as exc:
+            raise ImageError(f"cannot read file ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise ImageError(f"more than data.image.max_bytes={max_bytes} bytes")
+    return data
 
 
 def _open(fp: IO[bytes], max_pixels: int) -> ImageFile.ImageFile:
@@ -260,7 +270,7 @@ def _is_empty(fp: IO[bytes]) -> bool:
 
 
 def _short(exc: BaseException, limit: int = 80) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split()) or "no detail given"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -509,9 +519,10 @@ def prepare_image(
     """
     if augmenter is not None and cfg.augment.enabled:
         work = _working_size(cfg.size, augmenter.cfg)
-        img = augmenter(_shrink(load_image(path, cfg.max_pixels, min_size=work), work, cfg.resize), rng)
+        loaded = load_image(path, cfg.max_pixels, min_size=work, max_bytes=cfg.max_bytes)
+        img = augmenter(_shrink(loaded, work, cfg.resize), rng)
     else:
-        img = load_image(path, cfg.max_pixels, min_size=cfg.size)
+        img = load_image(path, cfg.max_pixels, min_size=cfg.size, max_bytes=cfg.max_bytes)
     return resize_image(img, cfg.size, cfg.resize, cfg.pad_color)
 
 

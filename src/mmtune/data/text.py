@@ -49,6 +49,7 @@ from pathlib import Path
 import emoji
 
 from mmtune.config import TextConfig
+from mmtune.data.textfile import read_text
 from mmtune.errors import InputError
 
 URL_TOKEN = "<url>"
@@ -164,12 +165,7 @@ TEENCODE_KEY = "data.text.teencode_file"
 def read_teencode(path: str | Path) -> dict[str, str]:
     """Read a `short<TAB>expansion` TSV (UTF-8, `#` comments, blank lines) into a lower-case dict."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{path}: teencode file not found ({TEENCODE_KEY})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read teencode file ({TEENCODE_KEY}): {exc}") from None
+    lines = read_text(path, what=f"teencode file ({TEENCODE_KEY})").splitlines()
     return _parse_teencode(lines, str(path))
 
 

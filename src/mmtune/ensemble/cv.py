@@ -68,7 +68,7 @@ def shared_folds(cfg: Config, cv_dir: Path) -> tuple[Path, dict[str, int]]:
                              "use another output_dir for another split")
         return path, folds
     posts = load_posts(cfg.data.train, cfg.data.train_images, cfg.data, labels=cfg.data.labels,
-                       require_label=True).posts
+                       require_label=True).require_posts("data.train")
     folds = make_folds(posts, k=cfg.cv.folds, seed=cfg.seed, group_by=cfg.cv.group_by)
     write_folds(folds, path)
     return path, folds

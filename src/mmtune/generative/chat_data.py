@@ -17,7 +17,6 @@ Images stay file paths here and are loaded (safely, EXIF-rotated, RGB) only when
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import Counter
@@ -27,8 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.config import ChatConfig, ColumnsConfig
-from mmtune.data.checks import resolve_image_path
-from mmtune.data.images import ImageError, probe_image
+from mmtune.data.checks import UnsafePath, check_image_name_chars, resolve_image_path
+from mmtune.data.images import DEFAULT_MAX_BYTES, ImageError, probe_image
+from mmtune.data.textfile import (
+    JsonError,
+    RepeatedKeys,
+    check_file,
+    describe,
+    first_repeated_key,
+    iter_lines,
+    loads,
+    read_text,
+)
 from mmtune.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -67,10 +76,14 @@ class ReadRequest:
     on_bad_row: str = "skip"
     preference: bool = False
     max_pixels: int = 64_000_000  # data.image.max_pixels: larger images are unreadable_image (bomb limit)
+    max_bytes: int = DEFAULT_MAX_BYTES  # data.image.max_bytes: larger files are unreadable_image
 
 
 def read_rows(request: ReadRequest) -> ChatRows:
     """Every usable row of `request.path` as TRL prompt/completion (or preference) rows with image paths."""
+    if request.images is not None and not request.images.is_dir():
+        state = "is not a folder" if request.images.exists() else "not found"
+        raise InputError(f"{request.images}: the images folder of {request.path} {state}")
     records = list(_iter_records(request.path))
     if not records:
         raise InputError(f"{request.path}: no rows")
@@ -95,8 +108,7 @@ def read_rows(request: ReadRequest) -> ChatRows:
 
 
 def _iter_records(path: Path) -> Iterator[tuple[str, Any]]:
-    if not path.exists():
-        raise InputError(f"{path}: data file not found")
+    check_file(path)
     if path.suffix.lower() == ".json":
         yield from _iter_json(path)
     elif path.suffix.lower() == ".jsonl":
@@ -107,32 +119,37 @@ def _iter_records(path: Path) -> Iterator[tuple[str, Any]]:
 
 def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    if isinstance(data, dict):  # {"id": row, ...}, as the ViMMSD files
-        yield from ((f"row '{key}'", value) for key, value in data.items())
+        data = loads(read_text(path))
+    except JsonError as exc:
+        raise InputError(f"{path}: {exc.at()}") from None
+    if isinstance(data, (dict, RepeatedKeys)):  # {"id": row, ...}, as the ViMMSD files
+        pairs = data.pairs if isinstance(data, RepeatedKeys) else list(data.items())
+        seen: set[str] = set()
+        for key, value in pairs:
+            # A repeated id is a bad row of its own, not a silent replacement of the first.
+            yield f"row '{key}'", value if key not in seen else _Unreadable("duplicate_id", f"the id '{key}' repeats")
+            seen.add(key)
     elif isinstance(data, list):
         yield from ((f"row {index}", value) for index, value in enumerate(data))
     else:
-        raise InputError(f"{path}: expected a list of rows or an object of rows, got {type(data).__name__}")
+        raise InputError(f"{path}: expected a list of rows or an object of rows, got {describe(data)}")
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"line {number}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield f"line {number}", _Unreadable(exc.msg)
+    for line in iter_lines(path):
+        if not line.text.strip():
+            continue
+        try:
+            yield f"line {line.number}", loads(line.text)
+        except JsonError as exc:
+            yield f"line {line.number}", _Unreadable("invalid_json", exc.short())
 
 
 @dataclass(frozen=True)
 class _Unreadable:
+    """A row known to be bad before its content is looked at: the reason and the message."""
+
+    reason: str
     error: str
 
 
@@ -140,6 +157,8 @@ def _layout(request: ReadRequest, first: Any) -> str:
     wanted = request.chat.format
     if wanted != "auto":
         return wanted
+    if isinstance(first, RepeatedKeys):  # the layout shows in the keys all the same; the row itself is bad
+        first = dict(first.pairs)
     keys = set(first) if isinstance(first, dict) else set()
     if {"chosen", "rejected"} <= keys:
         return "preference"
@@ -158,9 +177,11 @@ def _layout(request: ReadRequest, first: Any) -> str:
 
 def _convert(record: Any, layout: str, request: ReadRequest) -> list[dict[str, Any]]:
     if isinstance(record, _Unreadable):
-        raise BadRow("invalid_json", f"invalid JSON ({record.error})")
+        raise BadRow(record.reason, record.error)
+    if (repeated := first_repeated_key(record)) is not None:
+        raise BadRow("duplicate_key", f"the key '{repeated}' appears twice in one object; which one counts?")
     if not isinstance(record, dict):
-        raise BadRow("not_an_object", f"a row must be a JSON object, got {type(record).__name__}")
+        raise BadRow("not_an_object", f"a row must be a JSON object, got {describe(record)}")
     if request.preference != (layout == "preference"):
         raise InputError(f"{request.path}: layout '{layout}' does not fit this command "
                          f"({'DPO needs preference rows' if request.preference else 'SFT needs chat rows'})")
@@ -212,18 +233,27 @@ def _image_paths(record: dict[str, Any], key: str, request: ReadRequest) -> list
         raise BadRow("bad_images", f"'{key}' must be an image name or a list of names")
     paths = []
     for name in names:
-        # With an images folder, names stay inside it (the data layer's rule): a refused path is never opened.
-        path = Path(name) if request.images is None else resolve_image_path(request.images, name)
-        if path is None:
-            raise BadRow("unsafe_path", f"image name escapes {request.images}: {name}")
-        if not path.is_file():
-            raise BadRow("missing_image", f"image not found: {path}")
+        try:
+            paths.append(_image_path(name, request))
+        except UnsafePath as refused:
+            raise BadRow("unsafe_path", str(refused)) from None
+    for path in paths:
         try:  # now, not when a batch is collated hours into the run
-            probe_image(path, request.max_pixels)
+            probe_image(path, request.max_pixels, max_bytes=request.max_bytes)
+        except FileNotFoundError:
+            raise BadRow("missing_image", f"image not found: {path}") from None
         except ImageError as error:
             raise BadRow("unreadable_image", f"{path}: {error}") from None
-        paths.append(path)
     return [str(path) for path in paths]
+
+
+def _image_path(name: str, request: ReadRequest) -> Path:
+    """With an images folder, names stay inside it (the data layer's rule, links followed); without one, a
+    name is a path of its own. Either way a refused name is never opened."""
+    if request.images is None:
+        check_image_name_chars(name)
+        return Path(name)
+    return resolve_image_path(request.images, name)
 
 
 def _messages(value: Any, key: str) -> list[Message]:
@@ -242,7 +272,8 @@ def _sharegpt(value: Any) -> list[Message]:
         raise BadRow("no_messages", "'conversations' must be a non-empty list")
     turns = []
     for turn in value:
-        role = _SHAREGPT_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        speaker = turn.get("from") if isinstance(turn, dict) else None
+        role = _SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
         if role is None:
             raise BadRow("bad_message", f"'conversations': each turn needs 'from' in {sorted(_SHAREGPT_ROLES)}")
         turns.append({"role": role, "content": _blocks(turn.get("value"), "conversations")})

@@ -55,13 +55,17 @@ def load_split(cfg: Config, run_dir: Path, write: bool = True) -> Split:
     data = cfg.data
     if not data.train:
         raise InputError("data.train: no training file given")
-    train = load_posts(data.train, data.train_images, data, labels=data.labels, require_label=True).posts
+    train = load_posts(data.train, data.train_images, data, labels=data.labels,
+                       require_label=True).require_posts("data.train")
     labels = list(data.labels) if data.labels else infer_labels(p.label for p in train)
     if len(labels) < 2:
         raise InputError(f"{data.train}: training needs at least 2 labels, found {labels}")
-    test = load_posts(data.test, data.test_images, data, labels=labels).posts if data.test else None
+    # Checked before training: a test file without a usable post would end the run with no predictions.
+    test = (load_posts(data.test, data.test_images, data, labels=labels).require_posts("data.test")
+            if data.test else None)
     if data.val:
-        val = load_posts(data.val, data.val_images or data.train_images, data, labels=labels, require_label=True).posts
+        val = load_posts(data.val, data.val_images or data.train_images, data, labels=labels,
+                         require_label=True).require_posts("data.val")
         return Split(labels, train, val, test)
     if cfg.cv.folds_file:
         folds = read_folds(cfg.cv.folds_file, ids=[p.id for p in train])
@@ -184,7 +188,7 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
         raise InputError(f"{run_dir}: no best/ checkpoint yet (the run has not evaluated once)")
     cfg = load_config(config_path)
     labels = list(cfg.data.labels or [])
-    posts = load_posts(data, images, cfg.data, labels=labels).posts
+    posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
     classifier = build_classifier(cfg, labels)
     ckpt.load_trainable_state(classifier, ckpt.read_weights(best))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
