@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from mmtune import __version__
@@ -23,6 +24,7 @@ from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
+from mmtune.outputs import check_outputs, check_run_outputs, write_text_atomic
 
 log = logging.getLogger("mmtune")
 console = Console(stderr=False)
@@ -144,6 +146,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     from mmtune.data.audit_view import render_audit
 
     cfg = _load(args)
+    check_outputs({"--json": args.json}, {"data": args.data, "--test": args.test, "--config": args.config})
     request = InspectRequest(args.data, args.images, args.test, args.test_images)
     started = time.perf_counter()
     with _counting_progress("inspecting posts") as tick:
@@ -162,6 +165,9 @@ def cmd_folds(args: argparse.Namespace) -> None:
     cfg = _load(args)
     k = args.folds if args.folds is not None else cfg.cv.folds
     seed = args.seed if args.seed is not None else cfg.seed
+    if k < 2:
+        raise InputError(f"--folds must be >= 2, got {k}")
+    check_outputs({"--out": args.out}, {"data": args.data, "--config": args.config})
     loaded = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True)
     folds = make_folds(loaded.posts, k=k, seed=seed, group_by=cfg.cv.group_by)
     write_folds(folds, args.out)
@@ -254,6 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmtune.training.run import train
 
     cfg = load_config(args.config, args.overrides)
+    check_run_outputs(cfg)
     stopped = train(cfg, resume=args.resume)
     if stopped in ("time_budget", "signal"):
         console.print(f"stopped ({stopped}); continue with: mmtune train {args.config} --resume "
@@ -266,6 +273,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> None:
     from mmtune.training.run import predict
 
+    run_files = {f"run file {path.relative_to(args.run_dir)}": path
+                 for path in [args.run_dir / "config.yaml", *sorted(args.run_dir.glob("best/*"))]}
+    check_outputs({"--out": args.out}, {"data": args.data, **run_files})
     out = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
     console.print(f"predictions written to {out}")
 
@@ -280,7 +290,7 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
 def cmd_config(args: argparse.Namespace) -> None:
     if args.schema:
         for key, default, text in describe_schema():
-            console.print(f"[bold]{key}[/bold] = {default}  [dim]{text}[/dim]", highlight=False)
+            console.print(f"[bold]{key}[/bold] = {escape(default)}  [dim]{escape(text)}[/dim]", highlight=False)
         return
     cfg = _load(args)
     console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), highlight=False)
@@ -299,10 +309,7 @@ def _release_process_group() -> None:
 
 
 def _write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(report, ensure_ascii=False, indent=1))
 
 
 class _counting_progress:

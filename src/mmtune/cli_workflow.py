@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mmtune.errors import InputError
+
 console = Console(stderr=False)
 
 
@@ -52,8 +54,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_cv(args: argparse.Namespace) -> int:
     from mmtune import api
+    from mmtune.outputs import check_run_outputs
 
-    result = api.cv(api.config(args.config, args.overrides))
+    cfg = api.config(args.config, args.overrides)
+    check_run_outputs(cfg)
+    result = api.cv(cfg)
     if not result.complete:
         fold, why = next(iter(result.stopped.items()))
         console.print(f"fold {fold} stopped ({why}); run the same command again to continue it")
@@ -88,7 +93,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     console.print(ensemble_table(result.summary))
     outputs = result.summary["outputs"]
     oof = f" (OOF: {outputs['oof']})" if result.oof_out else ""
-    console.print(f"ensemble written to {outputs['predictions']}{oof}; summary {args.out.with_suffix('.json')}")
+    console.print(f"ensemble written to {outputs['predictions']}{oof}; summary {outputs['summary']}")
 
 
 def ensemble_table(summary: dict[str, Any]) -> Table:
@@ -127,8 +132,30 @@ def cmd_submit(args: argparse.Namespace) -> None:
     console.print(f"{len(sub.ids)} predictions written to {args.out}")
 
 
+def report_inputs(run_dir: Path) -> dict[str, Path]:
+    """The files `report` reads: the run's (or every fold's) records, and the data files its config names."""
+    from mmtune.config import load_config
+    from mmtune.outputs import config_inputs
+
+    folders = [run_dir, *sorted(run_dir.glob("fold-*"))]
+    files = [path for folder in folders for path in sorted(folder.glob("*"))
+             if path.suffix in {".yaml", ".json", ".jsonl", ".csv"} and path.is_file()]
+    named: dict[str, Path] = {f"run file {path.relative_to(run_dir)}": path for path in files}
+    for config_path in (p for p in files if p.name == "config.yaml"):
+        try:
+            data_files = config_inputs(load_config(config_path))
+        except InputError:
+            continue  # the report itself names a damaged config
+        named |= {f"{key} of {config_path}": path for key, path in data_files.items() if path is not None}
+    return named
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from mmtune.evaluation.report import write_report
+    from mmtune.outputs import check_outputs
 
+    if args.gallery < 0:
+        raise InputError(f"--gallery must be >= 0 (0 = no gallery), got {args.gallery}")
+    check_outputs({"--out": args.out}, report_inputs(args.run_dir))
     out = write_report(args.run_dir, args.out, gallery_size=args.gallery)
     console.print(f"report written to {out}")

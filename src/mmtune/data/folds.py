@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from mmtune.data.post import Post
+from mmtune.outputs import atomic_open
 from mmtune.data.text import caption_key
 from mmtune.errors import InputError
 
@@ -123,14 +124,10 @@ def _spread_rare_classes(fold_of: np.ndarray, labels: np.ndarray, groups: np.nda
 
 
 def write_folds(folds: dict[str, int], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "fold"])
         writer.writerows(folds.items())
-    tmp.replace(path)
 
 
 def read_folds(path: str | Path, ids: Sequence[str] | None = None) -> dict[str, int]:
