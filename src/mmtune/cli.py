@@ -257,10 +257,10 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmtune.training.run import train
-
     cfg = load_config(args.config, args.overrides)
     check_run_outputs(cfg)
+    from mmtune.training.run import train  # torch and transformers: only once the config is known to be sound
+
     stopped = train(cfg, resume=args.resume)
     if stopped in ("time_budget", "signal"):
         console.print(f"stopped ({stopped}); continue with: mmtune train {args.config} --resume "
@@ -271,11 +271,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mmtune.training.run import predict
-
     run_files = {f"run file {path.relative_to(args.run_dir)}": path
                  for path in [args.run_dir / "config.yaml", *sorted(args.run_dir.glob("best/*"))]}
     check_outputs({"--out": args.out}, {"data": args.data, **run_files})
+    from mmtune.training.run import predict
     out = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
     console.print(f"predictions written to {out}")
 

@@ -53,11 +53,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from mmtune import api
+    from mmtune.config import load_config
     from mmtune.outputs import check_run_outputs
 
-    cfg = api.config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)
     check_run_outputs(cfg)
+    from mmtune import api  # torch and transformers: only once the config is known to be sound
+
     result = api.cv(cfg)
     if not result.complete:
         fold, why = next(iter(result.stopped.items()))

@@ -352,7 +352,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 # A config is a page of settings: these limits are far above any real one and stop a hostile file
 # (a 10 GB file, /dev/zero, a billion-laughs alias tree, 100,000 nested brackets) before it costs anything.
 MAX_CONFIG_BYTES = 1 << 20
-MAX_ALIASES = 100
+MAX_ALIASES = 50
 MAX_DEPTH = 64
 
 
