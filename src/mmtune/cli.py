@@ -24,7 +24,7 @@ from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
-from mmtune.outputs import check_outputs, check_run_outputs, write_text_atomic
+from mmtune.outputs import check_outputs, check_run, write_text_atomic
 
 log = logging.getLogger("mmtune")
 console = Console(stderr=False)
@@ -258,7 +258,7 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    check_run_outputs(cfg)
+    check_run(cfg)
     from mmtune.training.run import train  # torch and transformers: only once the config is known to be sound
 
     stopped = train(cfg, resume=args.resume)

@@ -54,10 +54,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_cv(args: argparse.Namespace) -> int:
     from mmtune.config import load_config
-    from mmtune.outputs import check_run_outputs
+    from mmtune.outputs import check_run
 
     cfg = load_config(args.config, args.overrides)
-    check_run_outputs(cfg)
+    check_run(cfg)
     from mmtune import api  # torch and transformers: only once the config is known to be sound
 
     result = api.cv(cfg)

@@ -61,6 +61,18 @@ def config_inputs(cfg: Any) -> dict[str, Path | None]:
     return {key: Path(value).expanduser() if value else None for key, value in named.items()}
 
 
+def check_run(cfg: Any) -> None:
+    """Before a run (train, cv, sft, dpo, build-vlm) starts any work: its input files are there, its
+    outputs are sane, and the model folders it names are model folders of the right kind."""
+    from mmtune.models.sources import check_config_models
+
+    for name, path in config_inputs(cfg).items():
+        if path is not None and not path.is_file():
+            raise InputError(f"{name}: {'is a folder, not a file' if path.is_dir() else 'file not found'}: {path}")
+    check_run_outputs(cfg)
+    check_config_models(cfg)
+
+
 def check_run_outputs(cfg: Any) -> None:
     """output_dir is a folder (or not there yet), and none of the files a run writes into it is an input."""
     run_dir = Path(cfg.output_dir).expanduser()

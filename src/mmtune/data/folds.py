@@ -19,9 +19,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from mmtune.data.post import Post
-from mmtune.outputs import atomic_open
 from mmtune.data.text import caption_key
 from mmtune.errors import InputError
+from mmtune.outputs import atomic_open
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mmtune.config import load_config
-from mmtune.outputs import check_run_outputs
+from mmtune.outputs import check_run
 
 console = Console(stderr=False)
 
@@ -32,7 +32,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _runner(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
-        check_run_outputs(cfg)
+        check_run(cfg)
         stopped = _train_function(name)(cfg, resume=args.resume)
         if stopped in ("time_budget", "signal"):
             hint = f"mmtune {name} {args.config} --resume {' '.join(args.overrides)}".rstrip()
