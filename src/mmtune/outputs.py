@@ -22,7 +22,8 @@ Named = Mapping[str, "Path | None"]  # what the user calls the path (--out, data
 def same_file(a: Path, b: Path) -> bool:
     """One file under two names: the same resolved path (symlinks, `..`) or, when both exist, one inode
     (hard links)."""
-    if a.resolve() == b.resolve():
+    a, b = a.expanduser().resolve(), b.expanduser().resolve()
+    if a == b:
         return True
     try:
         return os.path.samefile(a, b)
