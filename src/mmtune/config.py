@@ -242,7 +242,8 @@ class TrainConfig:
     focal_gamma: float = doc(2.0, "focal loss gamma", ge=0)
     label_smoothing: float = doc(0.0, "label smoothing for cross-entropy", ge=0, lt=1)
     sampler: Literal["random", "balanced", "sqrt_balanced"] = doc("random", "shuffle, or class-balanced sampling")
-    metric: str = doc("macro_f1", "selection metric for best/ and early stopping", nonempty=True)
+    metric: Literal["macro_f1", "accuracy", "weighted_f1", "balanced_accuracy", "log_loss"] = doc(
+        "macro_f1", "selection metric for best/ and early stopping")
     eval_every_steps: int = doc(0, "also evaluate every N optimizer steps (0 = once per epoch)", ge=0)
     save_every_steps: int = doc(0, "also write last/ every N optimizer steps (0 = once per epoch)", ge=0)
     early_stopping_patience: int = doc(0, "stop after this many evaluations without improvement (0 = off)", ge=0)
@@ -320,7 +321,28 @@ class Config:
     build: BuildConfig = doc(BuildConfig(), "mmtune build-vlm: a LLaVA-style VLM from parts")
 
     def check_relations(self, source: str, prefix: str) -> None:
-        """Keys whose range depends on another key: fold numbers exist when mmtune computes the folds."""
+        """Keys whose meaning depends on another key, checked here so that a run never starts on them."""
+        self._check_kind_settings(source)
+        self._check_folds(source)
+
+    def _check_kind_settings(self, source: str) -> None:
+        from mmtune.data.labels import SARCASM_LABELS  # numpy only
+
+        labels = self.data.labels
+        if self.train.loss == "bits" and labels is not None and sorted(labels) != sorted(SARCASM_LABELS):
+            raise InputError(f"{source}: 'train.loss' bits needs the 4 sarcasm labels {list(SARCASM_LABELS)} as "
+                             f"data.labels, got {labels}")
+        freeze = self.model.freeze
+        if freeze.preset == "last_n" and freeze.last_n < 1:
+            raise InputError(f"{source}: 'model.freeze.last_n' must be >= 1 with preset last_n, got {freeze.last_n}")
+        if self.model.kind == "vlm-generative" and self.train.loss == "bits":
+            raise InputError(f"{source}: 'train.loss' bits needs a 2-output head; vlm-generative scores one answer "
+                             "per label (use ce or focal, or kind vlm-head)")
+        if self.model.kind == "vlm-generative" and freeze.head_only_epochs:
+            raise InputError(f"{source}: 'model.freeze.head_only_epochs' must be 0 for vlm-generative (it has no "
+                             "new head to train first)")
+
+    def _check_folds(self, source: str) -> None:
         if self.cv.folds_file is not None:
             return  # the folds file says which folds exist; the run checks against it
         folds = self.cv.folds
@@ -356,8 +378,13 @@ MAX_ALIASES = 50
 MAX_DEPTH = 64
 
 
+def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
+    """A small YAML file (config, rules, label map) read with every guard of the config loader."""
+    return _parse_yaml(_read_text(Path(path), what), str(path))
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    data = _parse_yaml(_read_text(path), str(path))
+    data = read_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -365,28 +392,28 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, what: str = "config file") -> str:
     """The file's UTF-8 text; a folder, FIFO, device, over-large or non-UTF-8 file is refused by name."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-file.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise InputError(f"{path}: config file not found") from None
+        raise InputError(f"{path}: {what} not found") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         if stat.S_ISDIR(mode):
-            raise InputError(f"{path}: is a folder, not a config file")
+            raise InputError(f"{path}: is a folder, not a {what}")
         raise InputError(f"{path}: not a regular file (a FIFO, device or socket); give a YAML file")
     with os.fdopen(fd, "rb") as handle:
         try:
             data = handle.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
-            raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
+            raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise InputError(f"{path}: config file larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
+        raise InputError(f"{path}: {what} larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

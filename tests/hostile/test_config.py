@@ -302,3 +302,35 @@ def test_repeated_label_exits_2_naming_key_and_label(tmp_path):
 def test_empty_image_sep_exits_2(tmp_path):
     assert_one_line_error(run_mmtune("inspect", tmp_path / "d.csv", 'data.columns.image_sep=""'),
                           "data.columns.image_sep")
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings that only mean something together: refused at load, not after the first epoch
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.metric=bogus"], r"'train\.metric' must be one of 'macro_f1'"),
+        (["train.loss=bits", "data.labels=[not-sarcasm,image-sarcasm]"], r"'train\.loss' bits needs the 4 sarcasm"),
+        (["model.freeze.preset=last_n", "model.freeze.last_n=0"], r"'model\.freeze\.last_n' must be >= 1 with"),
+        (["model.kind=vlm-generative", "train.loss=bits"], r"'train\.loss' bits needs a 2-output head"),
+        (["model.kind=vlm-generative", "model.freeze.head_only_epochs=1"], r"head_only_epochs' must be 0"),
+    ],
+)
+def test_settings_that_conflict_are_refused_at_load(overrides, message):
+    with pytest.raises(InputError, match=message):
+        load_config(None, overrides)
+
+
+def test_metric_choices_are_the_metrics_module_s():
+    from mmtune.config import TrainConfig
+    from mmtune.evaluation.metrics import METRICS
+
+    assert typing.get_args(typing.get_type_hints(TrainConfig)["metric"]) == METRICS
+
+
+def test_bad_metric_exits_2_before_training(tmp_path):
+    result = run_mmtune("train", write(tmp_path, f"output_dir: {tmp_path / 'run'}\n"), "train.metric=bogus")
+    assert_one_line_error(result, "train.metric")
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "run").exists()

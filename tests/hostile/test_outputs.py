@@ -16,14 +16,7 @@ from mmtune.errors import InputError
 from mmtune.evaluation.predict import write_predictions
 from mmtune.export import SubmitRequest, results_json, submit
 from mmtune.outputs import atomic_open, check_outputs, write_text_atomic
-from tests.hostile.conftest import (  # noqa: F401
-    assert_one_line_error,
-    demo_small,
-    fusion_config,
-    run_mmtune,
-    tiny_models,
-    write_config,
-)
+from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 
@@ -272,7 +265,7 @@ def test_vilt_in_code_refuses_another_architecture(tiny_models, tmp_path):
         ViltClassifier(cfg, ["a", "b"])
 
 
-def test_vilt_hub_id_offline_is_one_line(monkeypatch, tiny_models):
+def test_vilt_hub_id_offline_is_one_line(monkeypatch):
     from mmtune.config import load_config
     from mmtune.models.vilt import ViltClassifier
 
@@ -282,7 +275,7 @@ def test_vilt_hub_id_offline_is_one_line(monkeypatch, tiny_models):
         ViltClassifier(cfg, ["a", "b"])
 
 
-def test_image_size_ignored_by_a_fixed_size_encoder_is_said_once(tiny_models, caplog):
+def test_image_size_ignored_by_a_fixed_size_encoder_is_said_once(caplog):
     from mmtune.models import sources
 
     sources._said.discard("enc")

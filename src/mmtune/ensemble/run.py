@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from mmtune.config import read_yaml_file
 from mmtune.ensemble.blend import GreedySelectionBlender, LogLossWeightsBlender, RankBlender, WeightedMeanBlender
 from mmtune.ensemble.cv import OOF_FILE, TEST_FILE
 from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors, read_prediction_file
@@ -66,12 +66,7 @@ def resolve_inputs(inputs: list[Path], tests: list[Path] | None) -> tuple[list[P
 def load_label_map(path: Path | None) -> LabelMap:
     if path is None:
         return {}
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: label map not found") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({exc})") from None
+    raw = read_yaml_file(path, "label map")
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
         raise InputError(f"{path}: expected 'source_label: [target_label, ...]' lines")
     return {str(k): [str(v) for v in values] for k, values in raw.items()}
