@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.run(args)
         _release_process_group()
     except InputError as exc:
-        print(f"mmtune: error: {exc}", file=sys.stderr)
+        _report_error(str(exc))
         return 2
     except KeyboardInterrupt:
         print("mmtune: interrupted", file=sys.stderr)
@@ -297,6 +297,19 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _report_error(message: str) -> None:
+    """The error as the last line of stderr, on a line of its own: progress bars still drawn are closed
+    first (a bar leaves its cursor mid-line), and what was buffered on stdout goes out before it."""
+    tqdm_module = sys.modules.get("tqdm")  # only where something used tqdm (transformers, the training loop)
+    if tqdm_module is not None:
+        for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+            bar.leave = False
+            bar.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(f"mmtune: error: {message}", file=sys.stderr, flush=True)
 
 
 def _release_process_group() -> None:

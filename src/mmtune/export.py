@@ -18,6 +18,7 @@ from pathlib import Path
 from mmtune.config import DataConfig
 from mmtune.data.labels import SARCASM_LABELS
 from mmtune.data.readers import iter_records
+from mmtune.ensemble.inputs import read_csv_table
 from mmtune.errors import InputError
 from mmtune.outputs import atomic_open, check_outputs
 
@@ -33,25 +34,21 @@ class Submission:
 
 def read_submission_rows(path: Path, known: Sequence[str] | None) -> Submission:
     """(id, label) rows of a prediction CSV; the `label` column is the decision (argmax or a rule's)."""
-    if not path.is_file():
-        raise InputError(f"{path}: prediction file not found")
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"id", "label"} <= set(reader.fieldnames):
-            raise InputError(f"{path}: expected columns id,label (a prediction file)")
-        allowed = list(known) if known else [name[2:] for name in reader.fieldnames if name.startswith("p_")]
-        ids, labels, seen = [], [], set()
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if not row["id"]:
-                raise InputError(f"{where}: empty id")
-            if row["id"] in seen:
-                raise InputError(f"{where}: id '{row['id']}' appears twice")
-            if allowed and row["label"] not in allowed:
-                raise InputError(f"{where}: label '{row['label']}' is not a known label ({', '.join(allowed)})")
-            seen.add(row["id"])
-            ids.append(row["id"])
-            labels.append(row["label"])
+    fields, table = read_csv_table(path)
+    if not {"id", "label"} <= set(fields):
+        raise InputError(f"{path}: expected columns id,label (a prediction file)")
+    allowed = list(known) if known else [name[2:] for name in fields if name.startswith("p_")]
+    ids, labels, seen = [], [], set()
+    for where, row in table:
+        if not row["id"]:
+            raise InputError(f"{where}: empty id")
+        if row["id"] in seen:
+            raise InputError(f"{where}: id '{row['id']}' appears twice")
+        if allowed and row["label"] not in allowed:
+            raise InputError(f"{where}: label '{row['label']}' is not a known label ({', '.join(allowed)})")
+        seen.add(row["id"])
+        ids.append(row["id"])
+        labels.append(row["label"])
     if not ids:
         raise InputError(f"{path}: no predictions")
     return Submission(ids, labels)

@@ -309,3 +309,58 @@ def test_write_text_atomic_into_a_file_as_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(InputError, match="cannot create its folder"):
         write_text_atomic(tmp_path / "f" / "out.json", "{}")
+
+
+def test_error_line_starts_on_a_line_of_its_own_after_a_live_progress_bar(capsys):
+    import tqdm
+
+    from mmtune.cli import _report_error
+
+    bar = tqdm.tqdm(total=10, desc="epoch 1", mininterval=0)
+    bar.update(3)
+    _report_error("data.train: bad")
+    err = capsys.readouterr().err
+    before, _, after = err.rpartition("mmtune: error: ")
+    assert after == "data.train: bad\n"
+    assert before.endswith(("\r", "\n")), repr(before[-80:])
+    assert not tqdm.tqdm._instances
+
+
+# ----------------------------------------------------------------------------------------------
+# Prediction files handed to submit and ensemble
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (b"id,label\n1,not-sarcasm\n2,caf\xe9\n", ("p.csv", "not UTF-8 text (byte")),
+        (b'id,label\n1,"not-sarcasm\n2,not-sarcasm\n', ("p.csv:", "unreadable CSV")),
+        (b'id,label\n1,"not"-sarcasm\n', ("p.csv:2", "unreadable CSV")),
+        (b"id,label\n1,not-sarcasm,extra\n", ("p.csv:2", "3 fields, the header has 2")),
+        (b"id,label\n1\n", ("p.csv:2", "1 fields, the header has 2")),
+        (b"id,label,label\n1,a,b\n", ("p.csv", "column 'label' appears twice")),
+        (b"id,label\n1," + b"x" * 200_000 + b"\n", ("p.csv:", "unreadable CSV", "field larger than field limit")),
+        (b",not-sarcasm\n", ("p.csv", "expected columns id,label")),
+    ],
+)
+def test_submit_hostile_prediction_files(tmp_path, content, fragments):
+    preds = tmp_path / "p.csv"
+    preds.write_bytes(content)
+    assert_one_line_error(run_mmtune("submit", preds, "--out", tmp_path / "r.zip"), *fragments)
+    assert not (tmp_path / "r.zip").exists() and leftovers(tmp_path) == []
+
+
+def test_ensemble_input_with_repeated_p_columns_or_empty_id(tmp_path):
+    from mmtune.ensemble.inputs import read_prediction_file
+
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,label,p_a,p_a,p_b\n1,a,0.5,0.5,0\n", encoding="utf-8")
+    with pytest.raises(InputError, match="column 'p_a' appears twice"):
+        read_prediction_file(twice)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,label,p_a,p_b\n,a,0.5,0.5\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"empty\.csv:2: empty id"):
+        read_prediction_file(empty)
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"id,label,p_a,p_b\n1,\xff,0.5,0.5\n")
+    assert_one_line_error(run_mmtune("ensemble", binary, twice, "--out", tmp_path / "e.csv"), "bin.csv", "not UTF-8")
