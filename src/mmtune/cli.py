@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmtune import __version__
+from mmtune.cli_args import bounded_int, seed
 from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
@@ -61,8 +62,8 @@ def _build_parser() -> argparse.ArgumentParser:
     folds.add_argument("data", type=Path)
     folds.add_argument("--images", type=Path)
     folds.add_argument("--out", type=Path, required=True, help="folds.csv to write")
-    folds.add_argument("-k", "--folds", type=int, help="number of folds (default: cv.folds)")
-    folds.add_argument("--seed", type=int, help="seed (default: seed)")
+    folds.add_argument("-k", "--folds", type=bounded_int(2), help="number of folds (default: cv.folds)")
+    folds.add_argument("--seed", type=seed, help="seed (default: seed)")
     _config_args(folds)
     folds.set_defaults(run=cmd_folds)
 
@@ -83,14 +84,14 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser("make-tiny", help="write a tiny random model of a family, for smoke tests")
     tiny.add_argument("family")
     tiny.add_argument("out", type=Path)
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--seed", type=seed, default=0)
     tiny.set_defaults(run=cmd_make_tiny)
 
     demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
     demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")
-    demo.add_argument("--n-train", type=int, default=2000)
-    demo.add_argument("--n-test", type=int, default=400)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n-train", type=bounded_int(40), default=2000, help="training posts (at least 40)")
+    demo.add_argument("--n-test", type=bounded_int(1), default=400)
+    demo.add_argument("--seed", type=seed, default=0)
     demo.add_argument("--run-dir", type=Path, default=Path("demo-runs/fusion"), help="where the demo run goes")
     demo.add_argument("overrides", nargs="*", metavar="section.key=value", help="overrides of the demo config")
     demo.set_defaults(run=cmd_demo)
@@ -165,8 +166,6 @@ def cmd_folds(args: argparse.Namespace) -> None:
     cfg = _load(args)
     k = args.folds if args.folds is not None else cfg.cv.folds
     seed = args.seed if args.seed is not None else cfg.seed
-    if k < 2:
-        raise InputError(f"--folds must be >= 2, got {k}")
     check_outputs({"--out": args.out}, {"data": args.data, "--config": args.config})
     loaded = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True)
     folds = make_folds(loaded.posts, k=k, seed=seed, group_by=cfg.cv.group_by)
@@ -194,6 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from mmtune.data.synthetic import make_demo_data
     from mmtune.ensemble.demo import run_demo_workflow
 
+    _check_demo_paths(args.out, args.run_dir)
     started = time.perf_counter()
     with console.status(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}"):
         demo = make_demo_data(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
@@ -209,6 +209,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
     console.print(f"demo done in {time.perf_counter() - started:.0f} s. Data and audit: {args.out}; "
                   f"run: {args.run_dir} (metrics.jsonl, best/, val_predictions.csv, test_predictions.csv, "
                   "learning_curve.png); cv, ensemble and report: " + str(args.run_dir.parent / "cv"))
+
+
+def _check_demo_paths(out: Path, run_dir: Path) -> None:
+    """The demo starts its run over (it deletes --run-dir): that folder must be a run folder or absent,
+    and must hold neither the demo data nor the current folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file; the demo data needs a folder")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--run-dir {run_dir}: is a file, not a folder")
+    resolved = run_dir.resolve()
+    for name, inside in (("--out", out), ("the current folder", Path.cwd())):
+        if resolved == inside.resolve() or resolved in inside.resolve().parents:
+            raise InputError(f"--run-dir {run_dir}: holds {name}; the demo deletes --run-dir before training")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "config.yaml").is_file():
+        raise InputError(f"--run-dir {run_dir}: is a folder but not a mmtune run (no config.yaml); the demo "
+                         "deletes --run-dir before training, give a new folder")
 
 
 def _demo_config(args: argparse.Namespace, demo: object) -> Config:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mmtune.cli_args import bounded_int, seed
 from mmtune.errors import InputError
 
 console = Console(stderr=False)
@@ -31,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--calibrate", nargs="?", const="auto", choices=["auto", "always"],
                           help="temperature + per-class biases fitted on OOF for macro-F1, applied to test; "
                                "auto (default) keeps the biases only when their nested-CV gain is positive")
-    ensemble.add_argument("--seed", type=int, default=0)
+    ensemble.add_argument("--seed", type=seed, default=0)
     ensemble.set_defaults(run=cmd_ensemble)
 
     submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv)")
@@ -48,7 +49,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder")
     report.add_argument("run_dir", type=Path, help="a run folder (mmtune train) or a cv folder (mmtune cv)")
     report.add_argument("--out", type=Path, help="HTML file (default: RUN_DIR/report.html)")
-    report.add_argument("--gallery", type=int, default=120, help="most misclassified posts shown")
+    report.add_argument("--gallery", type=bounded_int(0), default=120,
+                        help="most misclassified posts shown (0 = no gallery)")
     report.set_defaults(run=cmd_report)
 
 
@@ -156,8 +158,6 @@ def cmd_report(args: argparse.Namespace) -> None:
     from mmtune.evaluation.report import write_report
     from mmtune.outputs import check_outputs
 
-    if args.gallery < 0:
-        raise InputError(f"--gallery must be >= 0 (0 = no gallery), got {args.gallery}")
     check_outputs({"--out": args.out}, report_inputs(args.run_dir))
     out = write_report(args.run_dir, args.out, gallery_size=args.gallery)
     console.print(f"report written to {out}")

@@ -160,7 +160,7 @@ def test_override_numbers_yaml_reads_as_text_are_numbers():
         ("train.early_stopping_patience=-2", r"'train\.early_stopping_patience' must be >= 0"),
         ("train.max_grad_norm=-1", r"'train\.max_grad_norm' must be >= 0"),
         ("train.effective_batch_size=0", r"'train\.effective_batch_size' must be >= 1"),
-        ("train.time_budget=0", r"'train\.time_budget' must be > 0"),
+        ("train.time_budget=-5m", r"train\.time_budget'?: cannot read duration '-5m'"),
         ("train.time_budget=soon", r"train\.time_budget'?: cannot read duration 'soon'"),
         ("cv.folds=1", r"'cv\.folds' must be >= 2, got 1"),
         ("cv.only=[-1]", r"'cv\.only\[0\]' must be >= 0, got -1"),

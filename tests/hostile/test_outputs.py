@@ -166,7 +166,7 @@ def test_folds_out_onto_its_data_file_or_a_folder(tmp_path):
     data = tiny_jsonl(tmp_path)
     assert_one_line_error(run_mmtune("folds", data, "--out", data, "-k", "2"), "--out", "is also the input data")
     assert_one_line_error(run_mmtune("folds", data, "--out", tmp_path, "-k", "2"), "--out", "is a folder")
-    assert_one_line_error(run_mmtune("folds", data, "--out", tmp_path / "f.csv", "-k", "1"), "--folds must be >= 2")
+    assert_one_line_error(run_mmtune("folds", data, "--out", tmp_path / "f.csv", "-k", "1"), "--folds: must be >= 2")
 
 
 def test_predict_out_onto_its_data_or_the_run(tmp_path):
@@ -189,7 +189,7 @@ def test_report_out_onto_a_run_file_and_negative_gallery(tmp_path):
     (run_dir / "metrics.jsonl").write_text("{}\n")
     assert_one_line_error(run_mmtune("report", run_dir, "--out", run_dir / "metrics.jsonl"),
                           "--out", "run file metrics.jsonl")
-    assert_one_line_error(run_mmtune("report", run_dir, "--gallery", "-5"), "--gallery must be >= 0", "got -5")
+    assert_one_line_error(run_mmtune("report", run_dir, "--gallery", "-5"), "--gallery: must be >= 0", "got -5")
 
 
 # ----------------------------------------------------------------------------------------------
