@@ -296,6 +296,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_make_tiny(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; make-tiny writes a model folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise InputError(f"{out}: is a folder with other files (no config.json); give a new or empty folder")
     from mmtune.models.tiny import make_tiny
 
     path = make_tiny(args.family, args.out, seed=args.seed)

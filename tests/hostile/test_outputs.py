@@ -364,3 +364,42 @@ def test_ensemble_input_with_repeated_p_columns_or_empty_id(tmp_path):
     binary = tmp_path / "bin.csv"
     binary.write_bytes(b"id,label,p_a,p_b\n1,\xff,0.5,0.5\n")
     assert_one_line_error(run_mmtune("ensemble", binary, twice, "--out", tmp_path / "e.csv"), "bin.csv", "not UTF-8")
+
+
+# ----------------------------------------------------------------------------------------------
+# demo and make-tiny: folders they write (the demo deletes its --run-dir)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--run-dir", "."], ("--run-dir .", "holds --out")),
+        (["--out", "d", "--run-dir", "d"], ("--run-dir d", "holds --out")),
+        (["--run-dir", "notes.txt"], ("--run-dir notes.txt", "is a file")),
+        (["--run-dir", "mine"], ("--run-dir mine", "not a mmtune run")),
+        (["--out", "notes.txt"], ("--out notes.txt", "is a file")),
+        (["--n-train", "5"], ("--n-train", "must be >= 40")),
+        (["--seed", "-1"], ("--seed", "must be in [0, 4294967295]")),
+    ],
+)
+def test_demo_refuses_folders_it_must_not_delete(tmp_path, args, fragments):
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("keep")
+    result = run_mmtune("demo", *args, cwd=tmp_path)
+    assert_one_line_error(result, *fragments)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep" and (tmp_path / "notes.txt").read_text() == "keep"
+
+
+def test_make_tiny_into_a_file_or_a_foreign_folder(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.txt").write_text("x")
+    assert_one_line_error(run_mmtune("make-tiny", "bert", tmp_path / "f"), "is a file")
+    assert_one_line_error(run_mmtune("make-tiny", "bert", tmp_path / "mine"), "no config.json")
+
+
+@pytest.mark.parametrize("command", [["folds", "d.jsonl", "--out", "f.csv"], ["ensemble", "a.csv", "--out", "e.csv"]])
+def test_seed_options_have_the_config_seed_range(tmp_path, command):
+    result = run_mmtune(*command, "--seed", "99999999999999999999", cwd=tmp_path)
+    assert_one_line_error(result, "--seed", "must be in [0, 4294967295]")
