@@ -25,6 +25,7 @@ from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
+from mmtune.models.sources import check_config_models
 from mmtune.outputs import check_outputs, check_run, write_text_atomic
 
 log = logging.getLogger("mmtune")
@@ -290,6 +291,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     run_files = {f"run file {path.relative_to(args.run_dir)}": path
                  for path in [args.run_dir / "config.yaml", *sorted(args.run_dir.glob("best/*"))]}
     check_outputs({"--out": args.out}, {"data": args.data, **run_files})
+    if (args.run_dir / "config.yaml").is_file():  # the models the run was trained from are still there
+        check_config_models(load_config(args.run_dir / "config.yaml"))
     from mmtune.training.run import predict
     out = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
     console.print(f"predictions written to {out}")

@@ -403,3 +403,13 @@ def test_make_tiny_into_a_file_or_a_foreign_folder(tmp_path):
 def test_seed_options_have_the_config_seed_range(tmp_path, command):
     result = run_mmtune(*command, "--seed", "99999999999999999999", cwd=tmp_path)
     assert_one_line_error(result, "--seed", "must be in [0, 4294967295]")
+
+
+def test_predict_with_a_run_whose_model_folder_is_gone(tmp_path):
+    data = tiny_jsonl(tmp_path)
+    run_dir = tmp_path / "run"
+    (run_dir / "best").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"model:\n  kind: vilt\n  name: {tmp_path / 'gone'}\n")
+    result = run_mmtune("predict", run_dir, data, "--out", tmp_path / "p.csv")
+    assert_one_line_error(result, "model.name", "gone", "not found")
+    assert result.stderr.strip().count("\n") == 0
