@@ -189,7 +189,7 @@ class ImageTower(nn.Module):
         self.encoder = encoder
         self.pixels = pixels
         self.side = side
-        note_fixed_image_size(identity.split("|")[0], side, image_cfg.size, ImageConfig().size)
+        note_fixed_image_size(identity.split("|")[0].rsplit("@", 1)[0], side, image_cfg.size, ImageConfig().size)
         self.image_cfg = replace(image_cfg, size=side)
         self.identity = identity
         self.pixel_signature = pixel_signature
