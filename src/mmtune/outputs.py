@@ -37,8 +37,7 @@ def check_outputs(outputs: Named, inputs: Named | None = None) -> None:
     named_outputs = [(name, Path(path)) for name, path in outputs.items() if path is not None]
     named_inputs = [(name, Path(path)) for name, path in (inputs or {}).items() if path is not None]
     for i, (name, path) in enumerate(named_outputs):
-        if path.is_dir():
-            raise InputError(f"{name} {path}: is a folder; give a file name")
+        _check_writable_kind(path, name)
         for input_name, input_path in named_inputs:
             if same_file(path, input_path):
                 raise InputError(f"{name} {path}: is also the input {input_name} ({input_path}); "
@@ -86,12 +85,21 @@ def check_run_outputs(cfg: Any) -> None:
     check_outputs({f"output_dir/{name}": run_dir / name for name in RUN_FILES}, inputs)
 
 
+def _check_writable_kind(path: Path, name: str = "") -> None:
+    """An output is a file or not there yet: never a folder, and never a FIFO or device that the final
+    rename would replace."""
+    where = f"{name} {path}" if name else str(path)
+    if path.is_dir():
+        raise InputError(f"{where}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{where}: is not a regular file (a FIFO, device or socket); give a file name")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file next to `path`; on success it replaces `path` at once, on failure it is removed."""
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give a file name")
+    _check_writable_kind(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

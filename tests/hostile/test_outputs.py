@@ -413,3 +413,16 @@ def test_predict_with_a_run_whose_model_folder_is_gone(tmp_path):
     result = run_mmtune("predict", run_dir, data, "--out", tmp_path / "p.csv")
     assert_one_line_error(result, "model.name", "gone", "not found")
     assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_an_output_that_is_a_fifo_or_device_is_never_replaced(tmp_path):
+    fifo = tmp_path / "out.csv"
+    os.mkfifo(fifo)
+    preds = prediction_csv(tmp_path / "p.csv", ["1", "2"])
+    assert_one_line_error(run_mmtune("submit", preds, "--out", fifo, "--format", "csv", timeout=30),
+                          "--out", "is not a regular file")
+    assert_one_line_error(run_mmtune("submit", preds, "--out", "/dev/null", timeout=30), "is not a regular file")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    with pytest.raises(InputError, match="is not a regular file"), atomic_open(fifo) as handle:
+        handle.write("x")
