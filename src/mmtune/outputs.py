@@ -68,7 +68,9 @@ def check_run(cfg: Any) -> None:
 
     for name, path in config_inputs(cfg).items():
         if path is not None and not path.is_file():
-            raise InputError(f"{name}: {'is a folder, not a file' if path.is_dir() else 'file not found'}: {path}")
+            what = ("is a folder, not a file" if path.is_dir() else
+                    "is not a regular file (a FIFO, device or socket)" if path.exists() else "file not found")
+            raise InputError(f"{name}: {what}: {path}")
     check_run_outputs(cfg)
     check_config_models(cfg)
 
