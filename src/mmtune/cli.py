@@ -291,9 +291,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
     run_files = {f"run file {path.relative_to(args.run_dir)}": path
                  for path in [args.run_dir / "config.yaml", *sorted(args.run_dir.glob("best/*"))]}
     check_outputs({"--out": args.out}, {"data": args.data, **run_files})
+    if not args.data.is_file():
+        raise InputError(f"{args.data}: data file not found" if not args.data.exists() else f"{args.data}: not a file")
     if (args.run_dir / "config.yaml").is_file():  # the models the run was trained from are still there
         check_config_models(load_config(args.run_dir / "config.yaml"))
-    from mmtune.training.run import predict
+    from mmtune.training.run import predict  # torch and transformers: only once the paths are known to be sound
+
     out = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
     console.print(f"predictions written to {out}")
 

@@ -426,3 +426,11 @@ def test_an_output_that_is_a_fifo_or_device_is_never_replaced(tmp_path):
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
     with pytest.raises(InputError, match="is not a regular file"), atomic_open(fifo) as handle:
         handle.write("x")
+
+
+def test_predict_with_a_missing_data_file_fails_before_loading_anything(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    result = run_mmtune("predict", run_dir, tmp_path / "nope.jsonl", "--out", tmp_path / "p.csv")
+    assert_one_line_error(result, "nope.jsonl: data file not found")
+    assert result.stderr.strip().count("\n") == 0 and "torch" not in result.stderr
