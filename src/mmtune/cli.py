@@ -19,10 +19,13 @@ from rich.table import Table
 from rich.text import Text
 
 from mmtune import __version__
+from mmtune.cli_args import bounded_int, seed
 from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
+from mmtune.models.sources import check_config_models
+from mmtune.outputs import check_outputs, check_run, write_text_atomic
 from mmtune.terminal import literal, plain_console, printable, printable_record
 
 log = logging.getLogger("mmtune")
@@ -60,8 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     folds.add_argument("data", type=Path)
     folds.add_argument("--images", type=Path)
     folds.add_argument("--out", type=Path, required=True, help="folds.csv to write")
-    folds.add_argument("-k", "--folds", type=int, help="number of folds (default: cv.folds)")
-    folds.add_argument("--seed", type=int, help="seed (default: seed)")
+    folds.add_argument("-k", "--folds", type=bounded_int(2), help="number of folds (default: cv.folds)")
+    folds.add_argument("--seed", type=seed, help="seed (default: seed)")
     _config_args(folds)
     folds.set_defaults(run=cmd_folds)
 
@@ -82,14 +85,14 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser("make-tiny", help="write a tiny random model of a family, for smoke tests")
     tiny.add_argument("family")
     tiny.add_argument("out", type=Path)
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--seed", type=seed, default=0)
     tiny.set_defaults(run=cmd_make_tiny)
 
     demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
     demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")
-    demo.add_argument("--n-train", type=int, default=2000)
-    demo.add_argument("--n-test", type=int, default=400)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n-train", type=bounded_int(40), default=2000, help="training posts (at least 40)")
+    demo.add_argument("--n-test", type=bounded_int(1), default=400)
+    demo.add_argument("--seed", type=seed, default=0)
     demo.add_argument("--run-dir", type=Path, default=Path("demo-runs/fusion"), help="where the demo run goes")
     demo.add_argument("overrides", nargs="*", metavar="section.key=value", help="overrides of the demo config")
     demo.set_defaults(run=cmd_demo)
@@ -124,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.run(args)
         _release_process_group()
     except InputError as exc:
-        print(f"mmtune: error: {printable(exc)}", file=sys.stderr)  # why: messages quote ids and names from data
+        _report_error(printable(exc))  # why: messages quote ids and names from data
         return 2
     except KeyboardInterrupt:
         print("mmtune: interrupted", file=sys.stderr)
@@ -145,6 +148,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     from mmtune.data.audit_view import render_audit
 
     cfg = _load(args)
+    check_outputs({"--json": args.json}, {"data": args.data, "--test": args.test, "--config": args.config})
     request = InspectRequest(args.data, args.images, args.test, args.test_images)
     started = time.perf_counter()
     with _counting_progress("inspecting posts") as tick:
@@ -163,6 +167,7 @@ def cmd_folds(args: argparse.Namespace) -> None:
     cfg = _load(args)
     k = args.folds if args.folds is not None else cfg.cv.folds
     seed = args.seed if args.seed is not None else cfg.seed
+    check_outputs({"--out": args.out}, {"data": args.data, "--config": args.config})
     loaded = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True)
     folds = make_folds(loaded.posts, k=k, seed=seed, group_by=cfg.cv.group_by)
     write_folds(folds, args.out)
@@ -189,6 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from mmtune.data.synthetic import make_demo_data
     from mmtune.ensemble.demo import run_demo_workflow
 
+    _check_demo_paths(args.out, args.run_dir)
     started = time.perf_counter()
     with console.status(literal(f"generating {args.n_train} + {args.n_test} demo posts in {args.out}")):
         demo = make_demo_data(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
@@ -204,6 +210,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
     console.print(f"demo done in {time.perf_counter() - started:.0f} s. Data and audit: {args.out}; "
                   f"run: {args.run_dir} (metrics.jsonl, best/, val_predictions.csv, test_predictions.csv, "
                   "learning_curve.png); cv, ensemble and report: " + str(args.run_dir.parent / "cv"))
+
+
+def _check_demo_paths(out: Path, run_dir: Path) -> None:
+    """The demo starts its run over (it deletes --run-dir): that folder must be a run folder or absent,
+    and must hold neither the demo data nor the current folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file; the demo data needs a folder")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--run-dir {run_dir}: is a file, not a folder")
+    resolved = run_dir.resolve()
+    for name, inside in (("--out", out), ("the current folder", Path.cwd())):
+        if resolved == inside.resolve() or resolved in inside.resolve().parents:
+            raise InputError(f"--run-dir {run_dir}: holds {name}; the demo deletes --run-dir before training")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "config.yaml").is_file():
+        raise InputError(f"--run-dir {run_dir}: is a folder but not a mmtune run (no config.yaml); the demo "
+                         "deletes --run-dir before training, give a new folder")
 
 
 def _demo_config(args: argparse.Namespace, demo: object) -> Config:
@@ -252,9 +274,10 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmtune.training.run import train
-
     cfg = load_config(args.config, args.overrides)
+    check_run(cfg)
+    from mmtune.training.run import train  # torch and transformers: only once the config is known to be sound
+
     stopped = train(cfg, resume=args.resume)
     if stopped in ("time_budget", "signal"):
         console.print(f"stopped ({stopped}); continue with: mmtune train {args.config} --resume "
@@ -265,13 +288,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mmtune.training.run import predict
+    run_files = {f"run file {path.relative_to(args.run_dir)}": path
+                 for path in [args.run_dir / "config.yaml", *sorted(args.run_dir.glob("best/*"))]}
+    check_outputs({"--out": args.out}, {"data": args.data, **run_files})
+    if not args.data.is_file():
+        raise InputError(f"{args.data}: data file not found" if not args.data.exists() else f"{args.data}: not a file")
+    if (args.run_dir / "config.yaml").is_file():  # the models the run was trained from are still there
+        check_config_models(load_config(args.run_dir / "config.yaml"))
+    from mmtune.training.run import predict  # torch and transformers: only once the paths are known to be sound
 
     out = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
     console.print(f"predictions written to {out}")
 
 
 def cmd_make_tiny(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; make-tiny writes a model folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise InputError(f"{out}: is a folder with other files (no config.json); give a new or empty folder")
     from mmtune.models.tiny import make_tiny
 
     path = make_tiny(args.family, args.out, seed=args.seed)
@@ -291,6 +326,19 @@ def cmd_config(args: argparse.Namespace) -> None:
 # Helpers
 
 
+def _report_error(message: str) -> None:
+    """The error as the last line of stderr, on a line of its own: progress bars still drawn are closed
+    first (a bar leaves its cursor mid-line), and what was buffered on stdout goes out before it."""
+    tqdm_module = sys.modules.get("tqdm")  # only where something used tqdm (transformers, the training loop)
+    if tqdm_module is not None:
+        for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+            bar.leave = False
+            bar.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(f"mmtune: error: {message}", file=sys.stderr, flush=True)
+
+
 def _release_process_group() -> None:
     """Under torchrun / accelerate launch: every rank leaves the process group together at the end."""
     distributed = sys.modules.get("torch.distributed")  # never import torch for commands that did not
@@ -300,10 +348,7 @@ def _release_process_group() -> None:
 
 
 def _write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(report, ensure_ascii=False, indent=1))
 
 
 class _counting_progress:

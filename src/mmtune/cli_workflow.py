@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
+from mmtune.cli_args import bounded_int, seed
+from mmtune.errors import InputError
 from mmtune.terminal import literal, plain_console
 
 console = plain_console()
@@ -30,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--calibrate", nargs="?", const="auto", choices=["auto", "always"],
                           help="temperature + per-class biases fitted on OOF for macro-F1, applied to test; "
                                "auto (default) keeps the biases only when their nested-CV gain is positive")
-    ensemble.add_argument("--seed", type=int, default=0)
+    ensemble.add_argument("--seed", type=seed, default=0)
     ensemble.set_defaults(run=cmd_ensemble)
 
     submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv)")
@@ -47,14 +49,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder")
     report.add_argument("run_dir", type=Path, help="a run folder (mmtune train) or a cv folder (mmtune cv)")
     report.add_argument("--out", type=Path, help="HTML file (default: RUN_DIR/report.html)")
-    report.add_argument("--gallery", type=int, default=120, help="most misclassified posts shown")
+    report.add_argument("--gallery", type=bounded_int(0), default=120,
+                        help="most misclassified posts shown (0 = no gallery)")
     report.set_defaults(run=cmd_report)
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from mmtune import api
+    from mmtune.config import load_config
+    from mmtune.outputs import check_run
 
-    result = api.cv(api.config(args.config, args.overrides))
+    cfg = load_config(args.config, args.overrides)
+    check_run(cfg)
+    from mmtune import api  # torch and transformers: only once the config is known to be sound
+
+    result = api.cv(cfg)
     if not result.complete:
         fold, why = next(iter(result.stopped.items()))
         console.print(f"fold {fold} stopped ({why}); run the same command again to continue it")
@@ -90,7 +98,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     console.print(ensemble_table(result.summary))
     outputs = result.summary["outputs"]
     oof = f" (OOF: {outputs['oof']})" if result.oof_out else ""
-    console.print(f"ensemble written to {outputs['predictions']}{oof}; summary {args.out.with_suffix('.json')}")
+    console.print(f"ensemble written to {outputs['predictions']}{oof}; summary {outputs['summary']}")
 
 
 def ensemble_table(summary: dict[str, Any]) -> Table:
@@ -129,8 +137,28 @@ def cmd_submit(args: argparse.Namespace) -> None:
     console.print(f"{len(sub.ids)} predictions written to {args.out}")
 
 
+def report_inputs(run_dir: Path) -> dict[str, Path]:
+    """The files `report` reads: the run's (or every fold's) records, and the data files its config names."""
+    from mmtune.config import load_config
+    from mmtune.outputs import config_inputs
+
+    folders = [run_dir, *sorted(run_dir.glob("fold-*"))]
+    files = [path for folder in folders for path in sorted(folder.glob("*"))
+             if path.suffix in {".yaml", ".json", ".jsonl", ".csv"} and path.is_file()]
+    named: dict[str, Path] = {f"run file {path.relative_to(run_dir)}": path for path in files}
+    for config_path in (p for p in files if p.name == "config.yaml"):
+        try:
+            data_files = config_inputs(load_config(config_path))
+        except InputError:
+            continue  # the report itself names a damaged config
+        named |= {f"{key} of {config_path}": path for key, path in data_files.items() if path is not None}
+    return named
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from mmtune.evaluation.report import write_report
+    from mmtune.outputs import check_outputs
 
+    check_outputs({"--out": args.out}, report_inputs(args.run_dir))
     out = write_report(args.run_dir, args.out, gallery_size=args.gallery)
     console.print(f"report written to {out}")

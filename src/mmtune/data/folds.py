@@ -24,6 +24,7 @@ from mmtune.data.post import Post
 from mmtune.data.text import caption_key
 from mmtune.data.textfile import open_regular
 from mmtune.errors import InputError
+from mmtune.outputs import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +128,10 @@ def _spread_rare_classes(fold_of: np.ndarray, labels: np.ndarray, groups: np.nda
 
 
 def write_folds(folds: dict[str, int], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "fold"])
         writer.writerows(folds.items())
-    tmp.replace(path)
 
 
 def read_folds(path: str | Path, ids: Sequence[str] | None = None) -> dict[str, int]:

@@ -43,30 +43,55 @@ def gold_indices(gold: list[str] | None, labels: list[str], path: Path) -> np.nd
     return np.array([index[g] for g in gold], dtype=int)
 
 
-def read_prediction_file(path: str | Path, need_gold: bool = False) -> Predictions:
+def read_csv_table(path: str | Path, what: str = "prediction file") -> tuple[list[str], list[tuple[str, dict]]]:
+    """The header and (`file:line`, row) pairs of a CSV file. Bytes that are not UTF-8, broken quoting, a
+    repeated column and rows with more or fewer fields than the header exit 2 naming the file and line."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: prediction file not found")
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        labels = [name[2:] for name in fields if name.startswith("p_")]
-        if "id" not in fields or len(labels) < 2:
-            raise InputError(f"{path}: expected columns id,label,p_<label>... (at least two p_ columns)")
-        if need_gold and "gold" not in fields:
-            raise InputError(f"{path}: no gold column: fitting needs out-of-fold predictions (oof.csv)")
-        ids, rows, gold, folds, seen = [], [], [], [], set()
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if row["id"] in seen:
-                raise InputError(f"{where}: id '{row['id']}' appears twice")
-            seen.add(row["id"])
-            ids.append(row["id"])
-            rows.append(_probabilities(row, labels, where))
-            if "gold" in fields:
-                gold.append(row["gold"])
-            if "fold" in fields:
-                folds.append(_fold(row["fold"], where))
+        raise InputError(f"{path}: {what} not found")
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, strict=True)
+            header = next(reader, [])
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise InputError(f"{path}: column '{repeated[0]}' appears twice in the header")
+            rows = []
+            for record in reader:
+                if not record:
+                    continue  # a blank line
+                if len(record) != len(header):
+                    raise InputError(f"{path}:{reader.line_num}: {len(record)} fields, the header has {len(header)}")
+                rows.append((f"{path}:{reader.line_num}", dict(zip(header, record))))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        # The line the reader had reached: where a bad quote ends, or the end of the file for one never closed.
+        raise InputError(f"{path}:{reader.line_num}: unreadable CSV ({exc})") from None
+    return header, rows
+
+
+def read_prediction_file(path: str | Path, need_gold: bool = False) -> Predictions:
+    path = Path(path)
+    fields, table = read_csv_table(path)
+    labels = [name[2:] for name in fields if name.startswith("p_")]
+    if "id" not in fields or len(labels) < 2:
+        raise InputError(f"{path}: expected columns id,label,p_<label>... (at least two p_ columns)")
+    if need_gold and "gold" not in fields:
+        raise InputError(f"{path}: no gold column: fitting needs out-of-fold predictions (oof.csv)")
+    ids, rows, gold, folds, seen = [], [], [], [], set()
+    for where, row in table:
+        if not row["id"]:
+            raise InputError(f"{where}: empty id")
+        if row["id"] in seen:
+            raise InputError(f"{where}: id '{row['id']}' appears twice")
+        seen.add(row["id"])
+        ids.append(row["id"])
+        rows.append(_probabilities(row, labels, where))
+        if "gold" in fields:
+            gold.append(row["gold"])
+        if "fold" in fields:
+            folds.append(_fold(row["fold"], where))
     if not ids:
         raise InputError(f"{path}: no predictions")
     probs = np.array(rows, dtype=np.float64)

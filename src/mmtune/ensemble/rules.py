@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
+from mmtune.config import read_yaml_file
 from mmtune.errors import InputError
 from mmtune.evaluation.calibration import macro_f1
 
@@ -58,14 +58,7 @@ class RuleSet:
 
 
 def load_rules(path: str | Path, labels: list[str]) -> RuleSet:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: rules file not found") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({exc})") from None
-    return parse_rules(raw, labels, str(path))
+    return parse_rules(read_yaml_file(path, "rules file"), labels, str(path))
 
 
 def parse_rules(raw: Any, labels: list[str], source: str = "rules") -> RuleSet:

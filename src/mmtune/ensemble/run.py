@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from mmtune.config import read_yaml_file
 from mmtune.ensemble.blend import GreedySelectionBlender, LogLossWeightsBlender, RankBlender, WeightedMeanBlender
 from mmtune.ensemble.cv import OOF_FILE, TEST_FILE
 from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors, read_prediction_file
@@ -24,6 +24,7 @@ from mmtune.ensemble.stacking import StackingBlender
 from mmtune.errors import InputError
 from mmtune.evaluation.calibration import MacroF1Calibrator, macro_f1, nested_gain
 from mmtune.evaluation.predict import write_predictions
+from mmtune.outputs import check_outputs, write_text_atomic
 
 METHODS = ("mean", "weighted", "rank", "stack", "rules", "greedy")
 FITTED = {"weighted", "stack", "greedy"}
@@ -65,15 +66,25 @@ def resolve_inputs(inputs: list[Path], tests: list[Path] | None) -> tuple[list[P
 def load_label_map(path: Path | None) -> LabelMap:
     if path is None:
         return {}
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: label map not found") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({exc})") from None
+    raw = read_yaml_file(path, "label map")
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
         raise InputError(f"{path}: expected 'source_label: [target_label, ...]' lines")
     return {str(k): [str(v) for v in values] for k, values in raw.items()}
+
+
+def output_paths(out: Path, with_test: bool) -> dict[str, Path]:
+    """What `--out ens.csv` writes: the predictions, their OOF twin when they are test rows, the summary."""
+    paths = {"--out": out}
+    if with_test:
+        paths["the OOF predictions"] = out.with_name(out.stem + ".oof.csv")
+    paths["the summary"] = out.with_suffix(".json")
+    return paths
+
+
+def _named_inputs(oofs: list[Path], tests: list[Path] | None, request: EnsembleRequest) -> dict[str, Path | None]:
+    named: dict[str, Path | None] = {f"input {i + 1}": path for i, path in enumerate(oofs)}
+    named |= {f"--test {i + 1}": path for i, path in enumerate(tests or [])}
+    return named | {"--rules": request.rules, "--label-map": request.label_map}
 
 
 def make_blender(method: str, rules: RuleSet | None, seed: int) -> Any:
@@ -93,6 +104,8 @@ def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
     if request.method == "rules" and request.rules is None:
         raise InputError("--method rules needs --rules FILE.yaml")
     oof_paths, test_paths = resolve_inputs(request.inputs, request.tests)
+    check_outputs(output_paths(request.out, with_test=test_paths is not None),
+                  _named_inputs(oof_paths, test_paths, request))
     mapping = load_label_map(request.label_map)
     needs_gold = request.method in FITTED | {"rules"} or request.calibrate
     oof = align([read_prediction_file(p, need_gold=needs_gold) for p in oof_paths], mapping)
@@ -161,10 +174,11 @@ def _calibrate(oof: Members, y: np.ndarray, oof_probs: np.ndarray, test_probs: n
 def _write(request: EnsembleRequest, oof: Members, test: Members | None, oof_probs: np.ndarray,
            test_probs: np.ndarray | None, summary: dict[str, Any]) -> EnsembleResult:
     out = request.out
-    oof_out = out.with_name(out.stem + ".oof.csv") if test is not None else out
+    paths = output_paths(out, with_test=test is not None)
+    oof_out = paths.get("the OOF predictions", out)
     write_predictions(oof_out, oof.ids, oof_probs, oof.labels, gold=oof.gold, folds=oof.folds)
     if test is not None and test_probs is not None:
         write_predictions(out, test.ids, test_probs, test.labels)
-    summary["outputs"] = {"predictions": str(out), "oof": str(oof_out)}
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    summary["outputs"] = {"predictions": str(out), "oof": str(oof_out), "summary": str(paths["the summary"])}
+    write_text_atomic(paths["the summary"], json.dumps(summary, indent=1))
     return EnsembleResult(out=out, oof_out=oof_out if test is not None else None, summary=summary)

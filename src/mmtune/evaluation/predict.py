@@ -12,18 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtune.outputs import atomic_open
+
 
 def write_predictions(path: str | Path, ids: Sequence[str], probs: np.ndarray, labels: Sequence[str],
                       gold: Sequence[str | None] | None = None, folds: Sequence[int] | None = None) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     probs = np.asarray(probs, dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)
     header = ["id", "label", *(f"p_{label}" for label in labels)]
     header += ["gold"] if gold is not None else []
     header += ["fold"] if folds is not None else []
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row, (post_id, p) in enumerate(zip(ids, probs)):
@@ -31,7 +31,6 @@ def write_predictions(path: str | Path, ids: Sequence[str], probs: np.ndarray, l
             line += [gold[row] if gold[row] is not None else ""] if gold is not None else []
             line += [folds[row]] if folds is not None else []
             writer.writerow(line)
-    tmp.replace(path)
 
 
 def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, list[str]]:

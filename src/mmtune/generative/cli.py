@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mmtune.config import load_config
+from mmtune.outputs import check_run
 from mmtune.terminal import plain_console
 
 console = plain_console()
@@ -30,6 +31,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _runner(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
+        check_run(cfg)
         stopped = _train_function(name)(cfg, resume=args.resume)
         if stopped in ("time_budget", "signal"):
             hint = f"mmtune {name} {args.config} --resume {' '.join(args.overrides)}".rstrip()

@@ -55,6 +55,7 @@ from mmtune.models.pypi_encoders import (
     imagenet_pixels,
     minilm_path,
 )
+from mmtune.models.sources import check_model_source, note_fixed_image_size
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ class ImageTower(nn.Module):
         self.encoder = encoder
         self.pixels = pixels
         self.side = side
+        note_fixed_image_size(identity.split("|")[0].rsplit("@", 1)[0], side, image_cfg.size, ImageConfig().size)
         self.image_cfg = replace(image_cfg, size=side)
         self.identity = identity
         self.pixel_signature = pixel_signature
@@ -388,6 +390,7 @@ def _load(auto_cls: Any, path: str, cfg: Config, key: str) -> Any:
 
 def _load_hf(path: str, cfg: Config, part: str, key: str) -> tuple[nn.Module, bool]:
     """The HF model for one tower; of a dual checkpoint only the `part` half is kept."""
+    check_model_source(path, key)
     options = {"trust_remote_code": cfg.model.trust_remote_code}
     try:
         if cfg.model.quantize != "none":

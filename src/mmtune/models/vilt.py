@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 from transformers import ViltModel, ViltProcessor
 
-from mmtune.config import Config
+from mmtune.config import Config, ImageConfig
 from mmtune.data.images import Augmenter, load_image
 from mmtune.data.post import Post
 from mmtune.data.text import TextNormalizer, pack_text
@@ -26,9 +26,15 @@ from mmtune.errors import InputError
 from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
 from mmtune.models.base import Example, ParamGroup, register_kind
 from mmtune.models.freezing import apply_freeze
+from mmtune.models.sources import check_model_source, note_fixed_image_size
 from mmtune.training.losses import loss_output_size
 
 log = logging.getLogger(__name__)
+
+
+def _vilt_side(processor: Any) -> int:
+    size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
+    return int(size.get("shortest_edge", 384)) if isinstance(size, dict) else 384
 
 
 class ViltClassifier(nn.Module):
@@ -39,8 +45,15 @@ class ViltClassifier(nn.Module):
         self.cfg = cfg
         self.labels = list(labels)
         self.output_size = loss_output_size(cfg.train.loss, len(labels))
-        self.processor = ViltProcessor.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
-        self.backbone = self._load_backbone()
+        check_model_source(cfg.model.name, "model.name", {"vilt"}, kind="vilt")
+        try:
+            self.processor = ViltProcessor.from_pretrained(cfg.model.name,
+                                                           trust_remote_code=cfg.model.trust_remote_code)
+            self.backbone = self._load_backbone()
+        except (OSError, ValueError) as exc:  # a Hub id that is not there (offline) or not a ViLT checkpoint
+            raise InputError(f"model.name: cannot load a ViLT model from '{cfg.model.name}' "
+                             f"({str(exc).splitlines()[0]})") from None
+        note_fixed_image_size("ViLT", _vilt_side(self.processor), cfg.data.image.size, ImageConfig().size)
         hidden = self.backbone.config.hidden_size
         self.head = nn.Sequential(
             nn.Linear(hidden, hidden * 2), nn.LayerNorm(hidden * 2), nn.GELU(), nn.Dropout(cfg.model.dropout),
