@@ -317,7 +317,7 @@ def _markup_data(root: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def wide_terminal(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "400")  # why: no cell wraps, so each literal string stays on one line
+    monkeypatch.setenv("COLUMNS", "1000")  # why: no cell wraps, so each literal string stays on one line
 
 
 def test_inspect_prints_markup_labels_and_ids_as_typed(tmp_path, wide_terminal):
