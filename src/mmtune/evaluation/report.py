@@ -48,13 +48,59 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if line.strip():
+            record = _json(line, f"{path} line {number}")
+            if not isinstance(record, dict) or not _is_number(record.get("step")):
+                raise InputError(f"{path} line {number}: not an evaluation record (a JSON object with a 'step')")
+            records.append(record)
+    return records
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"{where}: damaged, not JSON ({getattr(exc, 'msg', 'nested too deep')})") from None
+
+
+def _cv_summary(path: Path) -> dict[str, Any]:
+    """cv_summary.json with the parts the report reads: fold numbers, macro-F1 per fold, per-class F1 per fold."""
+    summary = _json(_read_text(path), str(path))
+    if not isinstance(summary, dict):
+        raise InputError(f"{path}: not a cv summary (a JSON object)")
+    folds, macro, per_class = summary.get("folds"), summary.get("macro_f1"), summary.get("per_class_f1")
+    problems = []
+    if not isinstance(folds, list) or not folds or not all(isinstance(k, int) and not isinstance(k, bool)
+                                                           for k in folds):
+        problems.append("'folds' must list fold numbers")
+    if not (isinstance(macro, dict) and _is_number(macro.get("mean")) and _is_number(macro.get("std"))
+            and isinstance(macro.get("folds"), dict) and all(map(_is_number, macro["folds"].values()))):
+        problems.append("'macro_f1' must hold mean, std and folds")
+    if not (isinstance(per_class, dict) and all(isinstance(row, dict) and isinstance(row.get("folds"), list)
+                                                and all(map(_is_number, row["folds"])) for row in per_class.values())):
+        problems.append("'per_class_f1' must hold folds per label")
+    if problems:
+        raise InputError(f"{path}: not a cv summary mmtune wrote ({'; '.join(problems)})")
+    return summary
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def gather(run_dir: Path) -> ReportData:
     """Read a run folder (config.yaml + val_predictions.csv) or a cv folder (oof.csv + fold-K/)."""
     if (run_dir / OOF_FILE).exists() and (run_dir / SUMMARY_FILE).exists():
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        summary = _cv_summary(run_dir / SUMMARY_FILE)
         fold_dirs = {k: fold_dir(run_dir, k) for k in summary["folds"]}
         cfg = load_config(next(iter(fold_dirs.values())) / "config.yaml")
         preds = read_prediction_file(run_dir / OOF_FILE, need_gold=True)
