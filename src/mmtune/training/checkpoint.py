@@ -189,7 +189,8 @@ def load_state_into(target: Any, path: Path) -> None:
     expected = target.state_dict()
     if not isinstance(state, dict) or set(state) != set(expected):
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise InputError(f"{path}: not a {type(target).__name__} state (keys {keys}, expected {sorted(expected)})")
+        raise InputError(f"{path}: not a saved {path.stem} state (keys {keys}, "
+                         f"expected {sorted(expected)})")
     wrong = [key for key, value in state.items() if not _same_kind(value, expected[key])]
     if wrong:
         raise InputError(f"{path}: unexpected value types for {', '.join(map(str, wrong[:3]))}")
