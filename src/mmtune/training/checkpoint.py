@@ -285,7 +285,7 @@ _STATE_CHECKS = {
     "evals_without_improvement": _count, "finished": lambda v: isinstance(v, bool),
     "config_hash": lambda v: isinstance(v, str),
     "losses_since_eval": lambda v: isinstance(v, list) and all(_number(x) for x in v),
-    "history": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+    "history": lambda v: isinstance(v, list) and all(isinstance(x, dict) and _number(x.get("step")) for x in v),
 }
 
 

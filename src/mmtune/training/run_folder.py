@@ -64,7 +64,10 @@ def locked(run_dir: Path, processes: Any) -> Iterator[None]:
 def _acquire(run_dir: Path) -> int:
     path = run_dir / LOCK_FILE
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(f"output_dir: cannot write {path} ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
