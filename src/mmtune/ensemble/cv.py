@@ -27,6 +27,7 @@ from mmtune.errors import InputError
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.predict import write_predictions
 from mmtune.training.budget import parse_duration
+from mmtune.training.run_folder import locked, make_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +114,26 @@ def fold_is_done(run_dir: Path, needs_test: bool) -> bool:
 
 def run_cv(cfg: Config) -> CVResult:
     """Train every selected fold (skipping done ones, resuming interrupted ones), then collect."""
+    if cfg.data.val:
+        raise InputError("data.val: cv validates on folds of data.train; unset data.val (data.val=null)")
+    cv_dir = Path(cfg.output_dir)
+    processes = process_state()  # under torchrun / accelerate launch every rank runs this, in step
+    if processes.is_main_process:
+        make_run_dir(cv_dir)
+    processes.wait_for_everyone()
+    with locked(cv_dir, processes):
+        return _run_folds(cfg, cv_dir, processes)
+
+
+def _run_folds(cfg: Config, cv_dir: Path, processes: Any) -> CVResult:
+    """`run_cv` once cv_dir exists and this command holds it."""
     # Imported here: ensemble, report and submit read cv folders without loading torch.
     from accelerate.utils import broadcast_object_list
 
     from mmtune.training import checkpoint as ckpt
     from mmtune.training.run import train
 
-    if cfg.data.val:
-        raise InputError("data.val: cv validates on folds of data.train; unset data.val (data.val=null)")
-    cv_dir = Path(cfg.output_dir)
-    processes = process_state()  # under torchrun / accelerate launch every rank runs this, in step
     with processes.main_process_first():  # the main process writes folds.csv, the others then read it
-        cv_dir.mkdir(parents=True, exist_ok=True)
         folds_path, folds = shared_folds(cfg, cv_dir)
     result = CVResult(cv_dir=cv_dir, folds=selected_folds(cfg, folds))
     # train.time_budget is for the whole cv: each fold gets what the folds before it left.

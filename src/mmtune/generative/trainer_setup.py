@@ -27,6 +27,7 @@ from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
 from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
 from mmtune.training.run import check_resume
+from mmtune.training.run_folder import make_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def prepare_run(cfg: Config, resume: bool) -> tuple[Config, Path, LearningRate]:
     if resume and not (run_dir.is_dir() and get_last_checkpoint(str(run_dir))):
         raise InputError(f"{run_dir}: no checkpoint-* to resume from")
     check_resume(run_dir, cfg, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "learning_rate.json").write_text(json.dumps(rate.__dict__, indent=1), encoding="utf-8")
     log.info(f"learning rate {rate.value:.3g} (given {rate.given:.3g} at batch {rate.reference_batch}, "

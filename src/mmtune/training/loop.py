@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,6 +159,8 @@ class TrainingLoop:
         self._clip_params = [p for n, p in self.classifier.named_parameters() if n in wanted]
         if resume:
             self._restore()
+        else:
+            self._keep_metrics([])  # lines of an attempt killed before its first checkpoint
         self._apply_stage(self.state.epoch, initial=True)
         if accelerator.log_with:
             config = {k: v for k, v in flat_dict(cfg).items() if isinstance(v, (int, float, str, bool))}
@@ -369,7 +372,7 @@ class TrainingLoop:
             ckpt.begin(final)
         accelerator.wait_for_everyone()
         folder = ckpt.staging_dir(final)
-        torch.save(ckpt.rng_state(), folder / f"rng-{accelerator.process_index}.pt")
+        ckpt.write_rng(ckpt.rng_file(folder, accelerator.process_index), ckpt.rng_state())
         if accelerator.is_main_process:
             weights = ckpt.trainable_state(accelerator.unwrap_model(self.model), self.trainable_names)
             ckpt.write_weights(folder, weights, {"labels": self.labels})
@@ -387,20 +390,34 @@ class TrainingLoop:
         folder = ckpt.resolve(self.run_dir / "last")
         if folder is None:
             log.info("no last/ checkpoint to resume from: starting from the beginning")
+            self._keep_metrics([])
             return
         state = ckpt.read_state(folder)
-        ckpt.load_trainable_state(self.accelerator.unwrap_model(self.model), ckpt.read_weights(folder))
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+        ckpt.load_weights(self.accelerator.unwrap_model(self.model), folder, self.labels)
+        ckpt.load_state_into(self.optimizer, folder / "optimizer.pt")
+        ckpt.load_state_into(self.scheduler, folder / "scheduler.pt")
         if self.accelerator.scaler is not None and (folder / "scaler.pt").exists():
-            self.accelerator.scaler.load_state_dict(torch.load(folder / "scaler.pt", weights_only=False))
-        rng_file = folder / f"rng-{self.accelerator.process_index}.pt"
+            ckpt.load_state_into(self.accelerator.scaler, folder / "scaler.pt")
+        rng_file = ckpt.rng_file(folder, self.accelerator.process_index)
         if rng_file.exists():
-            self._resume_rng = torch.load(rng_file, weights_only=False)
-            ckpt.set_rng_state(self._resume_rng)
+            self._resume_rng = ckpt.read_rng(rng_file)
+            ckpt.apply_rng_state(self._resume_rng, rng_file)
+        else:
+            log.warning(f"{rng_file} missing: resuming with fresh random states (not bit-identical to a straight run)")
         state.config_hash = self.state.config_hash
         self.state = state
+        self._keep_metrics(state.history)
         log.info(f"resumed from {folder}: epoch {state.epoch}, batch {state.batches_done}, step {state.global_step}")
+
+    def _keep_metrics(self, history: list[dict[str, Any]]) -> None:
+        """metrics.jsonl back to the checkpoint's evaluations: a kill between an evaluation's line and the next
+        save left lines the resumed run writes again (and may have cut the last line short)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.accelerator.is_main_process or not path.exists():
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in history), encoding="utf-8")
+        os.replace(tmp, path)
 
     def cleanup(self) -> None:
         # Why not accelerator.end_training(): it also destroys the process group, and trackers live on

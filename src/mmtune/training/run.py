@@ -30,6 +30,7 @@ from mmtune.models.base import build_classifier, known_kinds
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
 from mmtune.training.loop import TrainingLoop, make_accelerator, resolve_mixed_precision
+from mmtune.training.run_folder import locked, make_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,14 @@ def train(cfg: Config, resume: bool = False) -> str:
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg, run_dir)
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(run_dir)
     accelerator.wait_for_everyone()
+    with locked(run_dir, accelerator):
+        return _train_in(run_dir, cfg, accelerator, resume)
+
+
+def _train_in(run_dir: Path, cfg: Config, accelerator: Accelerator, resume: bool) -> str:
+    """`train` once output_dir exists and this command holds it."""
     split = load_split(cfg, run_dir, write=accelerator.is_main_process)
     cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
     if resume and cfg.train.batch_size == 0 and (run_dir / "config.yaml").exists():
@@ -159,18 +166,33 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
     if best is None:
         return
     if accelerator.is_main_process:
-        probs = np.load(best / "val_probs.npy")
+        probs = read_val_probs(best, len(val_examples), len(split.labels))
         write_predictions(run_dir / "val_predictions.csv", [e.id for e in val_examples], probs, split.labels,
                           gold=[e.post.label for e in val_examples])
         if loop.state.history:
             (run_dir / "learning_curve.png").write_bytes(learning_curves({"run": loop.state.history}, cfg.train.metric))
     if split.test:
-        ckpt.load_trainable_state(accelerator.unwrap_model(loop.model), ckpt.read_weights(best))
+        ckpt.load_weights(accelerator.unwrap_model(loop.model), best, split.labels)
         test_examples = loop.classifier.prepare(split.test, train=False)
         probs = predict_examples(loop, test_examples)
         if accelerator.is_main_process:
             write_predictions(run_dir / "test_predictions.csv", [e.id for e in test_examples], probs, split.labels)
     accelerator.wait_for_everyone()
+
+
+def read_val_probs(best: Path, rows: int, labels: int) -> np.ndarray:
+    """best/val_probs.npy, checked: plain float array (never a pickle) of one row per validation post."""
+    path = best / "val_probs.npy"
+    try:
+        probs = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing from the run folder") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: damaged or not a .npy array ({' '.join(str(exc).split())})") from None
+    if probs.shape != (rows, labels) or probs.dtype.kind != "f" or not np.isfinite(probs).all():
+        raise InputError(f"{path}: expected {rows} x {labels} finite probabilities, found {probs.dtype} "
+                         f"{list(probs.shape)}; the file was damaged or belongs to another run")
+    return probs
 
 
 def predict_examples(loop: TrainingLoop, examples: list) -> np.ndarray:
@@ -190,7 +212,7 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
     labels = list(cfg.data.labels or [])
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
     classifier = build_classifier(cfg, labels)
-    ckpt.load_trainable_state(classifier, ckpt.read_weights(best))
+    ckpt.load_weights(classifier, best, labels)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
     loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
