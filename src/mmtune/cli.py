@@ -23,6 +23,7 @@ from mmtune.cli_workflow import add_commands as add_workflow_commands
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
+from mmtune.training.budget import quick_exit
 
 log = logging.getLogger("mmtune")
 console = Console(stderr=False)
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # bitsandbytes warns at import, on AVX512-BF16 CPUs, that it cannot fetch a CPU inference kernel from the Hub;
     # mmtune keeps 4-bit layers off that path (compat.keep_bnb_4bit_training_layout), so the line is only noise.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quick_exit()
     try:
         code = args.run(args)
         _release_process_group()

@@ -11,6 +11,10 @@ Shards are read into memory when a namespace is first opened.
 
 Keys are content hashes: sha256 of the prepared text (`text_key`), or of the post's image list
 with each image's file bytes (`image_key`), so renaming a data file or reordering posts keeps hits.
+
+Time budget: inside `extraction_budget(budget)` every encoding pass checks the budget between batches and
+raises `ExtractionStopped` when the next batch would not fit; the shards written so far stay, so the next
+run (`--resume`) computes only the rest.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
+
+from mmtune.training.budget import TimeBudget
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,44 @@ def image_key(digests: Iterable[str]) -> str:
 def namespace_id(identity: str, signature: Mapping[str, Any]) -> str:
     blob = json.dumps({"identity": identity, "signature": dict(signature)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
+
+
+class ExtractionStopped(Exception):
+    """The time budget ran out during an encoding pass: `done` of `total` missing features were computed
+    (and kept in `folder`, when the cache is on disk) before it stopped."""
+
+    def __init__(self, desc: str, done: int, total: int, folder: Path | None) -> None:
+        super().__init__(f"{desc}: stopped by the time budget after {done} of {total}")
+        self.desc, self.done, self.total, self.folder = desc, done, total, folder
+
+
+class _Extraction:
+    """The budget of the encoding passes in one `extraction_budget` block, timed per batch."""
+
+    def __init__(self, budget: TimeBudget) -> None:
+        self.budget = TimeBudget(budget.seconds, started=budget.started)  # its own slowest batch, not the loop's
+        self.batches = 0
+
+    def should_stop(self) -> bool:
+        # At least one batch per block: a budget shorter than the start-up still moves a resumed run forward.
+        return self.batches > 0 and self.budget.should_stop()
+
+    def record(self, seconds: float) -> None:
+        self.batches += 1
+        self.budget.record_step(seconds)
+
+
+_ACTIVE: ContextVar[_Extraction | None] = ContextVar("mmtune_extraction_budget", default=None)
+
+
+@contextmanager
+def extraction_budget(budget: TimeBudget | None) -> Iterator[None]:
+    """Within the block, encoding passes stop (ExtractionStopped) before a batch that would end past `budget`."""
+    token = _ACTIVE.set(_Extraction(budget) if budget is not None and budget.seconds is not None else None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 class FeatureStore:
@@ -96,13 +143,19 @@ class FeatureStore:
         missing = list(first_position.items())
         if missing:
             log.info(f"{desc}: computing {len(missing)} of {len(keys)} ({self.identity})")
+        extraction = _ACTIVE.get()
         with tqdm(total=len(missing), desc=desc, unit="item", disable=not progress or not missing,
                   delay=_PROGRESS_DELAY_S) as bar:
             for start in range(0, len(missing), max(1, batch_size)):
+                if extraction is not None and extraction.should_stop():
+                    raise ExtractionStopped(desc, start, len(missing), self.folder)
+                began = time.monotonic()
                 chunk = missing[start:start + max(1, batch_size)]
                 values = compute_fn([position for _, position in chunk])
                 self._add([key for key, _ in chunk], values)
                 bar.update(len(chunk))
+                if extraction is not None:
+                    extraction.record(time.monotonic() - began)
         return [self._features[key] for key in keys]
 
     # -- storage --------------------------------------------------------------------------------
