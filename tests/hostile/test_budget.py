@@ -89,6 +89,22 @@ def test_an_encoding_pass_stops_before_a_batch_that_would_end_past_the_budget(tm
     assert sum(rest) == 40 - 4 * len(calls)
 
 
+def test_a_first_small_batch_times_the_encoder_so_a_full_batch_never_runs_past_the_budget(tmp_path):
+    keys = [text_key(str(i)) for i in range(64)]
+    sizes: list[int] = []
+
+    def per_item(positions: list[int]) -> torch.Tensor:  # 50 ms per item: a batch of 32 is 1.6 s
+        sizes.append(len(positions))
+        time.sleep(0.05 * len(positions))
+        return torch.ones(len(positions), 3)
+
+    started = time.monotonic()
+    store = FeatureCache(tmp_path).namespace("slow", {})
+    with pytest.raises(ExtractionStopped), extraction_budget(TimeBudget(1.0, started=started)):
+        store.get_or_compute(keys, per_item, batch_size=32, progress=False)
+    assert sizes == [4] and time.monotonic() - started < 1.0
+
+
 def test_a_spent_budget_still_computes_one_batch_so_every_resume_moves_forward(tmp_path):
     keys = [text_key(str(i)) for i in range(12)]
     calls: list[int] = []
@@ -106,14 +122,14 @@ def test_a_spent_budget_still_computes_one_batch_so_every_resume_moves_forward(t
 
 @pytest.fixture
 def slow_text_tower(monkeypatch):
-    """The frozen text tower's encoding pass takes 1.5 s per batch of posts; returns the sizes it encoded."""
+    """The frozen text tower's encoding pass takes 50 ms per post; returns the sizes of the batches it encoded."""
     encoded: list[int] = []
     original = towers.TextTower.features
 
     def features(self, texts):
         if len(texts) > 1:  # not the one-text probe of the output size at build time
             encoded.append(len(texts))
-            time.sleep(1.5)
+            time.sleep(0.05 * len(texts))
         return original(self, texts)
 
     monkeypatch.setattr(towers.TextTower, "features", features)
@@ -138,7 +154,7 @@ def _frozen_config(demo, tiny, tmp_path, budget_text):
 def test_train_stops_mid_extraction_within_the_budget_and_resume_finishes(
         demo_small, tiny_models, tmp_path, monkeypatch, capsys, slow_text_tower):
     config = _frozen_config(demo_small, tiny_models, tmp_path, "6s")
-    # 120 posts (72 train, 24 val, 24 test), 4 batches of distinct texts: 6 s, more than what the budget leaves.
+    # 120 posts (72 train, 24 val, 24 test), about 107 distinct texts: 5.4 s, more than what the budget leaves.
     started = time.monotonic()
     _process_starts_at(monkeypatch, started)
     code = main(["train", str(config)])
@@ -190,11 +206,11 @@ from transformers import {base}
 
 
 class Slow{base}({base}):
-    """A frozen tower whose every forward pass takes {seconds} s: a large encoder on a slow machine."""
+    """A frozen tower that takes {seconds} s per input: a large encoder on a slow machine."""
 
-    def forward(self, *args, **kwargs):
-        time.sleep({seconds})
-        return super().forward(*args, **kwargs)
+    def forward(self, **inputs):
+        time.sleep({seconds} * next(value for value in inputs.values() if value is not None).shape[0])
+        return super().forward(**inputs)
 '''
 
 
@@ -215,9 +231,9 @@ def test_the_command_with_a_cold_cache_ends_within_its_budget_and_resume_finishe
     budget_s, tolerance_s = 30, 3
     config = fusion_config(demo_small, tiny_models, tmp_path / "run", epochs=2, feature_cache=True,
                            cache_dir=str(tmp_path / "cache"), time_budget=f"{budget_s}s")
-    # 10 batches of 2.5 s (5 of text, 5 of images): 25 s of encoding after the start-up, past a 30 s budget.
-    config["model"] |= {"text_encoder": str(_slow_copy(tiny_models["bert"], tmp_path / "bert", "BertModel", 2.5)),
-                        "image_encoder": str(_slow_copy(tiny_models["vit"], tmp_path / "vit", "ViTModel", 2.5)),
+    # About 225 distinct texts and images at 0.15 s each: 34 s of encoding after the start-up, past a 30 s budget.
+    config["model"] |= {"text_encoder": str(_slow_copy(tiny_models["bert"], tmp_path / "bert", "BertModel", 0.15)),
+                        "image_encoder": str(_slow_copy(tiny_models["vit"], tmp_path / "vit", "ViTModel", 0.15)),
                         "trust_remote_code": True, "freeze": {"preset": "all"}}
     path = write_config(config, tmp_path / "c.yaml")
     started = time.monotonic()
@@ -231,5 +247,5 @@ def test_the_command_with_a_cold_cache_ends_within_its_budget_and_resume_finishe
     resumed = run_mmtune("train", path, "--resume", "train.time_budget=null", timeout=300)
     assert resumed.returncode == 0 and "done (finished)" in resumed.stdout, resumed.stderr[-3000:]
     computing = [int(n) for n in re.findall(r"computing (\d+) of", resumed.stderr)]
-    assert sum(computing) <= 240 - 32  # what the budgeted run encoded (a batch at least) is read from the cache
+    assert sum(computing) <= 240 - 4  # what the budgeted run encoded (a batch at least) is read from the cache
     assert (tmp_path / "run" / "test_predictions.csv").exists()

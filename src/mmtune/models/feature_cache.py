@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 _SHARD_GLOB = "shard-*.safetensors"
 # Why a delay: a bar for a second of work is noise; tqdm shows it only once this many seconds passed.
 _PROGRESS_DELAY_S = 3.0
+# Under a time budget, the first batch of each namespace: it measures the encoder's time per item.
+_PROBE_BATCH = 4
 
 
 def text_key(text: str) -> str:
@@ -78,19 +80,32 @@ class ExtractionStopped(Exception):
 
 
 class _Extraction:
-    """The budget of the encoding passes in one `extraction_budget` block, timed per batch."""
+    """The budget of the encoding passes in one `extraction_budget` block, timed per item and per namespace.
+
+    A namespace's first batch is small (`_PROBE_BATCH` items): its time per item is unknown until then, and a
+    full batch of a large encoder on a slow machine could alone run past the budget.
+    """
 
     def __init__(self, budget: TimeBudget) -> None:
-        self.budget = TimeBudget(budget.seconds, started=budget.started)  # its own slowest batch, not the loop's
+        self.budget = budget
+        self.per_item: dict[str, float] = {}  # seconds per item of the latest batch, by namespace
         self.batches = 0
 
-    def should_stop(self) -> bool:
-        # At least one batch per block: a budget shorter than the start-up still moves a resumed run forward.
-        return self.batches > 0 and self.budget.should_stop()
+    def batch_size(self, namespace: str, wanted: int) -> int:
+        return wanted if namespace in self.per_item else min(wanted, _PROBE_BATCH)
 
-    def record(self, seconds: float) -> None:
+    def should_stop(self, namespace: str, size: int) -> bool:
+        # At least one batch per block: a budget shorter than the start-up still moves a resumed run forward.
+        if not self.batches:
+            return False
+        per_item = self.per_item.get(namespace, max(self.per_item.values(), default=0.0))
+        # Twice the expected batch, as the training loop keeps twice its slowest step: a batch's time varies.
+        return self.budget.elapsed() + 2 * per_item * size >= self.budget.seconds
+
+    def record(self, namespace: str, size: int, seconds: float) -> None:
         self.batches += 1
-        self.budget.record_step(seconds)
+        # The latest batch, not the slowest: the small first one carries the encoder's fixed cost on few items.
+        self.per_item[namespace] = seconds / max(1, size)
 
 
 _ACTIVE: ContextVar[_Extraction | None] = ContextVar("mmtune_extraction_budget", default=None)
@@ -144,18 +159,24 @@ class FeatureStore:
         if missing:
             log.info(f"{desc}: computing {len(missing)} of {len(keys)} ({self.identity})")
         extraction = _ACTIVE.get()
+        namespace = namespace_id(self.identity, self.signature)
         with tqdm(total=len(missing), desc=desc, unit="item", disable=not progress or not missing,
                   delay=_PROGRESS_DELAY_S) as bar:
-            for start in range(0, len(missing), max(1, batch_size)):
-                if extraction is not None and extraction.should_stop():
-                    raise ExtractionStopped(desc, start, len(missing), self.folder)
+            start = 0
+            while start < len(missing):
+                size = max(1, batch_size)
+                if extraction is not None:
+                    size = extraction.batch_size(namespace, size)
+                    if extraction.should_stop(namespace, size):
+                        raise ExtractionStopped(desc, start, len(missing), self.folder)
                 began = time.monotonic()
-                chunk = missing[start:start + max(1, batch_size)]
+                chunk = missing[start:start + size]
                 values = compute_fn([position for _, position in chunk])
                 self._add([key for key, _ in chunk], values)
                 bar.update(len(chunk))
                 if extraction is not None:
-                    extraction.record(time.monotonic() - began)
+                    extraction.record(namespace, len(chunk), time.monotonic() - began)
+                start += len(chunk)
         return [self._features[key] for key in keys]
 
     # -- storage --------------------------------------------------------------------------------
