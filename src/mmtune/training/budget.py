@@ -62,7 +62,8 @@ def quick_exit() -> None:
     """Let the process end in a fraction of a second instead of seconds: the exit is part of the budget.
 
     Why: at exit CPython's final garbage collections walk every object torch and transformers created (seconds
-    on a busy machine). Frozen objects are skipped; the freeze runs last, after every other exit handler.
+    on a busy machine); frozen objects are skipped. Registered before the command imports them, the freeze runs
+    after their exit handlers (the latest registered runs first), so trackers and worker pools still close.
     """
     atexit.unregister(gc.freeze)  # once, however often the CLI runs in one process
     atexit.register(gc.freeze)
