@@ -27,6 +27,7 @@ from mmtune.generative.cli import add_commands as generative_commands
 from mmtune.models.sources import check_config_models
 from mmtune.outputs import check_outputs, check_run, write_text_atomic
 from mmtune.terminal import literal, plain_console, printable, printable_record
+from mmtune.training.budget import quick_exit
 
 log = logging.getLogger("mmtune")
 console = plain_console()
@@ -123,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # bitsandbytes warns at import, on AVX512-BF16 CPUs, that it cannot fetch a CPU inference kernel from the Hub;
     # mmtune keeps 4-bit layers off that path (compat.keep_bnb_4bit_training_layout), so the line is only noise.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quick_exit()
     try:
         code = args.run(args)
         _release_process_group()

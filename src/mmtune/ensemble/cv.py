@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from mmtune.ensemble.inputs import Predictions, align, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.predict import write_predictions
-from mmtune.training.budget import parse_duration
+from mmtune.training.budget import TimeBudget, parse_duration
 from mmtune.training.run_folder import locked, make_run_dir
 
 log = logging.getLogger(__name__)
@@ -136,9 +135,9 @@ def _run_folds(cfg: Config, cv_dir: Path, processes: Any) -> CVResult:
     with processes.main_process_first():  # the main process writes folds.csv, the others then read it
         folds_path, folds = shared_folds(cfg, cv_dir)
     result = CVResult(cv_dir=cv_dir, folds=selected_folds(cfg, folds))
-    # train.time_budget is for the whole cv: each fold gets what the folds before it left.
-    budget = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
-    started = time.monotonic()
+    # train.time_budget is for the whole cv: every fold's run counts it from the start of this process, so each
+    # fold gets what the folds before it left.
+    budget = TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)
     for fold in result.folds:
         run_dir = fold_dir(cv_dir, fold)
         fold_cfg = fold_config(cfg, cv_dir, fold, folds_path)
@@ -147,13 +146,11 @@ def _run_folds(cfg: Config, cv_dir: Path, processes: Any) -> CVResult:
             log.info(f"fold {fold}: done, skipped ({run_dir})")
             result.skipped.append(fold)
             continue
-        if budget is not None:
+        if budget.seconds is not None:
             # The main process's clock decides for all: ranks that disagreed would wait on each other forever.
-            left = broadcast_object_list([budget - (time.monotonic() - started)])[0]
-            if left <= 0:
+            if broadcast_object_list([budget.remaining()])[0] <= 0:
                 result.stopped[fold] = "time_budget"
                 return result
-            fold_cfg = replace(fold_cfg, train=replace(fold_cfg.train, time_budget=f"{left:.0f}"))
         resume = ckpt.resolve(run_dir / "last") is not None
         log.info(f"fold {fold}: {'resuming' if resume else 'training'} in {run_dir}")
         stopped = train(fold_cfg, resume=resume)

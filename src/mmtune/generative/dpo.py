@@ -8,7 +8,6 @@ starting model as the reference. `dpo.beta` and `dpo.loss_type` go to TRL unchan
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,5 @@ def dpo_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
 
 def run_dpo(cfg: Config, resume: bool = False) -> str:
     """Preference-tune `model.name` on `data.train`; returns why training stopped (finished, time_budget, signal)."""
-    started = time.monotonic()
     splits = read_chat_splits(cfg, preference=True)  # bad data is found before a run folder is made
-    return train_with_trl(cfg, resume, splits, started, dpo_trainer)
+    return train_with_trl(cfg, resume, splits, dpo_trainer)

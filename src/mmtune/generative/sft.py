@@ -10,7 +10,6 @@ loadable with from_pretrained) and adapter/.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,5 @@ def sft_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
 
 def run_sft(cfg: Config, resume: bool = False) -> str:
     """Fine-tune `model.name` on `data.train`; returns why training stopped (finished, time_budget, signal)."""
-    started = time.monotonic()
     splits = read_chat_splits(cfg)  # bad data is found before a run folder is made
-    return train_with_trl(cfg, resume, splits, started, sft_trainer)
+    return train_with_trl(cfg, resume, splits, sft_trainer)

@@ -15,7 +15,6 @@ run_dir/config.yaml and learning_rate.json. Every stage saves run_dir/model, a p
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,6 @@ VISION_TOWER = "vision_tower"
 
 def run_build(cfg: Config, resume: bool = False) -> str:
     """Run the stage `build.stage` names; returns why it stopped (finished, time_budget, signal)."""
-    started = time.monotonic()
     if cfg.build.stage == 0:
         built = build_llava(cfg.build, cfg.chat.image_token, compute_dtype(cfg))
         out = save_vlm(built, Path(cfg.output_dir) / "model")
@@ -55,7 +53,7 @@ def run_build(cfg: Config, resume: bool = False) -> str:
     splits = read_chat_splits(cfg)  # bad data is found before a run folder is made
     cfg, run_dir, _ = prepare_run(cfg, resume)
     built, trainer = _stage_trainer(cfg, splits, run_dir)
-    callback = RunCallback(cfg, run_dir, StopSignals(), started, accelerator=trainer.accelerator)
+    callback = RunCallback(cfg, run_dir, StopSignals(), accelerator=trainer.accelerator)
     stopped = run_trainer(trainer, callback, resume)
     if stopped == "finished":
         export_model(trainer, built.processor, cfg, run_dir)

@@ -167,9 +167,10 @@ def _open(path: str, max_pixels: int, side: int) -> Any:
 class RunCallback(TrainerCallback):
     """Stops and saves a resumable checkpoint before `train.time_budget` ends or on SIGTERM / Ctrl-C, and
     appends every log line to metrics.jsonl. The reserve follows `TimeBudget`: the slowest step, and the
-    slowest gap between steps (where the trainer evaluates and saves)."""
+    slowest gap between steps (where the trainer evaluates and saves). The budget counts from `started`, by default
+    the start of the process (loading the model and the data spend it too)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, signals: StopSignals, started: float,
+    def __init__(self, cfg: Config, run_dir: Path, signals: StopSignals, started: float | None = None,
                  accelerator: Any = None) -> None:
         self.accelerator = accelerator  # the trainer's: under a launcher the processes agree on when to stop
         seconds = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
@@ -212,7 +213,7 @@ def run_trainer(trainer: Any, callback: RunCallback, resume: bool) -> str:
 TrainerFactory = Callable[[Config, Any, Any, Any, Path, Any], Any]
 
 
-def train_with_trl(cfg: Config, resume: bool, splits: Any, started: float, make_trainer: TrainerFactory) -> str:
+def train_with_trl(cfg: Config, resume: bool, splits: Any, make_trainer: TrainerFactory) -> str:
     """The run around a TRL trainer (sft, dpo): run folder, model with its adapters, budget and signal stops,
     export when finished. `make_trainer(cfg, model, processor, splits, run_dir, peft_config)` builds the trainer;
     returns why training stopped (finished, time_budget, signal)."""
@@ -222,7 +223,7 @@ def train_with_trl(cfg: Config, resume: bool, splits: Any, started: float, make_
     if cfg.model.quantize != "none" and peft_config is None:
         raise InputError("model.quantize: 4-/8-bit weights cannot be trained directly; set model.lora.enabled")
     trainer = make_trainer(cfg, model, processor, splits, run_dir, peft_config)
-    callback = RunCallback(cfg, run_dir, StopSignals(), started, accelerator=trainer.accelerator)
+    callback = RunCallback(cfg, run_dir, StopSignals(), accelerator=trainer.accelerator)
     stopped = run_trainer(trainer, callback, resume)
     if stopped == "finished":
         export_model(trainer, processor, cfg, run_dir)

@@ -11,6 +11,10 @@ Shards are read into memory when a namespace is first opened.
 
 Keys are content hashes: sha256 of the prepared text (`text_key`), or of the post's image list
 with each image's file bytes (`image_key`), so renaming a data file or reordering posts keeps hits.
+
+Time budget: inside `extraction_budget(budget)` every encoding pass checks the budget between batches and
+raises `ExtractionStopped` when the next batch would not fit; the shards written so far stay, so the next
+run (`--resume`) computes only the rest.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +37,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from mmtune.training.budget import TimeBudget
+
 log = logging.getLogger(__name__)
 
 _SHARD_GLOB = "shard-*.safetensors"
 # Why a delay: a bar for a second of work is noise; tqdm shows it only once this many seconds passed.
 _PROGRESS_DELAY_S = 3.0
+# Under a time budget, the first batch of each namespace: it measures the encoder's time per item.
+_PROBE_BATCH = 4
 
 
 def text_key(text: str) -> str:
@@ -57,6 +68,57 @@ def image_key(digests: Iterable[str]) -> str:
 def namespace_id(identity: str, signature: Mapping[str, Any]) -> str:
     blob = json.dumps({"identity": identity, "signature": dict(signature)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
+
+
+class ExtractionStopped(Exception):
+    """The time budget ran out during an encoding pass: `done` of `total` missing features were computed
+    (and kept in `folder`, when the cache is on disk) before it stopped."""
+
+    def __init__(self, desc: str, done: int, total: int, folder: Path | None) -> None:
+        super().__init__(f"{desc}: stopped by the time budget after {done} of {total}")
+        self.desc, self.done, self.total, self.folder = desc, done, total, folder
+
+
+class _Extraction:
+    """The budget of the encoding passes in one `extraction_budget` block, timed per item and per namespace.
+
+    A namespace's first batch is small (`_PROBE_BATCH` items): its time per item is unknown until then, and a
+    full batch of a large encoder on a slow machine could alone run past the budget.
+    """
+
+    def __init__(self, budget: TimeBudget) -> None:
+        self.budget = budget
+        self.per_item: dict[str, float] = {}  # seconds per item of the latest batch, by namespace
+        self.batches = 0
+
+    def batch_size(self, namespace: str, wanted: int) -> int:
+        return wanted if namespace in self.per_item else min(wanted, _PROBE_BATCH)
+
+    def should_stop(self, namespace: str, size: int) -> bool:
+        # At least one batch per block: a budget shorter than the start-up still moves a resumed run forward.
+        if not self.batches:
+            return False
+        per_item = self.per_item.get(namespace, max(self.per_item.values(), default=0.0))
+        # Twice the expected batch, as the training loop keeps twice its slowest step: a batch's time varies.
+        return self.budget.elapsed() + 2 * per_item * size >= self.budget.seconds
+
+    def record(self, namespace: str, size: int, seconds: float) -> None:
+        self.batches += 1
+        # The latest batch, not the slowest: the small first one carries the encoder's fixed cost on few items.
+        self.per_item[namespace] = seconds / max(1, size)
+
+
+_ACTIVE: ContextVar[_Extraction | None] = ContextVar("mmtune_extraction_budget", default=None)
+
+
+@contextmanager
+def extraction_budget(budget: TimeBudget | None) -> Iterator[None]:
+    """Within the block, encoding passes stop (ExtractionStopped) before a batch that would end past `budget`."""
+    token = _ACTIVE.set(_Extraction(budget) if budget is not None and budget.seconds is not None else None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 class FeatureStore:
@@ -96,13 +158,25 @@ class FeatureStore:
         missing = list(first_position.items())
         if missing:
             log.info(f"{desc}: computing {len(missing)} of {len(keys)} ({self.identity})")
+        extraction = _ACTIVE.get()
+        namespace = namespace_id(self.identity, self.signature)
         with tqdm(total=len(missing), desc=desc, unit="item", disable=not progress or not missing,
                   delay=_PROGRESS_DELAY_S) as bar:
-            for start in range(0, len(missing), max(1, batch_size)):
-                chunk = missing[start:start + max(1, batch_size)]
+            start = 0
+            while start < len(missing):
+                size = max(1, batch_size)
+                if extraction is not None:
+                    size = extraction.batch_size(namespace, size)
+                    if extraction.should_stop(namespace, size):
+                        raise ExtractionStopped(desc, start, len(missing), self.folder)
+                began = time.monotonic()
+                chunk = missing[start:start + size]
                 values = compute_fn([position for _, position in chunk])
                 self._add([key for key, _ in chunk], values)
                 bar.update(len(chunk))
+                if extraction is not None:
+                    extraction.record(namespace, len(chunk), time.monotonic() - began)
+                start += len(chunk)
         return [self._features[key] for key in keys]
 
     # -- storage --------------------------------------------------------------------------------

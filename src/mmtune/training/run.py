@@ -27,9 +27,11 @@ from mmtune.errors import InputError
 from mmtune.evaluation.figures import learning_curves
 from mmtune.evaluation.predict import write_predictions
 from mmtune.models.base import build_classifier, known_kinds
+from mmtune.models.feature_cache import ExtractionStopped, extraction_budget
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
-from mmtune.training.loop import TrainingLoop, make_accelerator, resolve_mixed_precision
+from mmtune.training.budget import TimeBudget, parse_duration
+from mmtune.training.loop import TrainingLoop, agreed_stop, make_accelerator, resolve_mixed_precision
 from mmtune.training.run_folder import locked, make_run_dir
 
 log = logging.getLogger(__name__)
@@ -130,8 +132,10 @@ def _train_in(run_dir: Path, cfg: Config, accelerator: Accelerator, resume: bool
     set_seed(cfg.seed)
     classifier = build_classifier(cfg, split.labels)
     with accelerator.main_process_first():  # rank 0 fills the feature cache, the others read it
-        train_examples = classifier.prepare(split.train, train=True)
-        val_examples = classifier.prepare(split.val, train=False)
+        prepared = prepare_within_budget(cfg, classifier, split)
+    if agreed_stop(accelerator, None if prepared else "time_budget"):
+        return "time_budget"
+    train_examples, val_examples, test_examples = prepared
     if cfg.train.batch_size == 0:
         cfg = _with_batch_plan(cfg, _find_batch_plan(cfg, classifier, train_examples, accelerator))
         set_seed(cfg.seed)  # the probe must not change what the run draws afterwards
@@ -141,9 +145,25 @@ def _train_in(run_dir: Path, cfg: Config, accelerator: Accelerator, resume: bool
     loop.setup(train_examples, val_examples, resume=resume)
     stopped = loop.train()
     if stopped in ("finished", "early_stopping"):
-        _write_outputs(cfg, run_dir, loop, split, val_examples, accelerator)
+        _write_outputs(cfg, run_dir, loop, split, val_examples, test_examples, accelerator)
     loop.cleanup()
     return stopped
+
+
+def prepare_within_budget(cfg: Config, classifier: object, split: Split) -> tuple[list, list, list | None] | None:
+    """The train, val and test examples; None when train.time_budget ran out while frozen towers encoded them.
+
+    Why the test posts too, before training: their encoding pass belongs to the budget as much as the others',
+    and the final predictions then take only the head's time. What was encoded stays in the feature cache."""
+    try:
+        with extraction_budget(TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)):
+            return (classifier.prepare(split.train, train=True), classifier.prepare(split.val, train=False),
+                    classifier.prepare(split.test, train=False) if split.test else None)
+    except ExtractionStopped as stop:
+        kept = f"kept in {stop.folder}" if stop.folder else "not kept: train.feature_cache is off"
+        log.warning(f"time budget {cfg.train.time_budget} spent while computing {stop.desc} ({stop.done} of "
+                    f"{stop.total} computed, {kept}); continue with --resume")
+        return None
 
 
 def _find_batch_plan(cfg: Config, classifier: object, examples: list, accelerator: Accelerator) -> BatchPlan:
@@ -161,7 +181,7 @@ def _with_batch_plan(cfg: Config, plan: BatchPlan | object) -> Config:
 
 
 def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split, val_examples: list,
-                   accelerator: Accelerator) -> None:
+                   test_examples: list | None, accelerator: Accelerator) -> None:
     best = ckpt.resolve(run_dir / "best")
     if best is None:
         return
@@ -173,7 +193,6 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
             (run_dir / "learning_curve.png").write_bytes(learning_curves({"run": loop.state.history}, cfg.train.metric))
     if split.test:
         ckpt.load_weights(accelerator.unwrap_model(loop.model), best, split.labels)
-        test_examples = loop.classifier.prepare(split.test, train=False)
         probs = predict_examples(loop, test_examples)
         if accelerator.is_main_process:
             write_predictions(run_dir / "test_predictions.csv", [e.id for e in test_examples], probs, split.labels)
