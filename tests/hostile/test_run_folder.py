@@ -236,7 +236,7 @@ def test_output_dir_naming_an_existing_file_exits_2(demo_small, tiny_models, tmp
     target.write_text("mine")
     config = write_config(fusion_config(demo_small, tiny_models, target), tmp_path / "c.yaml")
     result = run_mmtune(command, config)
-    assert_one_line_error(result, f"output_dir: {target} is a file, not a folder")
+    assert_one_line_error(result, "output_dir", str(target), "is a file, not a folder")
     assert target.read_text() == "mine"
 
 
@@ -302,8 +302,10 @@ def test_cv_holds_its_folder_and_train_its_own(demo_small, tiny_models, tmp_path
 
 def test_the_lock_is_released_when_the_command_fails(demo_small, tiny_models, tmp_path):
     run_dir = tmp_path / "run"
-    config = write_config(fusion_config(demo_small, tiny_models, run_dir, val_fold=9), tmp_path / "c.yaml")
-    with pytest.raises(InputError, match="train.val_fold"):
+    settings = fusion_config(demo_small, tiny_models, run_dir)
+    settings["data"]["labels"] = ["x", "y"]  # every post's label is unknown: found while the lock is held
+    config = write_config(settings, tmp_path / "c.yaml")
+    with pytest.raises(InputError, match="no usable post"):
         train(load_config(config))
     assert run_dir.is_dir() and not (run_dir / LOCK_FILE).exists()
 
