@@ -26,20 +26,22 @@ class Blender(Protocol):
     def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
 
 
-def fit_in_sample(blender: Any, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> np.ndarray:
+def fit_then_predict(blender: Any, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> np.ndarray:
     """Fit on the OOF rows and predict those same rows."""
     return blender.fit(X, y).predict_proba(X)
 
 
 @dataclass(frozen=True)
 class Method:
+    """What `--method NAME` does: how its blender is built and fitted, and what it asks of the inputs."""
+
     # seed -> an unfitted blender; None: it blends with the method its rules file names as `base:`.
     build: Callable[[int], Blender] | None
     needs_gold: bool = False  # fitted (or scored) on the OOF rows' gold labels
     in_sample: bool = False  # its OOF predictions come from a blender fitted on those same rows
     rules_base: bool = False  # may be the `base:` blend that a rules file overrides
     # (blender, X, y, the OOF rows' folds) -> the ensemble's OOF predictions
-    fit_oof: Callable[[Any, np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] = fit_in_sample
+    fit_oof: Callable[[Any, np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] = fit_then_predict
 
     @property
     def needs_rules(self) -> bool:
