@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from mmtune.cli_args import bounded_int, seed
+from mmtune.ensemble.methods import known_methods
 from mmtune.errors import InputError
 from mmtune.terminal import literal, plain_console
 
@@ -21,11 +22,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cv.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     cv.set_defaults(run=cmd_cv)
 
-    ensemble = commands.add_parser("ensemble", help="blend prediction files fitted on OOF: mean, weighted, "
-                                                    "rank, stack, rules, greedy; optional macro-F1 calibration")
+    methods = known_methods()
+    ensemble = commands.add_parser("ensemble", help=f"blend prediction files fitted on OOF: {', '.join(methods)}; "
+                                                    "optional macro-F1 calibration")
     ensemble.add_argument("inputs", type=Path, nargs="+", help="OOF files (with gold, fold) or cv folders")
     ensemble.add_argument("--out", type=Path, required=True, help="ensemble predictions CSV (+ .oof.csv, .json)")
-    ensemble.add_argument("--method", default="mean", help="mean | weighted | rank | stack | rules | greedy")
+    ensemble.add_argument("--method", default="mean", help=" | ".join(methods))
     ensemble.add_argument("--test", type=Path, nargs="+", help="test prediction files, one per input, in order")
     ensemble.add_argument("--rules", type=Path, help="YAML priority rules (for --method rules)")
     ensemble.add_argument("--label-map", type=Path, help="YAML 'source_label: [target labels]' for other label sets")

@@ -2,7 +2,7 @@
 
 A rules file (YAML):
 
-    base: mean            # the blend the rules override: mean | weighted | greedy | rank
+    base: mean            # the blend the rules override: greedy | mean | rank | weighted
     rules:                # in priority order: the first rule that fires decides the post
       - label: image-sarcasm
         when: any         # any | all | mean (of the members' probabilities of `label`)
@@ -25,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 
 from mmtune.config import read_yaml_file
+from mmtune.ensemble.methods import rules_bases
 from mmtune.errors import InputError
 from mmtune.evaluation.calibration import macro_f1
 
-BASES = ("mean", "weighted", "greedy", "rank")
 WHEN = ("any", "all", "mean")
 
 
@@ -68,8 +68,8 @@ def parse_rules(raw: Any, labels: list[str], source: str = "rules") -> RuleSet:
     if unknown:
         raise InputError(f"{source}: unknown key '{unknown[0]}' (known: base, rules)")
     base = raw.get("base", "mean")
-    if base not in BASES:
-        raise InputError(f"{source}: 'base' must be one of {list(BASES)}, got {base!r}")
+    if base not in rules_bases():
+        raise InputError(f"{source}: 'base' must be one of {rules_bases()}, got {base!r}")
     return RuleSet(base=base, rules=tuple(_rule(item, labels, f"{source}: rules[{i}]")
                                           for i, item in enumerate(raw["rules"])))
 

@@ -16,18 +16,15 @@ from typing import Any
 import numpy as np
 
 from mmtune.config import read_yaml_file
-from mmtune.ensemble.blend import GreedySelectionBlender, LogLossWeightsBlender, RankBlender, WeightedMeanBlender
 from mmtune.ensemble.cv import OOF_FILE, TEST_FILE
 from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors, read_prediction_file
+from mmtune.ensemble.methods import Method, get_method, known_methods
 from mmtune.ensemble.rules import RuleSet, apply_rules, load_rules, score_rules
-from mmtune.ensemble.stacking import StackingBlender
 from mmtune.errors import InputError
 from mmtune.evaluation.calibration import MacroF1Calibrator, macro_f1, nested_gain
 from mmtune.evaluation.predict import write_predictions
 from mmtune.outputs import check_outputs, write_text_atomic
 
-METHODS = ("mean", "weighted", "rank", "stack", "rules", "greedy")
-FITTED = {"weighted", "stack", "greedy"}
 CALIBRATE = (None, "auto", "always")
 
 
@@ -87,47 +84,43 @@ def _named_inputs(oofs: list[Path], tests: list[Path] | None, request: EnsembleR
     return named | {"--rules": request.rules, "--label-map": request.label_map}
 
 
-def make_blender(method: str, rules: RuleSet | None, seed: int) -> Any:
-    base = rules.base if method == "rules" and rules is not None else method
-    blenders = {"mean": WeightedMeanBlender, "weighted": LogLossWeightsBlender, "rank": RankBlender,
-                "greedy": GreedySelectionBlender, "stack": lambda: StackingBlender(seed=seed)}
-    if base not in blenders:
-        raise InputError(f"--method must be one of {list(METHODS)}, got '{method}'")
-    return blenders[base]()
+def requested_method(name: str) -> Method:
+    if name not in known_methods():
+        raise InputError(f"--method must be one of {known_methods()}, got '{name}'")
+    return get_method(name)
+
+
+def blend_method(method: Method, rules: RuleSet | None) -> Method:
+    """The method whose blender fits the OOF rows: its own, or the rules file's `base:` one."""
+    return get_method(rules.base) if method.needs_rules and rules is not None else method
 
 
 def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
-    if request.method not in METHODS:
-        raise InputError(f"--method must be one of {list(METHODS)}, got '{request.method}'")
+    method = requested_method(request.method)
     if request.calibrate not in CALIBRATE:
         raise InputError(f"--calibrate must be one of {[c for c in CALIBRATE if c]}, got '{request.calibrate}'")
-    if request.method == "rules" and request.rules is None:
-        raise InputError("--method rules needs --rules FILE.yaml")
+    if method.needs_rules and request.rules is None:
+        raise InputError(f"--method {request.method} needs --rules FILE.yaml")
     oof_paths, test_paths = resolve_inputs(request.inputs, request.tests)
     check_outputs(output_paths(request.out, with_test=test_paths is not None),
                   _named_inputs(oof_paths, test_paths, request))
     mapping = load_label_map(request.label_map)
-    needs_gold = request.method in FITTED | {"rules"} or request.calibrate
+    needs_gold = method.needs_gold or request.calibrate
     oof = align([read_prediction_file(p, need_gold=needs_gold) for p in oof_paths], mapping)
     test = None
     if test_paths is not None:
         priors = gold_priors(oof.gold, oof.labels) if oof.gold is not None else None
         test = align([read_prediction_file(p) for p in test_paths], mapping, labels=oof.labels, priors=priors)
     rules = load_rules(request.rules, oof.labels) if request.rules else None
-    return _fit_and_write(request, oof, test, rules)
+    return _fit_and_write(request, blend_method(method, rules), oof, test, rules)
 
 
-def _fit_and_write(request: EnsembleRequest, oof: Members, test: Members | None,
+def _fit_and_write(request: EnsembleRequest, method: Method, oof: Members, test: Members | None,
                    rules: RuleSet | None) -> EnsembleResult:
     X = np.transpose(oof.probs, (1, 0, 2))
     y = oof.targets() if oof.gold is not None else None
-    blender = make_blender(request.method, rules, request.seed)
-    if isinstance(blender, StackingBlender):
-        blender.fit(X, y, groups=np.array(oof.folds) if oof.folds is not None else None)
-        oof_probs = blender.oof_proba_
-    else:
-        blender.fit(X, y)
-        oof_probs = blender.predict_proba(X)
+    blender = method.build(request.seed)
+    oof_probs = method.fit_oof(blender, X, y, np.array(oof.folds) if oof.folds is not None else None)
     test_X = np.transpose(test.probs, (1, 0, 2)) if test is not None else None
     test_probs = blender.predict_proba(test_X) if test_X is not None else None
     summary: dict[str, Any] = {"method": request.method, "inputs": [str(p) for p in oof.paths],
@@ -138,7 +131,7 @@ def _fit_and_write(request: EnsembleRequest, oof: Members, test: Members | None,
         summary["members_oof_macro_f1"] = [macro_f1(oof.probs[m], y) for m in range(len(oof.paths))]
         summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
         # Stacking's OOF is cross-validated; fitted weights are scored on the rows they were fitted on.
-        summary["ensemble_oof_is_in_sample"] = isinstance(blender, (LogLossWeightsBlender, GreedySelectionBlender))
+        summary["ensemble_oof_is_in_sample"] = method.in_sample
     # Calibration maps the base blend; the rules come last, so that they decide the posts they fire on as written.
     if request.calibrate:
         oof_probs, test_probs, summary["calibration"] = _calibrate(oof, y, oof_probs, test_probs, request.seed,

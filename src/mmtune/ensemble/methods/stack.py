@@ -1,4 +1,4 @@
-"""Stacking: a scikit-learn meta-learner on the members' OOF log-probabilities, with its own CV.
+"""`stack`: a scikit-learn meta-learner on the members' OOF log-probabilities, with its own CV.
 
 The meta-learner's OOF predictions (`oof_proba_`) come from `cross_val_predict` over the folds the
 members were validated on (the OOF `fold` column), so a post is always scored by a meta-learner that
@@ -15,14 +15,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
 
-from mmtune.ensemble.blend import _check_members
+from mmtune.ensemble.methods import Method, check_members
 
 LOG_CLIP = 1e-6
 
 
 def member_features(X: np.ndarray) -> np.ndarray:
     """[N, M, K] probabilities -> [N, M*K] log-probabilities (a linear meta-learner then mixes logits)."""
-    X = _check_members(X)
+    X = check_members(X)
     return np.log(np.clip(X, LOG_CLIP, 1.0)).reshape(X.shape[0], -1)
 
 
@@ -62,3 +62,12 @@ class StackingBlender(BaseEstimator, ClassifierMixin):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self._expand(self.meta_.predict_proba(member_features(X)), self.meta_.classes_)
+
+
+def _cross_validated(blender: StackingBlender, X: np.ndarray, y: np.ndarray | None,
+                     groups: np.ndarray | None) -> np.ndarray:
+    # The OOF rows' ensemble predictions come from meta-learners that never saw them, not from the refit one.
+    return blender.fit(X, y, groups=groups).oof_proba_
+
+
+METHOD = Method(build=lambda seed: StackingBlender(seed=seed), needs_gold=True, fit_oof=_cross_validated)

@@ -1,0 +1,74 @@
+"""The ensemble methods: one module per method, named as `--method` names it; adding a method is one new module.
+
+Each module defines `METHOD`, a `Method`: how to build its blender and what it asks of the inputs. A blender
+keeps scikit-learn's estimator contract: `fit(X, y)` learns from out-of-fold predictions (fitted attributes
+end in `_`), `predict_proba(X)` returns [N, K] probabilities that sum to 1, for OOF rows or test rows alike.
+`X` is [N, M, K]: for each post, each member's class probabilities (rows aligned by `inputs.align`).
+
+The names are the modules found here, listed without importing them (the CLI's help reads them and stays
+light); a method's module is imported when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Blender(Protocol):
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> Any: ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+
+def fit_then_predict(blender: Any, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> np.ndarray:
+    """Fit on the OOF rows and predict those same rows."""
+    return blender.fit(X, y).predict_proba(X)
+
+
+@dataclass(frozen=True)
+class Method:
+    """What `--method NAME` does: how its blender is built and fitted, and what it asks of the inputs."""
+
+    # seed -> an unfitted blender; None: it blends with the method its rules file names as `base:`.
+    build: Callable[[int], Blender] | None
+    needs_gold: bool = False  # fitted (or scored) on the OOF rows' gold labels
+    in_sample: bool = False  # its OOF predictions come from a blender fitted on those same rows
+    rules_base: bool = False  # may be the `base:` blend that a rules file overrides
+    # (blender, X, y, the OOF rows' folds) -> the ensemble's OOF predictions
+    fit_oof: Callable[[Any, np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] = fit_then_predict
+
+    @property
+    def needs_rules(self) -> bool:
+        return self.build is None
+
+
+def known_methods() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def get_method(name: str) -> Method:
+    if name not in known_methods():
+        raise KeyError(name)
+    return importlib.import_module(f"{__name__}.{name}").METHOD
+
+
+def rules_bases() -> list[str]:
+    """The methods a rules file may name as its `base:`."""
+    return [name for name in known_methods() if get_method(name).rules_base]
+
+
+def check_members(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3:
+        raise ValueError(f"members must have shape [N, M, K], got {X.shape}")
+    return X
+
+
+def normalized(probs: np.ndarray) -> np.ndarray:
+    return probs / probs.sum(axis=1, keepdims=True)

@@ -1,0 +1,29 @@
+"""`mean`: the plain mean of the members (and the weighted mean that `weighted` and `greedy` fit weights for)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from mmtune.ensemble.methods import Method, check_members, normalized
+
+
+class WeightedMeanBlender(BaseEstimator):
+    """The weighted mean of the members; `weights=None` means equal weights (the plain mean)."""
+
+    def __init__(self, weights: list[float] | None = None) -> None:
+        self.weights = weights
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> WeightedMeanBlender:
+        X = check_members(X)
+        weights = np.ones(X.shape[1]) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        if weights.shape != (X.shape[1],) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"weights must be {X.shape[1]} non-negative numbers, not all 0")
+        self.weights_ = weights / weights.sum()
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return normalized(np.einsum("nmk,m->nk", check_members(X), self.weights_))
+
+
+METHOD = Method(build=lambda seed: WeightedMeanBlender(), rules_base=True)

@@ -1,0 +1,69 @@
+"""The registry: every module in ensemble/methods/ is a method; what each declares; the contract every blender keeps."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import mmtune.ensemble.methods as methods
+from mmtune.ensemble.methods import get_method, known_methods, rules_bases
+from mmtune.ensemble.rules import parse_rules
+from mmtune.errors import InputError
+from tests.training.conftest import run_mmtune
+
+LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
+BLENDERS = [name for name in known_methods() if not get_method(name).needs_rules]
+
+
+def test_every_module_is_a_method_named_after_it():
+    modules = sorted(p.stem for p in Path(methods.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
+    assert known_methods() == modules
+    assert {"mean", "weighted", "rank", "stack", "rules", "greedy"} <= set(modules)
+    with pytest.raises(KeyError):
+        get_method("bogus")
+
+
+@pytest.mark.parametrize(("name", "needs_gold", "in_sample", "rules_base", "needs_rules"), [
+    ("mean", False, False, True, False),
+    ("weighted", True, True, True, False),
+    ("greedy", True, True, True, False),
+    ("rank", False, False, True, False),
+    ("stack", True, False, False, False),  # cross-validated OOF, so not in-sample
+    ("rules", True, False, False, True),  # needs gold to score the rules; in-sample is its base's
+])
+def test_what_the_methods_declare(name, needs_gold, in_sample, rules_base, needs_rules):
+    method = get_method(name)
+    assert (method.needs_gold, method.in_sample, method.rules_base, method.needs_rules) == (
+        needs_gold, in_sample, rules_base, needs_rules)
+
+
+@pytest.mark.parametrize("name", BLENDERS)
+def test_every_blender_keeps_the_estimator_contract(name, good_and_weak):
+    X, targets, folds = good_and_weak
+    method = get_method(name)
+    blender = method.build(0)
+    unfitted = set(vars(blender))
+    assert clone(blender).get_params() == blender.get_params()
+    oof = method.fit_oof(blender, X, targets, folds)
+    assert all(attr.endswith("_") for attr in set(vars(blender)) - unfitted)
+    assert oof.shape == (300, 4)
+    np.testing.assert_allclose(oof.sum(axis=1), 1.0)
+    np.testing.assert_allclose(blender.predict_proba(X[:7]).sum(axis=1), 1.0)
+
+
+def test_rules_bases_are_the_methods_that_say_so():
+    assert {"greedy", "mean", "rank", "weighted"} <= set(rules_bases()) and not {"stack", "rules"} & set(rules_bases())
+    known = re.escape(str(rules_bases()))
+    with pytest.raises(InputError, match=rf"'base' must be one of {known}, got 'stack'"):
+        parse_rules({"base": "stack", "rules": [{"label": "text-sarcasm", "min_prob": 0.5}]}, LABELS)
+
+
+def test_the_cli_lists_the_methods_and_names_them_on_a_bad_one(tmp_path):
+    help_text = run_mmtune("ensemble", "--help").stdout
+    assert " | ".join(known_methods()) in " ".join(help_text.split())
+    result = run_mmtune("ensemble", tmp_path / "a.csv", "--method", "bogus", "--out", tmp_path / "e.csv")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"mmtune: error: --method must be one of {known_methods()}, got 'bogus'")
