@@ -35,7 +35,7 @@ import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,6 +294,9 @@ def audit_check(good: int, faults: dict[str, str] | None = None, no_labels: Sequ
         for label in no_labels:
             if label in audit["labels"]["counts"]:
                 return "wrong", f"label {label!r} silently became a class"
+        usable = audit["posts"] - audit["bad_posts"]
+        if usable < good:
+            return "silent_loss", f"{usable} usable posts of {audit['posts']}, expected {good}"
         by_id: dict[str, set[str]] = {}
         for fault in audit["faults"]:
             by_id.setdefault(str(fault["id"]), set()).add(fault["kind"])
@@ -301,10 +304,8 @@ def audit_check(good: int, faults: dict[str, str] | None = None, no_labels: Sequ
             if not by_id.get(pid, set()) & set(kinds.split("|")):
                 status = "security" if "unsafe_path" in kinds else "wrong"
                 return status, f"post {pid!r}: no {kinds} fault (faults: {sorted(by_id.get(pid, []))})"
-        usable = audit["posts"] - audit["bad_posts"]
         if usable != good:
-            status = "silent_loss" if usable < good else "wrong"
-            return status, f"{usable} usable posts of {audit['posts']}, expected {good}"
+            return "wrong", f"{usable} usable posts of {audit['posts']}, expected {good}"
         return None
     return check
 
@@ -873,7 +874,8 @@ def _img_folder_missing(ctx: Ctx) -> Proc:
 
 
 @case("img_images_folder_is_file", "images",
-      error("images.txt", success=audit_check(good=0, faults={str(k): "missing_image" for k in range(4)})))
+      error("images.txt", success=audit_check(good=0, faults={str(k): "missing_image|unreadable_image"
+                                                               for k in range(4)})))
 def _img_folder_file(ctx: Ctx) -> Proc:
     _, posts = ctx.images(4)
     return ctx.mmtune("inspect", ctx.write("d.json", dump(posts)), "--images", ctx.write("images.txt", "x"),
@@ -1045,15 +1047,16 @@ def _config_zero(ctx: Ctx) -> Proc:
     return ctx.mmtune("train", ctx.tmp / "c.yaml", timeout=30)
 
 
-def _override_case(name: str, override: str, fragment: str, item: str = "") -> None:
-    @case(name, "config", error(fragment), item)
+def _override_case(name: str, override: str, fragment: str, item: str = "", success: Check | None = None) -> None:
+    @case(name, "config", error(fragment, success=success), item)
     def act(ctx: Ctx) -> Proc:
         return ctx.mmtune("config", "--config", ctx.config(), override)
 
 
 _override_case("override_unknown_key", "train.foo=1", "train.foo")
 _override_case("override_bad_yaml", "train.epochs=[", "train.epochs")
-_override_case("override_python_tag", "name=!!python/object/apply:os.system [true]", "name")
+_override_case("override_python_tag", "name=!!python/object/apply:os.system [true]", "name",
+               success=lambda ctx, proc: None)  # taken as plain text is fine: the marker decides
 _override_case("override_bad_enum_loss", "train.loss=banana", "train.loss")
 _override_case("override_bad_enum_resize", "data.image.resize=banana", "data.image.resize")
 _override_case("override_bad_on_bad_row", "data.on_bad_row=banana", "data.on_bad_row")
@@ -1071,8 +1074,8 @@ _labels_case("labels_repeated", "[not-sarcasm,not-sarcasm,image-sarcasm,multi-sa
 _labels_case("labels_numeric", "[1,2,3,4]", "data.labels")
 _labels_case("labels_null_entry", "[null,not-sarcasm,image-sarcasm,multi-sarcasm,text-sarcasm]", "data.labels")
 _labels_case("labels_empty_string", "['',not-sarcasm,image-sarcasm,multi-sarcasm,text-sarcasm]", "data.labels")
-_labels_case("labels_single", "[not-sarcasm]", "data.labels", item="")
-_labels_case("labels_empty_list", "[]", "data.labels", item="")
+_labels_case("labels_single", "[not-sarcasm]", "data.labels|at least 2 labels", item="")
+_labels_case("labels_empty_list", "[]", "data.labels|at least 2 labels", item="")
 _labels_case("labels_not_a_list", "not-sarcasm", "data.labels", item="")
 
 
@@ -1235,6 +1238,20 @@ def _metrics_truncated(ctx: Ctx) -> Proc:
     ctx.copy_run()
     _truncate(ctx, ctx.tmp / "run" / "metrics.jsonl")
     return _resume(ctx)
+
+
+def _predict_nothing(name: str, build: Callable[[Ctx], tuple[Path, Path]], fragment: str) -> None:
+    """predict with no usable post: exit 2 naming why, never an empty or missing CSV."""
+    @case(name, "run_folder", error(fragment), "13")
+    def act(ctx: Ctx) -> Proc:
+        data, images = build(ctx)
+        return ctx.mmtune("predict", ctx.shared.run, data, "--images", images, "--out", ctx.tmp / "p.csv")
+
+
+_predict_nothing("predict_empty_object", lambda ctx: (ctx.write("d.json", "{}"), ctx.shared.test_images), "d.json")
+_predict_nothing("predict_images_folder_missing", lambda ctx: (ctx.shared.test, ctx.tmp / "nope"), "nope|missing_image")
+_predict_nothing("predict_all_labels_unknown", lambda ctx: (ctx.write("d.json", dump(
+    {pid: {**p, "label": "cat"} for pid, p in ctx.posts(6).items()})), ctx.shared.train_images), "unknown_label|cat")
 
 
 @case("output_dir_is_a_file", "run_folder", error("output_dir|run"), item="12")
@@ -1702,8 +1719,16 @@ _ensemble_error("ensemble_mismatched_labels", lambda ctx: [pred_csv(ctx, "a.csv"
 _ensemble_error("ensemble_duplicate_ids", lambda ctx: [pred_csv(ctx, "a.csv", edit=_row_edit(5, 0, "1")),
                                                        pred_csv(ctx, "b.csv", seed=1)], "a.csv")
 _DUPLICATED = ["id", "label", "p_image-sarcasm", "p_image-sarcasm", "p_not-sarcasm", "p_text-sarcasm", "gold", "fold"]
-_ensemble_error("ensemble_duplicate_p_column", lambda ctx: [pred_csv(ctx, "a.csv", header=_DUPLICATED), pred_csv(
-    ctx, "b.csv", seed=1, header=_DUPLICATED)], "p_image-sarcasm")
+
+
+def _duplicated_column(ctx: Ctx, name: str, seed: int) -> Path:
+    """Three labels, the first one's probability column written twice (csv.DictReader keeps the last)."""
+    return pred_csv(ctx, name, labels=[LABELS[0], LABELS[2], LABELS[3]], seed=seed, header=_DUPLICATED,
+                    edit=lambda rows: [row.insert(2, row[2]) for row in rows])
+
+
+_ensemble_error("ensemble_duplicate_p_column", lambda ctx: [_duplicated_column(ctx, "a.csv", 0),
+                                                            _duplicated_column(ctx, "b.csv", 1)], "p_image-sarcasm")
 _ensemble_error("ensemble_one_p_column", lambda ctx: [ctx.write("a.csv", "id,label,p_x,gold,fold\n1,x,1,x,0\n"),
                                                       pred_csv(ctx, "b.csv", seed=1)], "a.csv")
 _ensemble_error("ensemble_fold_not_integer", lambda ctx: [pred_csv(ctx, "a.csv", edit=_row_edit(2, 7, "two")),
@@ -1981,8 +2006,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(folder)
         shared = build_shared(root / "shared")
         print(f"shared fixtures built in {time.monotonic() - started:.0f} s; running {len(cases)} cases", flush=True)
+        verdicts = []
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            verdicts = list(pool.map(lambda c: run_case(c, shared, root), cases))
+            futures = [pool.submit(run_case, c, shared, root) for c in cases]
+            for future in as_completed(futures):
+                verdicts.append(future.result())
+                v = verdicts[-1]
+                print(f"[{len(verdicts)}/{len(cases)}] {v.status:11} {v.seconds:5.1f} s  {v.case.name}",
+                      file=sys.stderr, flush=True)
     failing = [v for v in verdicts if v.status != "ok"]
     if failing:
         print(f"{'family':16} {'item':7} {'case':46} {'status':11} reason")

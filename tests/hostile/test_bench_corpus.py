@@ -57,7 +57,8 @@ def ctx(tmp_path):
 
 def test_one_error_line_naming_the_key_is_ok(ctx):
     expect = hostile.error("train.lr|lr")
-    status, _, before = hostile.classify(_case(expect), ctx, _proc(2, "INFO loading\nmmtune: error: train.lr: -1 < 0\n"))
+    proc = _proc(2, "INFO loading\nmmtune: error: train.lr: -1 < 0\n")
+    status, _, before = hostile.classify(_case(expect), ctx, proc)
     assert (status, before) == ("ok", 1)
 
 
