@@ -45,7 +45,7 @@ from mmtune.models.base import Example, ParamGroup, register_kind
 from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
-from mmtune.training.losses import loss_output_size
+from mmtune.objectives import get_objective
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class FusionClassifier(nn.Module):
         m = cfg.model
         self.cfg = cfg
         self.labels = list(labels)
-        self.output_size = loss_output_size(cfg.train.loss, len(labels))
+        self.output_size = get_objective(cfg.train.loss).output_size(len(labels))
         text_source, image_source = tower_sources(cfg)
         self.text_tower = build_text_tower(cfg, text_source)
         self.image_tower = build_image_tower(cfg, image_source)

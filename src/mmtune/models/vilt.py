@@ -27,7 +27,7 @@ from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, lo
 from mmtune.models.base import Example, ParamGroup, register_kind
 from mmtune.models.freezing import apply_freeze
 from mmtune.models.sources import check_model_source, note_fixed_image_size
-from mmtune.training.losses import loss_output_size
+from mmtune.objectives import get_objective
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ViltClassifier(nn.Module):
             raise InputError("model.name: kind vilt needs a ViLT checkpoint (e.g. dandelin/vilt-b32-mlm)")
         self.cfg = cfg
         self.labels = list(labels)
-        self.output_size = loss_output_size(cfg.train.loss, len(labels))
+        self.output_size = get_objective(cfg.train.loss).output_size(len(labels))
         check_model_source(cfg.model.name, "model.name", {"vilt"}, kind="vilt")
         try:
             self.processor = ViltProcessor.from_pretrained(cfg.model.name,
