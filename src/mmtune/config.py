@@ -242,8 +242,8 @@ class TrainConfig:
     max_grad_norm: float = doc(1.0, "gradient clipping norm (0 = off)", ge=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = doc(
         "auto", "auto: bf16 where the GPU has it, fp16 + grad scaler on older GPUs (T4), fp32 on CPU")
-    loss: str = doc("ce", "training objective: cross-entropy, focal, or the two-bit sarcasm BCE",
-                    choices=known_objectives)
+    loss: str = doc("ce", "training objective (a module of mmtune/objectives): ce = cross-entropy, focal, "
+                    "bits = the two-bit sarcasm BCE", choices=known_objectives)
     class_weights: Literal["none", "inverse", "sqrt_inverse", "effective_number"] = doc(
         "none", "per-class loss weights (focal: its alpha)")
     effective_number_beta: float = doc(0.999, "beta of the effective-number class weights", ge=0, lt=1)

@@ -15,13 +15,15 @@ SARCASM = sorted(SARCASM_LABELS)  # image, multi, not, text: the inferred (sorte
 
 
 def test_the_names_are_the_objective_modules():
-    assert known_objectives() == ["bits", "ce", "focal"]
+    assert {"bits", "ce", "focal"} <= set(known_objectives()) and known_objectives() == sorted(known_objectives())
     assert all(get_objective(name).name == name for name in known_objectives())
 
 
 def test_an_unknown_objective_names_train_loss_and_the_known_ones():
-    with pytest.raises(InputError, match=r"^train\.loss: unknown objective 'hinge' \(known: bits, ce, focal\)$"):
+    with pytest.raises(InputError) as error:
         get_objective("hinge")
+    assert str(error.value) == f"train.loss: unknown objective 'hinge' (known: {', '.join(known_objectives())})"
+    assert "bits, ce, focal" in str(error.value)
     with pytest.raises(InputError, match="train.loss"):
         get_objective("_common")  # a shared helper module is no objective
 
