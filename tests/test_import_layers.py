@@ -61,3 +61,7 @@ def test_components_below_training_do_not_import_it(lower):
 
 def test_objectives_import_neither_models_nor_training():
     assert _offenders("mmtune.objectives", ("mmtune.models", "mmtune.training")) == []
+
+
+def test_models_get_their_output_size_from_the_caller_not_from_the_objectives():
+    assert _offenders("mmtune.models", ("mmtune.objectives",)) == []
