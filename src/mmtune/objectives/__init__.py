@@ -16,7 +16,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mmtune.errors import InputError
 
@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mmtune.config import TrainConfig
+
+class LossSettings(Protocol):
+    """The `train.*` keys a loss reads (config.TrainConfig has them); config imports this package, not back."""
+
+    class_weights: str
+    effective_number_beta: float
+    focal_gamma: float
+    label_smoothing: float
 
 
 def _any_labels(labels: Sequence[str]) -> None:
@@ -37,7 +44,7 @@ class Objective:
 
     name: str
     output_size: Callable[[int], int]  # K labels -> outputs per post
-    build_loss: Callable[[Sequence[int], list[str], TrainConfig], nn.Module]  # counts per label, labels, train.*
+    build_loss: Callable[[Sequence[int], list[str], LossSettings], nn.Module]  # counts per label, labels, train.*
     class_log_probs: Callable[[torch.Tensor, list[str]], torch.Tensor]  # [B, output_size] -> [B, K]
     check_labels: Callable[[Sequence[str]], None] = field(default=_any_labels)  # InputError when unusable
 

@@ -8,7 +8,6 @@ The model gives 2 outputs per post; `bits_to_class_log_probs` maps them back to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +15,8 @@ from torch import nn
 
 from mmtune.data.labels import SARCASM_LABELS, is_sarcasm_scheme, to_bits
 from mmtune.errors import InputError
-from mmtune.objectives import Objective, register_objective
+from mmtune.objectives import LossSettings, Objective, register_objective
 from mmtune.objectives._common import check_label_smoothing, loss_weights, optional_float
-
-if TYPE_CHECKING:
-    from mmtune.config import TrainConfig
 
 
 def check_labels(labels: Sequence[str]) -> None:
@@ -81,7 +77,7 @@ class BitsLoss(nn.Module):
         return (weight * bce).sum() / weight.sum()
 
 
-def build_loss(counts: Sequence[int], labels: list[str], train: TrainConfig) -> nn.Module:
+def build_loss(counts: Sequence[int], labels: list[str], train: LossSettings) -> nn.Module:
     check_label_smoothing(train.label_smoothing)
     weight = loss_weights(counts, labels, train.class_weights, train.effective_number_beta)
     return BitsLoss(labels, None, class_weight=weight, label_smoothing=train.label_smoothing)

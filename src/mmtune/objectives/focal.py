@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmtune.errors import InputError
-from mmtune.objectives import Objective, register_objective
+from mmtune.objectives import LossSettings, Objective, register_objective
 from mmtune.objectives._common import (
     check_label_smoothing,
     loss_weights,
@@ -18,9 +17,6 @@ from mmtune.objectives._common import (
     optional_float,
     softmax_log_probs,
 )
-
-if TYPE_CHECKING:
-    from mmtune.config import TrainConfig
 
 
 class FocalLoss(nn.Module):
@@ -60,7 +56,7 @@ class FocalLoss(nn.Module):
         return numerator / target_alpha.sum()
 
 
-def build_loss(counts: Sequence[int], labels: list[str], train: TrainConfig) -> nn.Module:
+def build_loss(counts: Sequence[int], labels: list[str], train: LossSettings) -> nn.Module:
     check_label_smoothing(train.label_smoothing)
     alpha = loss_weights(counts, labels, train.class_weights, train.effective_number_beta)
     return FocalLoss(train.focal_gamma, alpha, train.label_smoothing)
