@@ -46,9 +46,8 @@ from accelerate.utils import set_seed
 import mmtune
 from mmtune.config import Config, load_config
 from mmtune.data.synthetic import make_demo_data
-from mmtune.models.base import build_classifier
 from mmtune.training.loop import TrainingLoop, make_accelerator
-from mmtune.training.run import Split, config_hash, load_split
+from mmtune.training.run import Split, build_model, config_hash, load_split
 
 DEMO_CONFIG = Path(mmtune.__file__).parent / "resources" / "demo.yaml"
 
@@ -70,7 +69,7 @@ def timed(fn: Any) -> tuple[Any, float]:
 
 def build(cfg: Config, split: Split) -> tuple[torch.nn.Module, float]:
     set_seed(cfg.seed)
-    return timed(lambda: build_classifier(cfg, split.labels))
+    return timed(lambda: build_model(cfg, split.labels))
 
 
 def prepare_all(classifier: torch.nn.Module, split: Split) -> tuple[list, list]:

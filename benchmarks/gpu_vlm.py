@@ -45,12 +45,12 @@ from mmtune.compat import keep_bnb_4bit_training_layout, load_processor
 from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.models.adapters import quantized_compute_dtype
-from mmtune.models.base import build_classifier
 from mmtune.models.tiny import CORPUS, make_tiny
 from mmtune.models.tiny_vlm import SavedProcessor
 from mmtune.models.vlm_loading import lora_targets
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import TrainingLoop, make_accelerator
+from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 WORDS = {"image-sarcasm": "ảnh", "multi-sarcasm": "cả hai", "not-sarcasm": "không", "text-sarcasm": "chữ"}
@@ -126,7 +126,7 @@ def mmtune_config(folder: Path, data: Path, work: Path, mode: str, tiles: int, b
 def run_mmtune(cfg: Config, steps: int) -> dict[str, Any]:
     reset_memory()
     started_load = time.perf_counter()
-    classifier = build_classifier(cfg, LABELS)
+    classifier = build_model(cfg, LABELS)
     posts = load_posts(cfg.data.train, cfg.data.train_images, cfg.data, labels=LABELS, require_label=True).posts
     examples = classifier.prepare(posts[: steps * cfg.train.batch_size], train=True)
     run_dir = Path(cfg.output_dir)

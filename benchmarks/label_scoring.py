@@ -37,10 +37,10 @@ import torch
 from mmtune.config import load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.synthetic import make_demo_data
-from mmtune.models.base import build_classifier
 from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop
 from mmtune.models.tiny import make_tiny
 from mmtune.models.tiny_vlm import VLM_FAMILIES
+from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 
@@ -66,7 +66,7 @@ def timed(run: Callable[[], object], rounds: int) -> float:
 def bench_family(family: str, work: Path, demo: object, posts: int, rounds: int, image_size: int) -> dict:
     model_dir = make_tiny(family, work / family)
     cfg = load_config(None, recipe_overrides(model_dir, image_size))
-    classifier = build_classifier(cfg, LABELS).eval()
+    classifier = build_model(cfg, LABELS).eval()
     data = load_posts(demo.train, demo.train_images, cfg.data, labels=LABELS, require_label=True).posts
     examples = classifier.prepare(sorted(data, key=lambda p: -len(p.images))[:posts], train=False)
     batch = classifier.collate(examples, train=False)

@@ -54,10 +54,10 @@ from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.data.labels import infer_labels
 from mmtune.data.synthetic import make_demo_data
-from mmtune.models.base import build_classifier
 from mmtune.models.tiny import make_tiny
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import BatchCollator, TrainingLoop, _Indexed, make_accelerator
+from mmtune.training.run import build_model
 from mmtune.training.sampler import EpochSampler
 
 SEED = 3
@@ -89,11 +89,11 @@ class Setup:
         labels = infer_labels(p.label for p in posts)
         self.cfg = replace(cfg, data=replace(cfg.data, labels=labels))
         set_seed(SEED)
-        self.classifier = build_classifier(self.cfg, labels)
+        self.classifier = build_model(self.cfg, labels)
         self.train = self.classifier.prepare(posts[:n_train], train=True)
         self.val = self.classifier.prepare(posts[n_train:], train=False)
         self.initial = {k: v.detach().clone() for k, v in self.classifier.state_dict().items()}
-        self.plain_model = build_classifier(self.cfg, labels)
+        self.plain_model = build_model(self.cfg, labels)
         self.n_trainable = sum(p.numel() for p in self.classifier.parameters() if p.requires_grad)
 
     def reset(self) -> None:

@@ -13,6 +13,7 @@ import os
 import stat
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from mmtune.errors import InputError
+from mmtune.objectives import known_objectives
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,17 @@ def _num(value: float) -> str:
 
 
 def doc(default: Any, text: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-        lt: float | None = None, nonempty: bool = False, strings_only: bool = False) -> Any:
+        lt: float | None = None, nonempty: bool = False, strings_only: bool = False,
+        choices: Callable[[], Sequence[str]] | None = None) -> Any:
     """A dataclass field with a default, a one-line description and what values it accepts.
 
     `ge/gt/le/lt` bound a number (each number of a list); `nonempty` refuses "" and []; `strings_only`
-    refuses list items that YAML read as numbers (a label `3` would silently become the class "3").
+    refuses list items that YAML read as numbers (a label `3` would silently become the class "3");
+    `choices` gives the accepted names where a registry owns them (no copied Literal list).
     """
     bounds = Bounds(ge, gt, le, lt) if any(b is not None for b in (ge, gt, le, lt)) else None
-    metadata = {"doc": text, "bounds": bounds, "nonempty": nonempty, "strings_only": strings_only}
+    metadata = {"doc": text, "bounds": bounds, "nonempty": nonempty, "strings_only": strings_only,
+                "choices": choices}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: _copy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -237,7 +242,8 @@ class TrainConfig:
     max_grad_norm: float = doc(1.0, "gradient clipping norm (0 = off)", ge=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = doc(
         "auto", "auto: bf16 where the GPU has it, fp16 + grad scaler on older GPUs (T4), fp32 on CPU")
-    loss: Literal["ce", "focal", "bits"] = doc("ce", "cross-entropy, focal, or the two-bit sarcasm BCE")
+    loss: str = doc("ce", "training objective (a module of mmtune/objectives): ce = cross-entropy, focal, "
+                    "bits = the two-bit sarcasm BCE", choices=known_objectives)
     class_weights: Literal["none", "inverse", "sqrt_inverse", "effective_number"] = doc(
         "none", "per-class loss weights (focal: its alpha)")
     effective_number_beta: float = doc(0.999, "beta of the effective-number class weights", ge=0, lt=1)
@@ -328,10 +334,12 @@ class Config:
         self._check_folds(source)
 
     def _check_kind_settings(self, source: str) -> None:
-        from mmtune.data.labels import SARCASM_LABELS  # numpy only
+        from mmtune.data.labels import SARCASM_LABELS, is_sarcasm_scheme  # stdlib only
 
         labels = self.data.labels
-        if self.train.loss == "bits" and labels is not None and sorted(labels) != sorted(SARCASM_LABELS):
+        # The bits objective checks the same rule again on the labels a training file gives (objectives/bits.py);
+        # here it runs at load, without importing torch.
+        if self.train.loss == "bits" and labels is not None and not is_sarcasm_scheme(labels):
             raise InputError(f"{source}: 'train.loss' bits needs the 4 sarcasm labels {list(SARCASM_LABELS)} as "
                              f"data.labels, got {labels}")
         freeze = self.model.freeze
@@ -536,6 +544,9 @@ def _check_value(value: Any, metadata: typing.Mapping[str, Any], source: str, ke
         return
     if metadata.get("nonempty") and len(value) == 0:
         raise InputError(f"{source}: '{key}' must not be empty")
+    choices = metadata["choices"]() if metadata.get("choices") else None
+    if choices is not None and value not in choices:
+        raise InputError(f"{source}: '{key}' must be one of {', '.join(map(repr, choices))}, got {_describe(value)}")
     items = list(value) if isinstance(value, (list, tuple)) else None
     if isinstance(value, list):
         seen: set[Any] = set()
@@ -667,6 +678,8 @@ def _field_doc(f: dataclasses.Field) -> str:
     accepts = [str(f.metadata["bounds"])] if f.metadata.get("bounds") else []
     if f.metadata.get("nonempty"):
         accepts.append("not empty")
+    if f.metadata.get("choices"):
+        accepts.append("one of " + ", ".join(f.metadata["choices"]()))
     return f.metadata.get("doc", "") + (f" (valid: {', '.join(accepts)})" if accepts else "")
 
 

@@ -262,7 +262,7 @@ def test_vilt_in_code_refuses_another_architecture(tiny_models, tmp_path):
 
     cfg = load_config(None, ["model.kind=vilt", f"model.name={tiny_models['bert']}"])
     with pytest.raises(InputError, match="is a bert model"):
-        ViltClassifier(cfg, ["a", "b"])
+        ViltClassifier(cfg, ["a", "b"], 2)
 
 
 def test_vilt_hub_id_offline_is_one_line(monkeypatch):
@@ -272,7 +272,7 @@ def test_vilt_hub_id_offline_is_one_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = load_config(None, ["model.kind=vilt", "model.name=nobody-here/not-a-vilt-model"])
     with pytest.raises(InputError, match=r"model\.name: cannot load a ViLT model from 'nobody-here/not-a-vilt"):
-        ViltClassifier(cfg, ["a", "b"])
+        ViltClassifier(cfg, ["a", "b"], 2)
 
 
 def test_image_size_ignored_by_a_fixed_size_encoder_is_said_once(caplog):

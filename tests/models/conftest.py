@@ -63,7 +63,7 @@ def vlm_setup(tiny_vlm, vlm_demo) -> Callable[..., VlmSetup]:
 
 def build(setup: VlmSetup) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_classifier(setup.cfg, SARCASM)
+    return build_classifier(setup.cfg, SARCASM, len(SARCASM))
 
 
 def train_steps(classifier: torch.nn.Module, examples: list, steps: int, lr: float = 1e-2,

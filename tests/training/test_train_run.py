@@ -10,7 +10,8 @@ import pytest
 from safetensors.torch import load_file
 
 from mmtune.config import load_config
-from mmtune.training.run import train
+from mmtune.errors import InputError
+from mmtune.training.run import build_model, train
 from tests.training.conftest import fusion_config, run_mmtune, train_then_sigkill, write_config
 
 
@@ -136,6 +137,12 @@ def test_bad_training_configs_exit_2_naming_the_key(demo_small, tiny_models, tmp
     config = write_config(fusion_config(demo_small, tiny_models, tmp_path / "run"), tmp_path / "c.yaml")
     result = run_mmtune("train", config, override)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_labels_the_objective_cannot_use_stop_before_a_model_is_built():
+    cfg = load_config(None, ["train.loss=bits", "model.kind=never-looked-up"])
+    with pytest.raises(InputError, match=r"^train\.loss=bits needs the 4 sarcasm labels .* got \['a', 'b'\]$"):
+        build_model(cfg, ["a", "b"])
 
 
 def test_predict_writes_the_csv_contract(demo_small, tiny_models, tmp_path):

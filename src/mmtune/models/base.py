@@ -2,14 +2,16 @@
 
 A Classifier turns posts into examples once per data set (`prepare`: text normalization, cached
 features of frozen towers), a list of examples into a batch (`collate`, run in DataLoader workers),
-and a batch into class outputs (`forward`: [batch, output_size]). The training loop, losses,
+and a batch into outputs (`forward`: [batch, output_size]). `output_size` is what the training objective
+asks for (mmtune.objectives: one per label for ce and focal, two for bits); the objective maps the outputs to
+class log-probabilities, so a kind never knows which loss trains it. The training loop, objectives,
 metrics, CV, ensembling and prediction only ever see this.
 
 A kind may set `provides_loss = True`: then, in training mode, `forward` returns the training loss itself
 (a scalar; vlm-generative's `lm` objective) instead of class outputs; in eval mode it returns class outputs.
 
 Kinds register a builder with `@register_kind("name")` (timm's register_model / create_model);
-`build_classifier(cfg, labels)` looks the kind up. Adding a kind is one new module.
+`build_classifier(cfg, labels, output_size)` looks the kind up. Adding a kind is one new module.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Classifier(Protocol):
         ...
 
 
-Builder = Callable[[Config, list[str]], nn.Module]
+Builder = Callable[[Config, list[str], int], nn.Module]
 _KINDS: dict[str, Builder] = {}
 
 
@@ -85,14 +87,14 @@ def known_kinds() -> list[str]:
     return sorted(_KINDS)
 
 
-def build_classifier(cfg: Config, labels: list[str]) -> nn.Module:
-    """The classifier of kind `cfg.model.kind` for `labels` (in model order)."""
+def build_classifier(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
+    """The classifier of kind `cfg.model.kind` for `labels` (in model order), `output_size` outputs per post."""
     _import_kinds()
     try:
         builder = _KINDS[cfg.model.kind]
     except KeyError:
         raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(sorted(_KINDS))})") from None
-    return builder(cfg, labels)
+    return builder(cfg, labels, output_size)
 
 
 def _import_kinds() -> None:

@@ -30,14 +30,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-
-from mmtune.training.budget import TimeBudget
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +77,14 @@ class ExtractionStopped(Exception):
         self.desc, self.done, self.total, self.folder = desc, done, total, folder
 
 
+class Budget(Protocol):
+    """What an encoding pass reads of the run's time budget (training/budget.py's TimeBudget)."""
+
+    seconds: float | None
+
+    def elapsed(self) -> float: ...
+
+
 class _Extraction:
     """The budget of the encoding passes in one `extraction_budget` block, timed per item and per namespace.
 
@@ -86,7 +92,7 @@ class _Extraction:
     full batch of a large encoder on a slow machine could alone run past the budget.
     """
 
-    def __init__(self, budget: TimeBudget) -> None:
+    def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.per_item: dict[str, float] = {}  # seconds per item of the latest batch, by namespace
         self.batches = 0
@@ -112,7 +118,7 @@ _ACTIVE: ContextVar[_Extraction | None] = ContextVar("mmtune_extraction_budget",
 
 
 @contextmanager
-def extraction_budget(budget: TimeBudget | None) -> Iterator[None]:
+def extraction_budget(budget: Budget | None) -> Iterator[None]:
     """Within the block, encoding passes stop (ExtractionStopped) before a batch that would end past `budget`."""
     token = _ACTIVE.set(_Extraction(budget) if budget is not None and budget.seconds is not None else None)
     try:

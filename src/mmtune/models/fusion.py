@@ -45,7 +45,6 @@ from mmtune.models.base import Example, ParamGroup, register_kind
 from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
-from mmtune.training.losses import loss_output_size
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +132,12 @@ def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
 
 
 class FusionClassifier(nn.Module):
-    def __init__(self, cfg: Config, labels: list[str]) -> None:
+    def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__()
         m = cfg.model
         self.cfg = cfg
         self.labels = list(labels)
-        self.output_size = loss_output_size(cfg.train.loss, len(labels))
+        self.output_size = output_size
         text_source, image_source = tower_sources(cfg)
         self.text_tower = build_text_tower(cfg, text_source)
         self.image_tower = build_image_tower(cfg, image_source)
@@ -287,5 +286,5 @@ def _prefixed(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 @register_kind("fusion")
-def build_fusion(cfg: Config, labels: list[str]) -> nn.Module:
-    return FusionClassifier(cfg, labels)
+def build_fusion(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
+    return FusionClassifier(cfg, labels, output_size)

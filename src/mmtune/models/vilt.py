@@ -27,7 +27,6 @@ from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, lo
 from mmtune.models.base import Example, ParamGroup, register_kind
 from mmtune.models.freezing import apply_freeze
 from mmtune.models.sources import check_model_source, note_fixed_image_size
-from mmtune.training.losses import loss_output_size
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,13 @@ def _vilt_side(processor: Any) -> int:
 
 
 class ViltClassifier(nn.Module):
-    def __init__(self, cfg: Config, labels: list[str]) -> None:
+    def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__()
         if not cfg.model.name:
             raise InputError("model.name: kind vilt needs a ViLT checkpoint (e.g. dandelin/vilt-b32-mlm)")
         self.cfg = cfg
         self.labels = list(labels)
-        self.output_size = loss_output_size(cfg.train.loss, len(labels))
+        self.output_size = output_size
         check_model_source(cfg.model.name, "model.name", {"vilt"}, kind="vilt")
         try:
             self.processor = ViltProcessor.from_pretrained(cfg.model.name,
@@ -163,5 +162,5 @@ class ViltClassifier(nn.Module):
 
 
 @register_kind("vilt")
-def build_vilt(cfg: Config, labels: list[str]) -> nn.Module:
-    return ViltClassifier(cfg, labels)
+def build_vilt(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
+    return ViltClassifier(cfg, labels, output_size)

@@ -26,10 +26,10 @@ from mmtune.models.vlm_common import VlmClassifierBase
 
 
 class VlmGenerativeClassifier(VlmClassifierBase):
-    def __init__(self, cfg: Config, labels: list[str]) -> None:
-        if cfg.train.loss == "bits":
-            raise InputError("train.loss: bits needs a 2-output head; vlm-generative scores one answer per label "
-                             "(use ce or focal, or kind vlm-head)")
+    def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
+        if output_size != len(labels):
+            raise InputError(f"train.loss: {cfg.train.loss} needs a {output_size}-output head; vlm-generative scores "
+                             "one answer per label (use an objective with one output per label, or kind vlm-head)")
         if cfg.model.freeze.head_only_epochs:
             raise InputError("model.freeze.head_only_epochs: vlm-generative has no new head to train first")
         super().__init__(cfg, labels)

@@ -16,13 +16,12 @@ from torch import nn
 
 from mmtune.config import Config
 from mmtune.models.vlm_common import VlmClassifierBase
-from mmtune.training.losses import loss_output_size
 
 
 class VlmHeadClassifier(VlmClassifierBase):
-    def __init__(self, cfg: Config, labels: list[str]) -> None:
+    def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__(cfg, labels)
-        self.output_size = loss_output_size(cfg.train.loss, len(labels))
+        self.output_size = output_size
         self.pooling = cfg.model.vlm.pooling
         hidden = self.vlm.config.get_text_config().hidden_size
         self.head = nn.Sequential(

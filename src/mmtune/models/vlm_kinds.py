@@ -10,14 +10,14 @@ from mmtune.models.base import register_kind
 
 
 @register_kind("vlm-generative")
-def build_vlm_generative(cfg: Config, labels: list[str]) -> nn.Module:
+def build_vlm_generative(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
     from mmtune.models.vlm_generative import VlmGenerativeClassifier
 
-    return VlmGenerativeClassifier(cfg, labels)
+    return VlmGenerativeClassifier(cfg, labels, output_size)
 
 
 @register_kind("vlm-head")
-def build_vlm_head(cfg: Config, labels: list[str]) -> nn.Module:
+def build_vlm_head(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
     from mmtune.models.vlm_head import VlmHeadClassifier
 
-    return VlmHeadClassifier(cfg, labels)
+    return VlmHeadClassifier(cfg, labels, output_size)

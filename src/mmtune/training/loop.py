@@ -30,9 +30,9 @@ from mmtune.compat import cache_accelerate_lomo_check
 from mmtune.config import Config, flat_dict
 from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
 from mmtune.models.base import Example
+from mmtune.objectives import get_objective
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
-from mmtune.training.losses import build_loss, class_log_probs
 from mmtune.training.optim import build_optimizer, build_scheduler, scale_backbone_lr, scaled_learning_rates
 from mmtune.training.sampler import EpochSampler, balanced_weights
 
@@ -124,6 +124,7 @@ class TrainingLoop:
         self.accelerator = accelerator
         self.run_dir = run_dir
         self.labels: list[str] = list(classifier.labels)
+        self.objective = get_objective(cfg.train.loss)
         self.state = ckpt.LoopState(config_hash=config_hash)
         self.budget = TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)
         self.trainable_names = list(classifier.trainable_parameter_names())
@@ -137,9 +138,7 @@ class TrainingLoop:
         cfg, accelerator = self.cfg, self.accelerator
         targets = [example.target for example in train]
         counts = np.bincount(targets, minlength=len(self.labels)).tolist()
-        self.loss_fn = build_loss(cfg.train.loss, counts, self.labels, class_weights=cfg.train.class_weights,
-                                  beta=cfg.train.effective_number_beta, gamma=cfg.train.focal_gamma,
-                                  label_smoothing=cfg.train.label_smoothing).to(accelerator.device)
+        self.loss_fn = self.objective.build_loss(counts, self.labels, cfg.train).to(accelerator.device)
         self.sampler = EpochSampler(len(train), seed=cfg.seed, weights=self._sample_weights(targets))
         self.train_loader = self.make_loader(train, self.sampler, train=True)
         self.val_loader = self.make_loader(val, None, train=False)
@@ -295,7 +294,7 @@ class TrainingLoop:
             for batch in loader:
                 index, target = batch.pop("index"), batch.pop("target")
                 outputs = self.model(batch)
-                prob = class_log_probs(self.cfg.train.loss, outputs.float(), self.labels).exp()
+                prob = self.objective.class_log_probs(outputs.float(), self.labels).exp()
                 index, prob, target = self.accelerator.gather_for_metrics((index, prob, target))
                 indices.append(index.cpu())
                 probs.append(prob.cpu())

@@ -28,6 +28,7 @@ from mmtune.evaluation.figures import learning_curves
 from mmtune.evaluation.predict import write_predictions
 from mmtune.models.base import build_classifier, known_kinds
 from mmtune.models.feature_cache import ExtractionStopped, extraction_budget
+from mmtune.objectives import get_objective
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
 from mmtune.training.budget import TimeBudget, parse_duration
@@ -89,6 +90,14 @@ def config_hash(cfg: Config) -> str:
     return hashlib.sha256(yaml.safe_dump(flat, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def build_model(cfg: Config, labels: list[str]) -> torch.nn.Module:
+    """The classifier of `model.kind` with the outputs `train.loss` needs; refuses labels the objective cannot use
+    before any model is loaded."""
+    objective = get_objective(cfg.train.loss)
+    objective.check_labels(labels)
+    return build_classifier(cfg, labels, objective.output_size(len(labels)))
+
+
 def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
     """A fresh run never overwrites one; a resumed run must have the config it started with."""
     saved = run_dir / "config.yaml"
@@ -130,7 +139,7 @@ def _train_in(run_dir: Path, cfg: Config, accelerator: Accelerator, resume: bool
     check_resume(run_dir, cfg, resume)
     log.info(f"{len(split.train)} training and {len(split.val)} validation posts, labels {split.labels}")
     set_seed(cfg.seed)
-    classifier = build_classifier(cfg, split.labels)
+    classifier = build_model(cfg, split.labels)
     with accelerator.main_process_first():  # rank 0 fills the feature cache, the others read it
         prepared = prepare_within_budget(cfg, classifier, split)
     if agreed_stop(accelerator, None if prepared else "time_budget"):
@@ -230,7 +239,7 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
     cfg = load_config(config_path)
     labels = list(cfg.data.labels or [])
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
-    classifier = build_classifier(cfg, labels)
+    classifier = build_model(cfg, labels)
     ckpt.load_weights(classifier, best, labels)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
