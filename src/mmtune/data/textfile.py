@@ -226,6 +226,48 @@ def first_repeated_key(value: Any) -> str | None:
     return None
 
 
+# ---- lone surrogates: JSON escapes (`"\\ud83d"`, half an emoji cut off) that are no character ----------------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Where `text` holds a lone surrogate, e.g. `\\ud83d at character 4`; None for valid Unicode.
+
+    Why it matters: such text passes json.loads but cannot be written as UTF-8 (a CSV, a report) or
+    handed to a tokenizer, so it fails far from the file it came from.
+    """
+    found = _SURROGATE.search(text)
+    return None if found is None else f"\\u{ord(found.group()):04x} at character {found.start() + 1}"
+
+
+def replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD (the replacement character)."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def shown(text: str) -> str:
+    """`text` safe to print or write as UTF-8: lone surrogates as `\\udXXX` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def first_lone_surrogate(value: Any) -> str | None:
+    """The first text (a key or a value) inside `value` with a lone surrogate, shown with where it is."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if (where := lone_surrogate(item)) is not None:
+                return f"'{shown(item[:40])}' ({where})"
+        elif isinstance(item, RepeatedKeys):
+            stack.extend(reversed([part for pair in item.pairs for part in pair]))
+        elif isinstance(item, dict):
+            stack.extend(reversed([part for pair in item.items() for part in pair]))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return None
+
+
 def describe(value: Any) -> str:
     """A JSON value's kind in words, for messages (never a Python type name)."""
     if value is None:
