@@ -168,10 +168,10 @@ def cmd_folds(args: argparse.Namespace) -> None:
     k = args.folds if args.folds is not None else cfg.cv.folds
     seed = args.seed if args.seed is not None else cfg.seed
     check_outputs({"--out": args.out}, {"data": args.data, "--config": args.config})
-    loaded = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True)
-    folds = make_folds(loaded.posts, k=k, seed=seed, group_by=cfg.cv.group_by)
+    posts = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True).require_posts()
+    folds = make_folds(posts, k=k, seed=seed, group_by=cfg.cv.group_by)
     write_folds(folds, args.out)
-    console.print(_folds_table(folds, {p.id: p.label for p in loaded.posts}, k))
+    console.print(_folds_table(folds, {p.id: p.label for p in posts}, k))
     console.print(f"{len(folds)} posts in {k} folds written to {args.out}")
 
 

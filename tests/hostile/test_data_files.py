@@ -15,13 +15,14 @@ import pytest
 from PIL import Image
 
 from mmtune.cli import main
-from mmtune.config import ChatConfig, ColumnsConfig, DataConfig, TextConfig, load_config
+from mmtune.config import ChatConfig, ColumnsConfig, Config, DataConfig, TextConfig, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import read_folds
 from mmtune.data.labels import infer_labels
 from mmtune.data.readers import iter_records
 from mmtune.data.text import TextNormalizer
 from mmtune.errors import InputError
+from mmtune.evaluation.report import _posts_by_id
 from mmtune.generative.chat_data import ReadRequest, read_rows
 from mmtune.training.run import train
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
@@ -503,3 +504,22 @@ def test_chat_data_with_a_lone_surrogate_is_a_bad_row(tmp_path):
     keyed.write_text('{"\\ud800": ' + json.dumps(chat()) + ', "\\ud800": ' + json.dumps(chat()) + "}", encoding="utf-8")
     with pytest.raises(InputError, match=re.escape("c.json row '\\ud800': the id '\\ud800' repeats") + "$"):
         read_chat(keyed, on_bad_row="error")
+
+
+def test_folds_with_every_post_skipped_names_the_file_and_why(capsys, tmp_path, images):
+    # Was "cv.folds=2 but ... 0 groups": the real cause is that no post was usable.
+    path = write_posts(tmp_path / "d.json", [{"id": str(i), "image": f"{c}.jpg", "caption": "x"} for i, c in
+                                             enumerate("abcd")])
+    line = cli(capsys, "folds", path, "--images", images, "--out", tmp_path / "f.csv", "-k", "2")
+    assert line == (f"mmtune: error: {path}: no usable post, all 4 skipped: unknown_label 4 "
+                    "[e.g. post '0': no label]")
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_a_report_gallery_without_usable_posts_says_why(tmp_path, images, caplog):
+    path = write_posts(tmp_path / "d.json", [{"id": "1", "image": "gone.jpg", "caption": "x", "label": "cat"}])
+    cfg = Config(data=DataConfig(train=str(path), train_images=str(images)))
+    with caplog.at_level("WARNING"):
+        assert _posts_by_id(cfg) == {}
+    assert (f"report gallery without thumbnails or captions: data.train ({path}): no usable post, all 1 skipped: "
+            "missing_image 1") in caplog.text

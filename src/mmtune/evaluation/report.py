@@ -131,9 +131,10 @@ def _posts_by_id(cfg: Config) -> dict[str, Post]:
     """The validated posts (data.val when the run had one, else data.train, whose folds were validated), for
     thumbnails and captions; a report without them still renders."""
     data = cfg.data
+    key = "data.val" if data.val else "data.train"
     path, images = (data.val, data.val_images or data.train_images) if data.val else (data.train, data.train_images)
     try:
-        posts = load_posts(path, images, data, labels=data.labels).posts
+        posts = load_posts(path, images, data, labels=data.labels).require_posts(key)
     except InputError as exc:
         log.warning(f"report gallery without thumbnails or captions: {exc}")
         return {}
