@@ -242,6 +242,7 @@ def _demo_config(args: argparse.Namespace, demo: object) -> Config:
 def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
     import shutil
 
+    from mmtune.ensemble.inputs import read_gold_labels
     from mmtune.evaluation.metrics import evaluate_probs
     from mmtune.evaluation.predict import read_predictions
     from mmtune.training.run import train
@@ -250,7 +251,7 @@ def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
     stopped = train(cfg)
     best = json.loads((run_dir / "best" / "metrics.json").read_text(encoding="utf-8"))
     ids, probs, labels = read_predictions(run_dir / "test_predictions.csv")
-    gold = {row[0]: row[1] for row in _read_rows(demo.test_gold)}
+    gold = read_gold_labels(demo.test_gold)
     targets = [labels.index(gold[i]) for i in ids]
     held_out = evaluate_probs(probs, np.array(targets), labels)
     table = Table(title="demo results", title_justify="left")
@@ -264,13 +265,6 @@ def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
                       f"{held_out['per_class'][label]['f1']:.3f}")
     console.print(table)
     console.print(f"training stopped: {stopped}")
-
-
-def _read_rows(path: Path) -> list[list[str]]:
-    import csv
-
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.reader(handle))[1:]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
