@@ -6,11 +6,14 @@ Each is refused when the config is read, before any work: exit 2 and one line na
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import typing
+from types import SimpleNamespace
 
 import pytest
+from PIL import Image
 
 from mmtune.config import Config, describe_schema, load_config
 from mmtune.errors import InputError
@@ -334,3 +337,59 @@ def test_bad_metric_exits_2_before_training(tmp_path):
     result = run_mmtune("train", write(tmp_path, f"output_dir: {tmp_path / 'run'}\n"), "train.metric=bogus")
     assert_one_line_error(result, "train.metric")
     assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# data.image.max_bytes reaches every place that loads an image, not only the checks
+
+
+@pytest.fixture
+def big_image(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(path)
+    return path
+
+
+def capped(max_bytes: int) -> Config:
+    return dataclasses.replace(Config(), data=dataclasses.replace(
+        Config().data, image=dataclasses.replace(Config().data.image, max_bytes=max_bytes)))
+
+
+def test_every_image_loader_honours_data_image_max_bytes(tmp_path, big_image):
+    # torch and transformers behind these: imported by these tests only
+    from mmtune.data.images import ImageError
+    from mmtune.data.post import Post
+    from mmtune.evaluation.report import _thumbnail
+    from mmtune.generative.trainer_setup import _open
+    from mmtune.models.vilt import ViltClassifier
+    from mmtune.models.vlm_inputs import VlmInputs
+
+    size = big_image.stat().st_size
+    cfg, roomy = capped(size - 1), capped(size)
+    post = Post(id="1", images=(big_image,), text="x")
+    loaders = {
+        "vilt": lambda c: ViltClassifier._image(SimpleNamespace(cfg=c, augmenter=None, flip_images=False),
+                                                big_image, None),
+        "vlm": lambda c: VlmInputs._images(SimpleNamespace(cfg=c, augmenter=None, flip_images=False), post, None),
+    }
+    for name, load in loaders.items():
+        with pytest.raises(ImageError, match=rf"{size} bytes > data.image.max_bytes={size - 1}"):
+            load(cfg)
+        assert load(roomy), name
+    with pytest.raises(InputError, match=rf"big\.png: unreadable image \({size} bytes > data.image.max_bytes"):
+        _open(str(big_image), 10**8, 32, size - 1)
+    assert _thumbnail(post, cfg.data.image) is None
+    assert _thumbnail(post, roomy.data.image).startswith("data:image/jpeg;base64,")
+
+
+def test_chat_data_is_read_with_the_configured_image_cap(tmp_path, big_image):
+    from mmtune.generative.sft import read_chat_splits
+
+    data = tmp_path / "c.jsonl"
+    row = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    data.write_text(json.dumps({**row, "images": [big_image.name]}) + "\n" + json.dumps(row) + "\n",
+                    encoding="utf-8")
+    cfg = capped(big_image.stat().st_size - 1)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(data), train_images=str(tmp_path)))
+    splits = read_chat_splits(cfg)
+    assert dict(splits.train.skipped) == {"unreadable_image": 1} and len(splits.train.rows) == 1
