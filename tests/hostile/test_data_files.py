@@ -5,6 +5,7 @@ the config key), or a named fault for that post; no row disappears without being
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from mmtune.data.text import TextNormalizer
 from mmtune.errors import InputError
 from mmtune.evaluation.report import _posts_by_id
 from mmtune.generative.chat_data import ReadRequest, read_rows
+from mmtune.models.feature_cache import file_digest as cache_digest
 from mmtune.training.run import train
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
 from tests.hostile.deadline import within
@@ -523,3 +525,11 @@ def test_a_report_gallery_without_usable_posts_says_why(tmp_path, images, caplog
         assert _posts_by_id(cfg) == {}
     assert (f"report gallery without thumbnails or captions: data.train ({path}): no usable post, all 1 skipped: "
             "missing_image 1") in caplog.text
+
+
+def test_the_feature_cache_never_reads_a_fifo_or_device_as_an_image(tmp_path, images):
+    os.mkfifo(tmp_path / "f.jpg")  # was: read_bytes blocked forever (no writer) / read /dev/zero without end
+    (tmp_path / "z.jpg").symlink_to("/dev/zero")
+    assert within(10, lambda: cache_digest(tmp_path / "f.jpg")) == "unreadable:f.jpg"
+    assert within(10, lambda: cache_digest(tmp_path / "z.jpg")) == "unreadable:z.jpg"
+    assert cache_digest(images / "a.jpg") == hashlib.sha256((images / "a.jpg").read_bytes()).hexdigest()

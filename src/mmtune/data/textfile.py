@@ -10,6 +10,7 @@ is a `JsonError`, like any syntax error.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -81,6 +82,15 @@ def open_regular(path: Path) -> int:
 
 class IsNotRegular(OSError):
     """`open_regular` met a FIFO, device, socket or folder; the message says which."""
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a regular file's bytes; None for anything that cannot be read (a FIFO is never opened)."""
+    try:
+        with os.fdopen(open_regular(path), "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except (OSError, ValueError):
+        return None
 
 
 def _open_file(path: Path, what: str) -> BinaryIO:
