@@ -112,7 +112,7 @@ def test_merge_keys_and_a_few_aliases_still_work(tmp_path):
         ("a..b=1", r"override 'a\.\.b=1': expected section\.key=value"),
         ("=1", r"expected section\.key=value"),
         ("seed", r"expected section\.key=value"),
-        ("seed=", r"'seed' must be int, got null"),
+        ("seed=", r"'seed' must be a whole number, got null$"),
         ("train=3", r"'train' must be a mapping"),
         ("train.lr=1" + "0" * 400, r"'train\.lr' is too large"),
         ("name=!!python/object:os.system", None),  # not YAML here: the text as typed is the run name
@@ -150,7 +150,7 @@ def test_override_numbers_yaml_reads_as_text_are_numbers():
         ("train.epochs=-3", r"'train\.epochs' must be >= 1, got -3"),
         ("train.epochs=0", r"'train\.epochs' must be >= 1, got 0"),
         ("train.warmup_ratio=-1", r"'train\.warmup_ratio' must be in \[0, 1\]"),
-        ("train.head_lr=.nan", r"'train\.head_lr' must be a finite number, got nan"),
+        ("train.head_lr=.nan", r"'train\.head_lr' must be a finite number, got NaN$"),
         ("train.lr=.inf", r"'train\.lr' must be a finite number"),
         ("train.weight_decay=-.inf", r"'train\.weight_decay' must be a finite number"),
         ("train.lr=nan", r"'train\.lr' must be a finite number"),
@@ -282,8 +282,8 @@ def test_epochs_out_of_range_exits_2_before_any_work(tmp_path):
         ('data.columns.extra_text=[ocr, ""]', r"'data\.columns\.extra_text\[1\]' must not be empty"),
         ('output_dir=""', r"'output_dir' must not be empty"),
         ("data.labels=[not-sarcasm,not-sarcasm,image-sarcasm]", r"'data\.labels' lists 'not-sarcasm' twice"),
-        ("data.labels=[1,2]", r"'data\.labels\[0\]' must be text, got int 1"),
-        ("data.labels=[a, .nan]", r"'data\.labels\[1\]' must be text, got float nan"),
+        ("data.labels=[1,2]", r"'data\.labels\[0\]' must be text, got a number \(1\) \(quote it in YAML\)$"),
+        ("data.labels=[a, .nan]", r"'data\.labels\[1\]' must be text, got NaN \(quote it in YAML\)$"),
         ("data.labels=[a, null]", r"'data\.labels\[1\]' must be text, got null"),
         ("data.labels=[]", r"'data\.labels' must not be empty"),
         ('data.labels=[a, ""]', r"'data\.labels\[1\]' must not be empty"),
@@ -393,3 +393,33 @@ def test_chat_data_is_read_with_the_configured_image_cap(tmp_path, big_image):
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(data), train_images=str(tmp_path)))
     splits = read_chat_splits(cfg)
     assert dict(splits.train.skipped) == {"unreadable_image": 1} and len(splits.train.rows) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Messages name values in YAML/JSON words, never by Python type
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("- a\n- b\n", "a config must be a mapping of sections, got a list"),
+        ("train: [1, 2]\n", "'train' must be a mapping, got a list"),
+        ("seed: {a: 1}\n", "'seed' must be a whole number, got an object"),
+        ("seed: 3.5\n", "'seed' must be a whole number, got a number (3.5)"),
+        ("name: [x]\n", "'name' must be text, got a list"),
+        ("train:\n  lr: abc\n", "'train.lr' must be a number, got text 'abc'"),
+        ("train:\n  lr: true\n", "'train.lr' must be a number, got true"),
+        ("data:\n  labels: {a: 1}\n", "'data.labels' must be a list, got an object"),
+        ("data:\n  text:\n    nfc: 2\n", "'data.text.nfc' must be true or false, got a number (2)"),
+        ("data:\n  text:\n    urls: 2024-01-01\n", "'data.text.urls' must be one of 'keep', 'token', 'drop', got "
+                                                  "the value '2024-01-01'"),
+        (f"seed: {'9' * 100}x\n", f"'seed' must be a whole number, got text '{'9' * 36}..."),  # shown short
+    ],
+)
+def test_config_messages_never_name_a_python_type(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    error = str(info.value)
+    assert error.startswith(f"{path}: ") and message in error, error
+    assert not re.search(r"\b(dict|str|int|float|bool|NoneType|date)\b", error), error

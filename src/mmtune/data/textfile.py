@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mmtune.errors import InputError
+from mmtune.errors import describe as describe_value
 
 BOM = b"\xef\xbb\xbf"
 # Every line end the csv module splits on: a lone CR (old Mac files) ends a line as well.
@@ -279,19 +280,10 @@ def first_lone_surrogate(value: Any) -> str | None:
 
 
 def describe(value: Any) -> str:
-    """A JSON value's kind in words, for messages (never a Python type name)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A JSON value in words, for messages (never a Python type name): `mmtune.errors.describe`, plus the
+    parser's own values (`NaN` as written, an object with a repeated key)."""
     if isinstance(value, NonFinite):
         return value.token
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, (dict, RepeatedKeys)):
+    if isinstance(value, RepeatedKeys):
         return "an object"
-    return "an unknown value"
+    return describe_value(value)
