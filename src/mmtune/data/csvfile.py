@@ -70,12 +70,13 @@ class CsvRows:
                               "(it runs to the end of the file); is a closing quote missing?")
         return InputError(f"{self.path}:{start}: malformed CSV ({exc})")
 
-    def header(self) -> list[str]:
+    def header(self, strip: bool = True) -> list[str]:
+        """The column names; `strip=False` keeps them as written (a label with spaces names a `p_` column)."""
         first = self._next()
         if first is None:
             raise InputError(f"{self.path}: empty file (no header row)")
         self._width = len(first[1])
-        return [name.strip() for name in first[1]]
+        return [name.strip() for name in first[1]] if strip else first[1]
 
     def records(self, row_test: Callable[[list[str]], bool] | None = None) -> Iterator[tuple[int, list[str]]]:
         """(first line, fields) of every row after the header. A line inside a quoted field that splits into
@@ -121,7 +122,7 @@ def read_table(path: str | Path, what: str = "CSV file", id_column: str | None =
     cells up to TABLE_MAX_FIELD). A column named twice, and with `id_column` an empty id, name the file/line."""
     path = Path(path)
     rows = CsvRows(path, what, max_field=TABLE_MAX_FIELD)
-    header = rows.header()
+    header = rows.header(strip=False)
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise InputError(f"{path}: column '{repeated[0]}' appears twice in the header")
