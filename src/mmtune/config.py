@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mmtune.errors import InputError, describe
+from mmtune.errors import InputError, describe, lone_surrogate, shown
 
 
 @dataclass(frozen=True)
@@ -605,6 +605,9 @@ def _coerce_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
     elif tp is float:
         return _coerce_float(value, source, key)
     elif tp is str:
+        if isinstance(value, str) and (bad := lone_surrogate(value)) is not None:
+            # A YAML escape of half a character: it would fail only when written (a CSV header, a run folder).
+            raise InputError(f"{source}: '{key}' is '{shown(value)}', not valid Unicode (a lone surrogate {bad})")
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     raise InputError(f"{source}: '{key}' must be {_KIND_WORDS.get(tp, 'a value of another kind')}, "

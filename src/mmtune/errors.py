@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
@@ -37,6 +38,26 @@ def describe(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return f"the value {_short(repr(str(value)))}"  # e.g. a YAML date
+
+
+# ---- lone surrogates: escapes (JSON `"\\ud83d"`, YAML `"\\ud83d"`) of half a character, e.g. an emoji cut off
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Where `text` holds a lone surrogate, e.g. `\\ud83d at character 4`; None for valid Unicode.
+
+    Why it matters: such text passes json.loads and YAML but cannot be written as UTF-8 (a CSV, a report)
+    or handed to a tokenizer, so it fails far from the file it came from.
+    """
+    found = SURROGATE.search(text)
+    return None if found is None else f"\\u{ord(found.group()):04x} at character {found.start() + 1}"
+
+
+def shown(text: str) -> str:
+    """`text` safe to print or write as UTF-8: lone surrogates as `\\udXXX` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _short(text: str) -> str:

@@ -423,3 +423,15 @@ def test_config_messages_never_name_a_python_type(tmp_path, content, message):
     error = str(info.value)
     assert error.startswith(f"{path}: ") and message in error, error
     assert not re.search(r"\b(dict|str|int|float|bool|NoneType|date)\b", error), error
+
+
+def test_a_lone_surrogate_in_a_config_value_is_refused_naming_the_key(tmp_path):
+    # YAML's "\ud800" escape, or a byte that is not UTF-8 in an override (Python's argv gives it as \udce9).
+    path = write(tmp_path, 'data:\n  labels: ["a\\ud800", "b"]\n')
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path}: 'data.labels[0]' is 'a\\ud800', not valid Unicode "
+                               "(a lone surrogate \\ud800 at character 2)")
+    line = assert_one_line_error(run_mmtune("config", "--config", write(tmp_path, "seed: 1\n", "ok.yaml"),
+                                            os.fsdecode(b"name=caf\xe9")), "'name' is 'caf\\udce9', not valid Unicode")
+    assert "Traceback" not in line

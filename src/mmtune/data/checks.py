@@ -23,8 +23,7 @@ from mmtune.data.images import ImageError, ImageProbe, probe_image
 from mmtune.data.post import Post
 from mmtune.data.readers import Record, iter_records
 from mmtune.data.text import is_emoji_only, word_count
-from mmtune.data.textfile import lone_surrogate
-from mmtune.errors import InputError
+from mmtune.errors import InputError, lone_surrogate
 
 log = logging.getLogger(__name__)
 

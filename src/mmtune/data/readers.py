@@ -23,12 +23,10 @@ from mmtune.data.textfile import (
     first_repeated_key,
     iter_lines,
     loads,
-    lone_surrogate,
     read_text,
     replace_surrogates,
-    shown,
 )
-from mmtune.errors import InputError
+from mmtune.errors import InputError, lone_surrogate, shown
 
 FORMATS_BY_SUFFIX = {".json": "vimmsd", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 

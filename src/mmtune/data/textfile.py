@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mmtune.errors import InputError
+from mmtune.errors import SURROGATE, InputError, lone_surrogate, shown
 from mmtune.errors import describe as describe_value
 
 BOM = b"\xef\xbb\xbf"
@@ -239,27 +239,9 @@ def first_repeated_key(value: Any) -> str | None:
 
 # ---- lone surrogates: JSON escapes (`"\\ud83d"`, half an emoji cut off) that are no character ----------------
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def lone_surrogate(text: str) -> str | None:
-    """Where `text` holds a lone surrogate, e.g. `\\ud83d at character 4`; None for valid Unicode.
-
-    Why it matters: such text passes json.loads but cannot be written as UTF-8 (a CSV, a report) or
-    handed to a tokenizer, so it fails far from the file it came from.
-    """
-    found = _SURROGATE.search(text)
-    return None if found is None else f"\\u{ord(found.group()):04x} at character {found.start() + 1}"
-
-
 def replace_surrogates(text: str) -> str:
     """`text` with each lone surrogate replaced by U+FFFD (the replacement character)."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def shown(text: str) -> str:
-    """`text` safe to print or write as UTF-8: lone surrogates as `\\udXXX` escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return SURROGATE.sub("\ufffd", text)
 
 
 def first_lone_surrogate(value: Any) -> str | None:

@@ -38,9 +38,8 @@ from mmtune.data.textfile import (
     iter_lines,
     loads,
     read_text,
-    shown,
 )
-from mmtune.errors import InputError
+from mmtune.errors import InputError, shown
 
 log = logging.getLogger(__name__)
 
