@@ -59,7 +59,7 @@ def faulty_vimmsd(tmp_path: Path) -> FaultyData:
         ("2", {"image": "missing.jpg", "caption": "ảnh đâu rồi", "label": "multi-sarcasm"}),
         ("3", {"image": "broken.jpg", "caption": "ảnh hỏng", "label": "not-sarcasm"}),
         ("5", {"image": "png.jpg", "caption": "ảnh png", "label": "image-sarcasm"}),
-        ("6", {"image": "pano.jpg", "caption": "toàn cảnh", "label": "not-sarcasm"}),
+        ("6", {"image": "pano.jpg", "caption": "toàn cảnh \ud83d", "label": "not-sarcasm"}),  # half an emoji
         ("7", {"image": "ok.jpg", "caption": "   ", "label": "not-sarcasm"}),
         ("8", {"image": "ok.jpg", "caption": "😂😂 🙃", "label": "text-sarcasm"}),
         ("9", {"image": "ok.jpg", "caption": LONG_CAPTION, "label": "not-sarcasm"}),
@@ -69,13 +69,15 @@ def faulty_vimmsd(tmp_path: Path) -> FaultyData:
         ("13", {"image": "ok2.jpg", "caption": "nhãn là số", "label": 3}),
         ("14", {"image": "ok2.jpg", "caption": "Trời đẹp quá!!", "label": "multi-sarcasm"}),
     ]
-    body = ",\n".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in posts)
+    # ASCII escapes: post 6's lone surrogate has no UTF-8 form.
+    body = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in posts)
     # A repeated key: json.load would keep only the last; the reader must report it.
     body += ',\n"0": ' + json.dumps({"image": "ok2.jpg", "caption": "trùng id", "label": "not-sarcasm"})
     path = tmp_path / "train.json"
     path.write_text("{\n" + body + "\n}", encoding="utf-8")
     expected = {
-        "2": {"missing_image"}, "3": {"unreadable_image"}, "5": {"format_mismatch"}, "6": {"extreme_aspect"},
+        "2": {"missing_image"}, "3": {"unreadable_image"}, "5": {"format_mismatch"},
+        "6": {"extreme_aspect", "invalid_unicode"},
         "7": {"empty_text"}, "8": {"emoji_only_text"}, "9": {"long_text"}, "10": {"multiple_images"},
         "11": {"unknown_label"}, "12": {"unsafe_path"}, "13": {"bad_label"}, "0": {"duplicate_id"},
     }

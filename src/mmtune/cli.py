@@ -170,10 +170,10 @@ def cmd_folds(args: argparse.Namespace) -> None:
     k = args.folds if args.folds is not None else cfg.cv.folds
     seed = args.seed if args.seed is not None else cfg.seed
     check_outputs({"--out": args.out}, {"data": args.data, "--config": args.config})
-    loaded = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True)
-    folds = make_folds(loaded.posts, k=k, seed=seed, group_by=cfg.cv.group_by)
+    posts = load_posts(args.data, args.images, cfg.data, labels=cfg.data.labels, require_label=True).require_posts()
+    folds = make_folds(posts, k=k, seed=seed, group_by=cfg.cv.group_by)
     write_folds(folds, args.out)
-    console.print(_folds_table(folds, {p.id: p.label for p in loaded.posts}, k))
+    console.print(_folds_table(folds, {p.id: p.label for p in posts}, k))
     console.print(f"{len(folds)} posts in {k} folds written to {args.out}")
 
 
@@ -244,6 +244,7 @@ def _demo_config(args: argparse.Namespace, demo: object) -> Config:
 def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
     import shutil
 
+    from mmtune.ensemble.inputs import read_gold_labels
     from mmtune.evaluation.metrics import evaluate_probs
     from mmtune.evaluation.predict import read_predictions
     from mmtune.training.run import train
@@ -252,7 +253,7 @@ def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
     stopped = train(cfg)
     best = json.loads((run_dir / "best" / "metrics.json").read_text(encoding="utf-8"))
     ids, probs, labels = read_predictions(run_dir / "test_predictions.csv")
-    gold = {row[0]: row[1] for row in _read_rows(demo.test_gold)}
+    gold = read_gold_labels(demo.test_gold)
     targets = [labels.index(gold[i]) for i in ids]
     held_out = evaluate_probs(probs, np.array(targets), labels)
     table = Table(title="demo results", title_justify="left")
@@ -266,13 +267,6 @@ def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
                       f"{held_out['per_class'][label]['f1']:.3f}")
     console.print(table)
     console.print(f"training stopped: {stopped}")
-
-
-def _read_rows(path: Path) -> list[list[str]]:
-    import csv
-
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.reader(handle))[1:]
 
 
 def cmd_train(args: argparse.Namespace) -> int:

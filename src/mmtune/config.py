@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mmtune.errors import InputError
+from mmtune.errors import InputError, describe, lone_surrogate, shown
 from mmtune.objectives import known_objectives
 
 
@@ -398,7 +398,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InputError(f"{path}: a config must be a mapping of sections, got {_describe(data)}")
+        raise InputError(f"{path}: a config must be a mapping of sections, got {describe(data)}")
     return data
 
 
@@ -510,7 +510,7 @@ def build(cls: type, raw: Any, source: str = "config", prefix: str = "") -> Any:
     """Build dataclass `cls` from a mapping, checking unknown keys, value types and ranges by key path."""
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, dict):
-        raise InputError(f"{source}: '{where}' must be a mapping, got {_describe(raw)}")
+        raise InputError(f"{source}: '{where}' must be a mapping, got {describe(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
@@ -535,7 +535,7 @@ def build(cls: type, raw: Any, source: str = "config", prefix: str = "") -> Any:
 def _check_strings_only(value: Any, source: str, key: str) -> None:
     for i, item in enumerate(value if isinstance(value, list) else []):
         if not isinstance(item, str):
-            raise InputError(f"{source}: '{key}[{i}]' must be text, got {_describe(item)} (quote it in YAML)")
+            raise InputError(f"{source}: '{key}[{i}]' must be text, got {describe(item)} (quote it in YAML)")
 
 
 def _check_value(value: Any, metadata: typing.Mapping[str, Any], source: str, key: str) -> None:
@@ -546,7 +546,7 @@ def _check_value(value: Any, metadata: typing.Mapping[str, Any], source: str, ke
         raise InputError(f"{source}: '{key}' must not be empty")
     choices = metadata["choices"]() if metadata.get("choices") else None
     if choices is not None and value not in choices:
-        raise InputError(f"{source}: '{key}' must be one of {', '.join(map(repr, choices))}, got {_describe(value)}")
+        raise InputError(f"{source}: '{key}' must be one of {', '.join(map(repr, choices))}, got {describe(value)}")
     items = list(value) if isinstance(value, (list, tuple)) else None
     if isinstance(value, list):
         seen: set[Any] = set()
@@ -583,21 +583,25 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise InputError(f"{source}: '{key}' must be one of {choices}, got {_describe(value)}")
+            raise InputError(f"{source}: '{key}' must be one of {choices}, got {describe(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise InputError(f"{source}: '{key}' must be a list, got {_describe(value)}")
+            raise InputError(f"{source}: '{key}' must be a list, got {describe(value)}")
         return [_coerce(args[0], item, source, f"{key}[{i}]") for i, item in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise InputError(f"{source}: '{key}' must be a list of {len(args)} values, got {_describe(value)}")
+            raise InputError(f"{source}: '{key}' must be a list of {len(args)} values, got {describe(value)}")
         return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin is dict:
         if not isinstance(value, dict):
-            raise InputError(f"{source}: '{key}' must be a mapping, got {_describe(value)}")
+            raise InputError(f"{source}: '{key}' must be a mapping, got {describe(value)}")
         return {str(k): _coerce(args[1], v, source, f"{key}.{k}") for k, v in value.items()}
     return _coerce_scalar(tp, value, source, key)
+
+
+# What a scalar key takes, in the words of the schema's readers (never a Python type name).
+_KIND_WORDS = {bool: "true or false", int: "a whole number", str: "text"}
 
 
 def _coerce_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
@@ -612,9 +616,13 @@ def _coerce_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
     elif tp is float:
         return _coerce_float(value, source, key)
     elif tp is str:
+        if isinstance(value, str) and (bad := lone_surrogate(value)) is not None:
+            # A YAML escape of half a character: it would fail only when written (a CSV header, a run folder).
+            raise InputError(f"{source}: '{key}' is '{shown(value)}', not valid Unicode (a lone surrogate {bad})")
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    raise InputError(f"{source}: '{key}' must be {tp.__name__}, got {_describe(value)}")
+    raise InputError(f"{source}: '{key}' must be {_KIND_WORDS.get(tp, 'a value of another kind')}, "
+                     f"got {describe(value)}")
 
 
 def _coerce_float(value: Any, source: str, key: str) -> float:
@@ -624,26 +632,17 @@ def _coerce_float(value: Any, source: str, key: str) -> float:
         try:
             number = float(value)
         except OverflowError:
-            raise InputError(f"{source}: '{key}' is too large, got {_describe(value)}") from None
+            raise InputError(f"{source}: '{key}' is too large, got {describe(value)}") from None
     elif isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
             number = None
     if number is None:
-        raise InputError(f"{source}: '{key}' must be float, got {_describe(value)}")
+        raise InputError(f"{source}: '{key}' must be a number, got {describe(value)}")
     if not math.isfinite(number):
-        raise InputError(f"{source}: '{key}' must be a finite number, got {value!r}")
+        raise InputError(f"{source}: '{key}' must be a finite number, got {describe(value)}")
     return number
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (dict, list)):
-        return type(value).__name__
-    text = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-    return f"{type(value).__name__} {text}"
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmtune.config import DataConfig
+from mmtune.data.csvfile import read_table
 from mmtune.data.labels import SARCASM_LABELS
 from mmtune.data.readers import iter_records
-from mmtune.ensemble.inputs import read_csv_table
 from mmtune.errors import InputError
 from mmtune.outputs import atomic_open, check_outputs
 
@@ -34,14 +34,12 @@ class Submission:
 
 def read_submission_rows(path: Path, known: Sequence[str] | None) -> Submission:
     """(id, label) rows of a prediction CSV; the `label` column is the decision (argmax or a rule's)."""
-    fields, table = read_csv_table(path)
+    fields, table = read_table(path, "prediction file", id_column="id")
     if not {"id", "label"} <= set(fields):
         raise InputError(f"{path}: expected columns id,label (a prediction file)")
     allowed = list(known) if known else [name[2:] for name in fields if name.startswith("p_")]
     ids, labels, seen = [], [], set()
     for where, row in table:
-        if not row["id"]:
-            raise InputError(f"{where}: empty id")
         if row["id"] in seen:
             raise InputError(f"{where}: id '{row['id']}' appears twice")
         if allowed and row["label"] not in allowed:

@@ -78,7 +78,7 @@ def test_reported_kinds_keep_the_post_in_both_modes(faulty_vimmsd, kind):
     post_id = next(i for i, kinds in faulty_vimmsd.expected.items() if kind in kinds)
     source = json.loads(faulty_vimmsd.json.read_text(encoding="utf-8"))
     path = faulty_vimmsd.root / "single.json"
-    path.write_text(json.dumps({post_id: source[post_id]}, ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps({post_id: source[post_id]}), encoding="utf-8")
     for mode in ("skip", "error"):
         loaded = load_posts(path, faulty_vimmsd.images, DataConfig(on_bad_row=mode), labels=SARCASM)
         assert [p.id for p in loaded.posts] == [post_id]

@@ -6,11 +6,14 @@ Each is refused when the config is read, before any work: exit 2 and one line na
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import typing
+from types import SimpleNamespace
 
 import pytest
+from PIL import Image
 
 from mmtune.config import Config, describe_schema, load_config
 from mmtune.errors import InputError
@@ -109,7 +112,7 @@ def test_merge_keys_and_a_few_aliases_still_work(tmp_path):
         ("a..b=1", r"override 'a\.\.b=1': expected section\.key=value"),
         ("=1", r"expected section\.key=value"),
         ("seed", r"expected section\.key=value"),
-        ("seed=", r"'seed' must be int, got null"),
+        ("seed=", r"'seed' must be a whole number, got null$"),
         ("train=3", r"'train' must be a mapping"),
         ("train.lr=1" + "0" * 400, r"'train\.lr' is too large"),
         ("name=!!python/object:os.system", None),  # not YAML here: the text as typed is the run name
@@ -147,7 +150,7 @@ def test_override_numbers_yaml_reads_as_text_are_numbers():
         ("train.epochs=-3", r"'train\.epochs' must be >= 1, got -3"),
         ("train.epochs=0", r"'train\.epochs' must be >= 1, got 0"),
         ("train.warmup_ratio=-1", r"'train\.warmup_ratio' must be in \[0, 1\]"),
-        ("train.head_lr=.nan", r"'train\.head_lr' must be a finite number, got nan"),
+        ("train.head_lr=.nan", r"'train\.head_lr' must be a finite number, got NaN$"),
         ("train.lr=.inf", r"'train\.lr' must be a finite number"),
         ("train.weight_decay=-.inf", r"'train\.weight_decay' must be a finite number"),
         ("train.lr=nan", r"'train\.lr' must be a finite number"),
@@ -279,8 +282,8 @@ def test_epochs_out_of_range_exits_2_before_any_work(tmp_path):
         ('data.columns.extra_text=[ocr, ""]', r"'data\.columns\.extra_text\[1\]' must not be empty"),
         ('output_dir=""', r"'output_dir' must not be empty"),
         ("data.labels=[not-sarcasm,not-sarcasm,image-sarcasm]", r"'data\.labels' lists 'not-sarcasm' twice"),
-        ("data.labels=[1,2]", r"'data\.labels\[0\]' must be text, got int 1"),
-        ("data.labels=[a, .nan]", r"'data\.labels\[1\]' must be text, got float nan"),
+        ("data.labels=[1,2]", r"'data\.labels\[0\]' must be text, got a number \(1\) \(quote it in YAML\)$"),
+        ("data.labels=[a, .nan]", r"'data\.labels\[1\]' must be text, got NaN \(quote it in YAML\)$"),
         ("data.labels=[a, null]", r"'data\.labels\[1\]' must be text, got null"),
         ("data.labels=[]", r"'data\.labels' must not be empty"),
         ('data.labels=[a, ""]', r"'data\.labels\[1\]' must not be empty"),
@@ -334,3 +337,101 @@ def test_bad_metric_exits_2_before_training(tmp_path):
     result = run_mmtune("train", write(tmp_path, f"output_dir: {tmp_path / 'run'}\n"), "train.metric=bogus")
     assert_one_line_error(result, "train.metric")
     assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# data.image.max_bytes reaches every place that loads an image, not only the checks
+
+
+@pytest.fixture
+def big_image(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(path)
+    return path
+
+
+def capped(max_bytes: int) -> Config:
+    return dataclasses.replace(Config(), data=dataclasses.replace(
+        Config().data, image=dataclasses.replace(Config().data.image, max_bytes=max_bytes)))
+
+
+def test_every_image_loader_honours_data_image_max_bytes(tmp_path, big_image):
+    # torch and transformers behind these: imported by these tests only
+    from mmtune.data.images import ImageError
+    from mmtune.data.post import Post
+    from mmtune.evaluation.report import _thumbnail
+    from mmtune.generative.trainer_setup import _open
+    from mmtune.models.vilt import ViltClassifier
+    from mmtune.models.vlm_inputs import VlmInputs
+
+    size = big_image.stat().st_size
+    cfg, roomy = capped(size - 1), capped(size)
+    post = Post(id="1", images=(big_image,), text="x")
+    loaders = {
+        "vilt": lambda c: ViltClassifier._image(SimpleNamespace(cfg=c, augmenter=None, flip_images=False),
+                                                big_image, None),
+        "vlm": lambda c: VlmInputs._images(SimpleNamespace(cfg=c, augmenter=None, flip_images=False), post, None),
+    }
+    for name, load in loaders.items():
+        with pytest.raises(ImageError, match=rf"{size} bytes > data.image.max_bytes={size - 1}"):
+            load(cfg)
+        assert load(roomy), name
+    with pytest.raises(InputError, match=rf"big\.png: unreadable image \({size} bytes > data.image.max_bytes"):
+        _open(str(big_image), 10**8, 32, size - 1)
+    assert _thumbnail(post, cfg.data.image) is None
+    assert _thumbnail(post, roomy.data.image).startswith("data:image/jpeg;base64,")
+
+
+def test_chat_data_is_read_with_the_configured_image_cap(tmp_path, big_image):
+    from mmtune.generative.sft import read_chat_splits
+
+    data = tmp_path / "c.jsonl"
+    row = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    data.write_text(json.dumps({**row, "images": [big_image.name]}) + "\n" + json.dumps(row) + "\n",
+                    encoding="utf-8")
+    cfg = capped(big_image.stat().st_size - 1)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(data), train_images=str(tmp_path)))
+    splits = read_chat_splits(cfg)
+    assert dict(splits.train.skipped) == {"unreadable_image": 1} and len(splits.train.rows) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Messages name values in YAML/JSON words, never by Python type
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("- a\n- b\n", "a config must be a mapping of sections, got a list"),
+        ("train: [1, 2]\n", "'train' must be a mapping, got a list"),
+        ("seed: {a: 1}\n", "'seed' must be a whole number, got an object"),
+        ("seed: 3.5\n", "'seed' must be a whole number, got a number (3.5)"),
+        ("name: [x]\n", "'name' must be text, got a list"),
+        ("train:\n  lr: abc\n", "'train.lr' must be a number, got text 'abc'"),
+        ("train:\n  lr: true\n", "'train.lr' must be a number, got true"),
+        ("data:\n  labels: {a: 1}\n", "'data.labels' must be a list, got an object"),
+        ("data:\n  text:\n    nfc: 2\n", "'data.text.nfc' must be true or false, got a number (2)"),
+        ("data:\n  text:\n    urls: 2024-01-01\n", "'data.text.urls' must be one of 'keep', 'token', 'drop', got "
+                                                  "the value '2024-01-01'"),
+        (f"seed: {'9' * 100}x\n", f"'seed' must be a whole number, got text '{'9' * 36}..."),  # shown short
+    ],
+)
+def test_config_messages_never_name_a_python_type(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    error = str(info.value)
+    assert error.startswith(f"{path}: ") and message in error, error
+    assert not re.search(r"\b(dict|str|int|float|bool|NoneType|date)\b", error), error
+
+
+def test_a_lone_surrogate_in_a_config_value_is_refused_naming_the_key(tmp_path):
+    # YAML's "\ud800" escape, or a byte that is not UTF-8 in an override (Python's argv gives it as \udce9).
+    path = write(tmp_path, 'data:\n  labels: ["a\\ud800", "b"]\n')
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path}: 'data.labels[0]' is 'a\\ud800', not valid Unicode "
+                               "(a lone surrogate \\ud800 at character 2)")
+    line = assert_one_line_error(run_mmtune("config", "--config", write(tmp_path, "seed: 1\n", "ok.yaml"),
+                                            os.fsdecode(b"name=caf\xe9")), "'name' is 'caf\\udce9', not valid Unicode")
+    assert "Traceback" not in line

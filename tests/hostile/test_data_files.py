@@ -5,6 +5,7 @@ the config key), or a named fault for that post; no row disappears without being
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,14 +16,16 @@ import pytest
 from PIL import Image
 
 from mmtune.cli import main
-from mmtune.config import ChatConfig, ColumnsConfig, DataConfig, TextConfig, load_config
+from mmtune.config import ChatConfig, ColumnsConfig, Config, DataConfig, TextConfig, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import read_folds
 from mmtune.data.labels import infer_labels
 from mmtune.data.readers import iter_records
 from mmtune.data.text import TextNormalizer
 from mmtune.errors import InputError
+from mmtune.evaluation.report import _posts_by_id
 from mmtune.generative.chat_data import ReadRequest, read_rows
+from mmtune.models.feature_cache import file_digest as cache_digest
 from mmtune.training.run import train
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
 from tests.hostile.deadline import within
@@ -424,3 +427,109 @@ def test_predict_without_a_usable_post_writes_nothing(capsys, tmp_path, demo_sma
     assert f"{odd}: no usable post, all 3 skipped: unknown_label 3 [e.g. post " in line
     assert "'weird' is not in data.labels" in line
     assert not out.exists()
+
+
+# ---- lone surrogates: valid JSON escapes, invalid Unicode ----------------------------------------------------
+
+
+def write_posts(path: Path, posts: list[dict]) -> Path:
+    """ASCII escapes, so a lone surrogate reaches the file as `\\ud800` (it has no UTF-8 form)."""
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(post) + "\n" for post in posts), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(posts), encoding="utf-8")
+    return path
+
+
+GOOD = {"id": "2", "image": "b.jpg", "caption": "y", "label": "cat"}
+
+
+@pytest.mark.parametrize("name", ["d.json", "d.jsonl"])
+def test_an_id_with_a_lone_surrogate_is_refused_naming_the_row(tmp_path, name):
+    path = write_posts(tmp_path / name, [{"id": "1\ud800", "image": "a.jpg", "caption": "x"}, GOOD])
+    error = reader_error(path)
+    assert error.endswith(": the id '1\\ud800' is not valid Unicode (a lone surrogate \\ud800 at character 2)")
+    error.encode("utf-8")
+    keyed = tmp_path / "k.json"
+    keyed.write_text(json.dumps({"\udc80": {"image": "a.jpg", "caption": "x"}}), encoding="utf-8")
+    assert reader_error(keyed) == (f"{keyed}: post '\\udc80': the id '\\udc80' is not valid Unicode "
+                                   "(a lone surrogate \\udc80 at character 1)")
+
+
+def test_a_label_with_a_lone_surrogate_is_a_bad_label_and_inspect_writes_its_json(tmp_path, images, capsys):
+    path = write_posts(tmp_path / "d.json", [{"id": "1", "image": "a.jpg", "caption": "x", "label": "l\ud800"}, GOOD])
+    loaded = load_posts(path, images, DataConfig())
+    assert [(f.id, f.kind, f.detail) for f in loaded.faults] == [
+        ("1", "bad_label", "'label' is 'l\\ud800', not valid Unicode (a lone surrogate \\ud800 at character 2)")]
+    assert loaded.skipped == {"1": "bad_label"} and [p.id for p in loaded.posts] == ["2"]
+    # Was a UnicodeEncodeError traceback while writing the audit JSON.
+    out = tmp_path / "audit.json"
+    assert main(["inspect", str(path), "--images", str(images), "--json", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["fault_counts"] == {"bad_label": 1} and report["bad_posts"] == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_caption_with_a_lone_surrogate_is_a_named_fault_and_the_text_is_repaired(tmp_path, images):
+    post = {"id": "1", "image": "a.jpg", "caption": "hay qu\u00e1 \ud83d", "ocr": "\udc00x", "label": "cat"}
+    path = write_posts(tmp_path / "d.jsonl", [post, GOOD])
+    cfg = DataConfig(columns=ColumnsConfig(extra_text=["ocr"]))
+    loaded = load_posts(path, images, cfg)
+    assert [(f.id, f.kind, f.detail) for f in loaded.faults] == [
+        ("1", "invalid_unicode", "'caption' has a lone surrogate (\\ud83d at character 9); 'ocr' has a lone "
+                                 "surrogate (\\udc00 at character 1), not valid Unicode: replaced by U+FFFD")]
+    first = loaded.posts[0]
+    assert (first.text, first.extra) == ("hay qu\u00e1 \ufffd", {"ocr": "\ufffdx"})
+    first.text.encode("utf-8")
+    with pytest.raises(InputError, match=r"post '1' \(row 1\): invalid_unicode: 'caption' has a lone surrogate"):
+        load_posts(path, images, DataConfig(on_bad_row="error", bad_faults=["invalid_unicode"]))
+
+
+def test_an_image_name_with_a_lone_surrogate_is_refused_unopened(tmp_path, images):
+    path = write_posts(tmp_path / "d.json", [{"id": "1", "image": "a\udc80.jpg", "caption": "x"}, GOOD])
+    loaded = load_posts(path, images, DataConfig())
+    assert loaded.skipped == {"1": "unsafe_path"}
+    assert loaded.faults[0].detail == ("image name 'a\\udc80.jpg' is not valid Unicode "
+                                       "(a lone surrogate \\udc80 at character 2); refused")
+
+
+def test_chat_data_with_a_lone_surrogate_is_a_bad_row(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(chat(answer="ch\u00e0o \ud83d")) + "\n" + json.dumps(chat()) + "\n", encoding="utf-8")
+    result = read_chat(path)
+    assert dict(result.skipped) == {"invalid_unicode": 1} and len(result.rows) == 1
+    expected = "c.jsonl line 1: 'ch\u00e0o \\ud83d' (\\ud83d at character 6): a lone surrogate, not valid Unicode"
+    with pytest.raises(InputError, match=re.escape(expected) + "$"):
+        read_chat(path, on_bad_row="error")
+    # A row's id key is only its name in messages, shown escaped: a repeat of it is still named.
+    keyed = tmp_path / "c.json"
+    keyed.write_text('{"\\ud800": ' + json.dumps(chat()) + ', "\\ud800": ' + json.dumps(chat()) + "}", encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape("c.json row '\\ud800': the id '\\ud800' repeats") + "$"):
+        read_chat(keyed, on_bad_row="error")
+
+
+def test_folds_with_every_post_skipped_names_the_file_and_why(capsys, tmp_path, images):
+    # Was "cv.folds=2 but ... 0 groups": the real cause is that no post was usable.
+    path = write_posts(tmp_path / "d.json", [{"id": str(i), "image": f"{c}.jpg", "caption": "x"} for i, c in
+                                             enumerate("abcd")])
+    line = cli(capsys, "folds", path, "--images", images, "--out", tmp_path / "f.csv", "-k", "2")
+    assert line == (f"mmtune: error: {path}: no usable post, all 4 skipped: unknown_label 4 "
+                    "[e.g. post '0': no label]")
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_a_report_gallery_without_usable_posts_says_why(tmp_path, images, caplog):
+    path = write_posts(tmp_path / "d.json", [{"id": "1", "image": "gone.jpg", "caption": "x", "label": "cat"}])
+    cfg = Config(data=DataConfig(train=str(path), train_images=str(images)))
+    with caplog.at_level("WARNING"):
+        assert _posts_by_id(cfg) == {}
+    assert (f"report gallery without thumbnails or captions: data.train ({path}): no usable post, all 1 skipped: "
+            "missing_image 1") in caplog.text
+
+
+def test_the_feature_cache_never_reads_a_fifo_or_device_as_an_image(tmp_path, images):
+    os.mkfifo(tmp_path / "f.jpg")  # was: read_bytes blocked forever (no writer) / read /dev/zero without end
+    (tmp_path / "z.jpg").symlink_to("/dev/zero")
+    assert within(10, lambda: cache_digest(tmp_path / "f.jpg")) == "unreadable:f.jpg"
+    assert within(10, lambda: cache_digest(tmp_path / "z.jpg")) == "unreadable:z.jpg"
+    assert cache_digest(images / "a.jpg") == hashlib.sha256((images / "a.jpg").read_bytes()).hexdigest()

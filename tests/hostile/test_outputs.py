@@ -12,8 +12,9 @@ import zipfile
 import numpy as np
 import pytest
 
+from mmtune.ensemble.inputs import read_gold_labels, read_prediction_file
 from mmtune.errors import InputError
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.predict import read_predictions, write_predictions
 from mmtune.export import SubmitRequest, results_json, submit
 from mmtune.outputs import atomic_open, check_outputs, write_text_atomic
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
@@ -333,13 +334,15 @@ def test_error_line_starts_on_a_line_of_its_own_after_a_live_progress_bar(capsys
 @pytest.mark.parametrize(
     ("content", "fragments"),
     [
-        (b"id,label\n1,not-sarcasm\n2,caf\xe9\n", ("p.csv", "not UTF-8 text (byte")),
-        (b'id,label\n1,"not-sarcasm\n2,not-sarcasm\n', ("p.csv:", "unreadable CSV")),
-        (b'id,label\n1,"not"-sarcasm\n', ("p.csv:2", "unreadable CSV")),
-        (b"id,label\n1,not-sarcasm,extra\n", ("p.csv:2", "3 fields, the header has 2")),
-        (b"id,label\n1\n", ("p.csv:2", "1 fields, the header has 2")),
+        (b"id,label\n1,not-sarcasm\n2,caf\xe9\n", ("p.csv", "not UTF-8 text: byte 0xe9 at line 3, byte offset 28")),
+        (b'id,label\n1,"not-sarcasm\n2,not-sarcasm\n', ("p.csv:2", "opened on line 2 runs on over line 3")),
+        (b'id,label\n1,"not-sarcasm\n', ("p.csv:2", "quoted field opened on line 2 is never closed")),
+        (b'id,label\n1,"not"-sarcasm\n', ("p.csv:2", "malformed CSV")),
+        (b"id,label\n1,not-sarcasm,extra\n", ("p.csv:2", "3 fields, but the header has 2 columns")),
+        (b"id,label\n1\n", ("p.csv:2", "1 fields, but the header has 2 columns")),
         (b"id,label,label\n1,a,b\n", ("p.csv", "column 'label' appears twice")),
-        (b"id,label\n1," + b"x" * 200_000 + b"\n", ("p.csv:", "unreadable CSV", "field larger than field limit")),
+        (b"id,label\n1," + b"x" * 200_000 + b"\n", ("p.csv:2", "a field of 200000 characters, over the 131072")),
+        (b"id,label\n 1,not-sarcasm\n \t,not-sarcasm\n", ("p.csv:3", "empty id")),
         (b",not-sarcasm\n", ("p.csv", "expected columns id,label")),
     ],
 )
@@ -348,6 +351,51 @@ def test_submit_hostile_prediction_files(tmp_path, content, fragments):
     preds.write_bytes(content)
     assert_one_line_error(run_mmtune("submit", preds, "--out", tmp_path / "r.zip"), *fragments)
     assert not (tmp_path / "r.zip").exists() and leftovers(tmp_path) == []
+
+
+# Every CSV mmtune reads goes through mmtune.data.csvfile: before, these readers gave a UnicodeDecodeError
+# traceback, "p_b must be a number, got None" for a short row, and let a runaway quote swallow rows.
+CSV_READERS = {"read_predictions": read_predictions, "read_prediction_file": read_prediction_file,
+               "read_gold_labels": read_gold_labels}
+
+
+@pytest.mark.parametrize("reader", list(CSV_READERS))
+@pytest.mark.parametrize(
+    ("header", "body", "message"),
+    [
+        (b"id,p_a,p_b", b"1,0.5,0.5\n2,caf\xe9,0.5\n", "x.csv: not UTF-8 text: byte 0xe9 at line 3, byte offset "),
+        (b"id,p_a,p_b", b"1,0.5,0.5\n2,0.5\n", "x.csv:3: 2 fields, but the header has 3 columns"),
+        (b"id,p_a,p_b", b'1,"0.5,0.5\n2,0.5,0.5\n3,0.5,0.5\n',
+         "x.csv:2: a quoted field opened on line 2 runs on over line 3"),
+        (b"id,p_a,p_b", b",0.5,0.5\n", "x.csv:2: empty id"),
+        (b"id,p_a,p_a", b"1,0.5,0.5\n", "x.csv: column 'p_a' appears twice in the header"),
+    ],
+)
+def test_every_csv_reader_checks_rows_strictly(tmp_path, reader, header, body, message):
+    path = tmp_path / "x.csv"
+    if reader == "read_gold_labels":
+        header = b"id,label,extra" if header.count(b"p_a") == 1 else b"id,label,label"
+    path.write_bytes(header + b"\n" + body)
+    with pytest.raises(InputError) as info:
+        CSV_READERS[reader](path)
+    expected = message.replace("'p_a'", "'label'") if reader == "read_gold_labels" else message
+    assert str(info.value).startswith(str(tmp_path / expected))
+
+
+def test_gold_labels_and_predictions_read_back(tmp_path):
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id,label\n1,a\n2,b\n", encoding="utf-8")
+    assert read_gold_labels(gold) == {"1": "a", "2": "b"}
+    gold.write_text("id,label\n1,a\n1,b\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"gold\.csv:3: id '1' appears twice"):
+        read_gold_labels(gold)
+    gold.write_text("id,gold\n1,a\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"gold\.csv: expected columns id,label \(gold labels\)"):
+        read_gold_labels(gold)
+    preds = tmp_path / "p.csv"
+    write_predictions(preds, ["1", "2"], np.array([[0.25, 0.75], [0.5, 0.5]]), ["a", "b"])
+    ids, probs, labels = read_predictions(preds)
+    assert (ids, labels) == (["1", "2"], ["a", "b"]) and np.allclose(probs, [[0.25, 0.75], [0.5, 0.5]])
 
 
 def test_ensemble_input_with_repeated_p_columns_or_empty_id(tmp_path):

@@ -130,7 +130,7 @@ def test_resume_with_a_changed_config_names_the_keys(demo_small, tiny_models, tm
     ("override", "message"),
     [("model.kind=bogus", "model.kind: unknown kind 'bogus'"),
      ("train.loss=hinge", "'train.loss' must be one of"),
-     ("train.epochs=many", "'train.epochs' must be int"),
+     ("train.epochs=many", "'train.epochs' must be a whole number, got text 'many'"),
      ("train.lrr=1", "unknown key 'train.lrr'")],
 )
 def test_bad_training_configs_exit_2_naming_the_key(demo_small, tiny_models, tmp_path, override, message):

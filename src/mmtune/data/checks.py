@@ -23,7 +23,7 @@ from mmtune.data.images import ImageError, ImageProbe, probe_image
 from mmtune.data.post import Post
 from mmtune.data.readers import Record, iter_records
 from mmtune.data.text import is_emoji_only, word_count
-from mmtune.errors import InputError
+from mmtune.errors import InputError, lone_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,11 @@ UNKNOWN_LABEL = "unknown_label"
 DUPLICATE_ID = "duplicate_id"
 UNSAFE_PATH = "unsafe_path"
 BAD_LABEL = "bad_label"
+INVALID_UNICODE = "invalid_unicode"
 
 FAULT_KINDS = (
     MISSING_IMAGE, UNREADABLE_IMAGE, FORMAT_MISMATCH, EXTREME_ASPECT, EMPTY_TEXT, EMOJI_ONLY_TEXT,
-    LONG_TEXT, MULTIPLE_IMAGES, UNKNOWN_LABEL, BAD_LABEL, DUPLICATE_ID, UNSAFE_PATH,
+    LONG_TEXT, MULTIPLE_IMAGES, UNKNOWN_LABEL, BAD_LABEL, DUPLICATE_ID, UNSAFE_PATH, INVALID_UNICODE,
 )
 BAD_BY_DEFAULT = frozenset({MISSING_IMAGE, UNREADABLE_IMAGE, UNKNOWN_LABEL, BAD_LABEL, DUPLICATE_ID, UNSAFE_PATH})
 # Posts whose images can be probed at the same time: PIL releases the GIL while decoding.
@@ -92,9 +93,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_image_name_chars(name: str) -> None:
-    """No NUL or other control character: no file is meant by such a name, and the OS may cut it short."""
+    """No NUL or other control character: no file is meant by such a name, and the OS may cut it short.
+    No lone surrogate either: the OS would take one for a raw byte of the name (or fail to encode it)."""
     if _CONTROL.search(name):
         raise UnsafePath(f"image name {name!r} contains a control character; refused")
+    if (bad := lone_surrogate(name)) is not None:
+        raise UnsafePath(f"image name {name!r} is not valid Unicode (a lone surrogate {bad}); refused")
 
 
 def _inside_name(name: str) -> PurePosixPath:
@@ -248,6 +252,8 @@ class RecordChecker:
         if first_row != record.row:
             faults.append(Fault(record.id, DUPLICATE_ID, f"row {record.row} repeats the id of row {first_row}"))
         faults += self._label_faults(record)
+        if record.text_problem is not None:
+            faults.append(Fault(record.id, INVALID_UNICODE, record.text_problem))
         faults += self._text_faults(record)
         if len(record.images) > 1:
             faults.append(Fault(record.id, MULTIPLE_IMAGES, f"{len(record.images)} images"))

@@ -4,6 +4,9 @@ Read through `mmtune.data.textfile` (strict UTF-8, line and byte offset in error
 they start on; a row must have the header's width; quoting is strict (`"a" b` is an error, not `a" b`);
 a quote that runs to the end of the file, or over a line that reads as a row of its own, names the
 line it was opened on. Fields may span lines inside quotes (captions do).
+
+`CsvRows` streams a file (data files, folds); `read_table` reads a small table whole (prediction files,
+gold labels), with rows by column name: every CSV mmtune reads goes through one of the two.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from pathlib import Path
 from mmtune.data.textfile import Line, iter_lines
 from mmtune.errors import InputError
 
+# A table's cells are ids, labels and numbers: a field this long is a runaway quote or not a table at all.
+TABLE_MAX_FIELD = 131_072
+
 
 class CsvRows:
     """The records of a CSV file with the line each starts on, every physical line accounted for.
@@ -26,10 +32,11 @@ class CsvRows:
     a row of its own (a missing closing quote that swallowed the rows after it).
     """
 
-    def __init__(self, path: Path, what: str = "data file") -> None:
-        # Captions with long OCR text exceed csv's default 128 KiB field limit.
+    def __init__(self, path: Path, what: str = "data file", max_field: int | None = None) -> None:
+        # Captions with long OCR text exceed csv's default 128 KiB field limit; `max_field` is checked here instead.
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
         self.path = path
+        self.max_field = max_field
         self._lines = iter_lines(path, what, split_cr=True)
         self._taken: list[Line] = []
         self._reader = csv.reader(self._feed(), strict=True)
@@ -63,12 +70,13 @@ class CsvRows:
                               "(it runs to the end of the file); is a closing quote missing?")
         return InputError(f"{self.path}:{start}: malformed CSV ({exc})")
 
-    def header(self) -> list[str]:
+    def header(self, strip: bool = True) -> list[str]:
+        """The column names; `strip=False` keeps them as written (a label with spaces names a `p_` column)."""
         first = self._next()
         if first is None:
             raise InputError(f"{self.path}: empty file (no header row)")
         self._width = len(first[1])
-        return [name.strip() for name in first[1]]
+        return [name.strip() for name in first[1]] if strip else first[1]
 
     def records(self, row_test: Callable[[list[str]], bool] | None = None) -> Iterator[tuple[int, list[str]]]:
         """(first line, fields) of every row after the header. A line inside a quoted field that splits into
@@ -81,6 +89,9 @@ class CsvRows:
             if len(fields) != self._width:
                 raise InputError(f"{self.path}:{start}: {len(fields)} fields, but the header has {self._width} "
                                  "columns")
+            if self.max_field is not None and (longest := max(map(len, fields), default=0)) > self.max_field:
+                raise InputError(f"{self.path}:{start}: a field of {longest} characters, over the "
+                                 f"{self.max_field} a cell of this file may hold")
             yield start, fields
 
     def _swallowed(self) -> InputError | None:
@@ -103,3 +114,22 @@ class CsvRows:
 
 def _any_row(fields: list[str]) -> bool:
     return True
+
+
+def read_table(path: str | Path, what: str = "CSV file", id_column: str | None = None
+               ) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
+    """The header and (`file:line`, row by column name) pairs of a small CSV table, read strictly (`CsvRows`,
+    cells up to TABLE_MAX_FIELD). A column named twice, and with `id_column` an empty id, name the file/line."""
+    path = Path(path)
+    rows = CsvRows(path, what, max_field=TABLE_MAX_FIELD)
+    header = rows.header(strip=False)
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: column '{repeated[0]}' appears twice in the header")
+    table = []
+    for line, fields in rows.records():
+        row = dict(zip(header, fields))
+        if id_column is not None and id_column in row and not row[id_column].strip():
+            raise InputError(f"{path}:{line}: empty id")
+        table.append((f"{path}:{line}", row))
+    return header, table

@@ -9,9 +9,7 @@ Folds are data: `folds.csv` (id,fold) is written once and read by every later ru
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from mmtune.data.csvfile import CsvRows
 from mmtune.data.post import Post
 from mmtune.data.text import caption_key
-from mmtune.data.textfile import open_regular
+from mmtune.data.textfile import file_digest
 from mmtune.errors import InputError
 from mmtune.outputs import atomic_open
 
@@ -43,15 +41,6 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def file_digest(path: Path) -> str | None:
-    """sha256 of a regular file's bytes; None for anything that cannot be read (a FIFO is never opened)."""
-    try:
-        with os.fdopen(open_regular(path), "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except (OSError, ValueError):
-        return None
 
 
 def group_ids(posts: Sequence[Post], group_by: Sequence[str] = ("caption", "image")) -> np.ndarray:

@@ -24,8 +24,9 @@ from mmtune.data.textfile import (
     iter_lines,
     loads,
     read_text,
+    replace_surrogates,
 )
-from mmtune.errors import InputError
+from mmtune.errors import InputError, lone_surrogate, shown
 
 FORMATS_BY_SUFFIX = {".json": "vimmsd", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 
@@ -42,6 +43,7 @@ class Record:
     label: str | None = None
     has_image_field: bool = True
     label_problem: str | None = None  # a label that is not text (3, NaN, true, a list): the post's bad_label fault
+    text_problem: str | None = None  # text fields with lone surrogates (replaced): the post's invalid_unicode fault
 
 
 def detect_format(path: Path, fmt: str = "auto") -> str:
@@ -98,13 +100,13 @@ def _iter_jsonl(path: Path, columns: ColumnsConfig) -> Iterator[Record]:
 def _record_from_mapping(
     path: Path, row: int, value: Any, columns: ColumnsConfig, default_id: str | None
 ) -> Record:
-    where = f"{path}: post '{default_id}'" if default_id is not None else f"{path}: row {row}"
+    where = f"{path}: post '{shown(default_id)}'" if default_id is not None else f"{path}: row {row}"
     if isinstance(value, RepeatedKeys):
-        raise InputError(f"{where}: the key '{value.repeated}' appears twice in the post; which one counts?")
+        raise InputError(f"{where}: the key '{shown(value.repeated)}' appears twice in the post; which one counts?")
     if not isinstance(value, dict):
         raise InputError(f"{where}: expected an object with the post's fields, got {describe(value)}")
     if (nested := first_repeated_key(value)) is not None:
-        raise InputError(f"{where}: the key '{nested}' appears twice in one object")
+        raise InputError(f"{where}: the key '{shown(nested)}' appears twice in one object")
     post_id = default_id
     if post_id is None:
         if columns.id not in value or value[columns.id] is None:
@@ -112,17 +114,24 @@ def _record_from_mapping(
         post_id = _scalar_text(value[columns.id], where, columns.id)
     if not post_id.strip():
         raise InputError(f"{where}: empty id")
+    if (bad := lone_surrogate(post_id)) is not None:
+        raise InputError(f"{where}: the id '{shown(post_id)}' is not valid Unicode (a lone surrogate {bad})")
     images = _image_names(value.get(columns.image), where, columns.image)
     label, label_problem = _label(value.get(columns.label), columns.label)
+    fields = {name: _scalar_text(value.get(name), where, name) for name in (columns.text, *columns.extra_text)}
+    problems = [f"'{name}' has a lone surrogate ({bad})" for name, text in fields.items()
+                if (bad := lone_surrogate(text)) is not None]
+    fields = {name: replace_surrogates(text) for name, text in fields.items()}
     return Record(
         row=row,
         id=post_id,
         images=images,
-        text=_scalar_text(value.get(columns.text), where, columns.text),
-        extra={name: _scalar_text(value.get(name), where, name) for name in columns.extra_text},
+        text=fields[columns.text],
+        extra={name: fields[name] for name in columns.extra_text},
         label=label,
         has_image_field=columns.image in value,
         label_problem=label_problem,
+        text_problem="; ".join(problems) + ", not valid Unicode: replaced by U+FFFD" if problems else None,
     )
 
 
@@ -150,6 +159,8 @@ def _label(value: Any, key: str) -> tuple[str | None, str | None]:
     if value is None:
         return None, None
     if isinstance(value, str):
+        if (bad := lone_surrogate(value)) is not None:
+            return None, f"'{key}' is '{shown(value)}', not valid Unicode (a lone surrogate {bad})"
         return value.strip() or None, None
     return None, f"'{key}' is {describe(value)}, not text: labels are strings"
 

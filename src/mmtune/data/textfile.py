@@ -10,6 +10,7 @@ is a `JsonError`, like any syntax error.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mmtune.errors import InputError
+from mmtune.errors import SURROGATE, InputError, lone_surrogate, shown
+from mmtune.errors import describe as describe_value
 
 BOM = b"\xef\xbb\xbf"
 # Every line end the csv module splits on: a lone CR (old Mac files) ends a line as well.
@@ -81,6 +83,15 @@ def open_regular(path: Path) -> int:
 
 class IsNotRegular(OSError):
     """`open_regular` met a FIFO, device, socket or folder; the message says which."""
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a regular file's bytes; None for anything that cannot be read (a FIFO is never opened)."""
+    try:
+        with os.fdopen(open_regular(path), "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except (OSError, ValueError):
+        return None
 
 
 def _open_file(path: Path, what: str) -> BinaryIO:
@@ -226,20 +237,35 @@ def first_repeated_key(value: Any) -> str | None:
     return None
 
 
+# ---- lone surrogates: JSON escapes (`"\\ud83d"`, half an emoji cut off) that are no character ----------------
+
+def replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD (the replacement character)."""
+    return SURROGATE.sub("\ufffd", text)
+
+
+def first_lone_surrogate(value: Any) -> str | None:
+    """The first text (a key or a value) inside `value` with a lone surrogate, shown with where it is."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if (where := lone_surrogate(item)) is not None:
+                return f"'{shown(item[:40])}' ({where})"
+        elif isinstance(item, RepeatedKeys):
+            stack.extend(reversed([part for pair in item.pairs for part in pair]))
+        elif isinstance(item, dict):
+            stack.extend(reversed([part for pair in item.items() for part in pair]))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return None
+
+
 def describe(value: Any) -> str:
-    """A JSON value's kind in words, for messages (never a Python type name)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A JSON value in words, for messages (never a Python type name): `mmtune.errors.describe`, plus the
+    parser's own values (`NaN` as written, an object with a repeated key)."""
     if isinstance(value, NonFinite):
         return value.token
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, (dict, RepeatedKeys)):
+    if isinstance(value, RepeatedKeys):
         return "an object"
-    return "an unknown value"
+    return describe_value(value)

@@ -3,7 +3,6 @@ scored on the held-out demo test split against the best single fold (chosen by i
 
 from __future__ import annotations
 
-import csv
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from mmtune.config import Config
 from mmtune.ensemble.cv import fold_dir, run_cv
-from mmtune.ensemble.inputs import Predictions, read_prediction_file
+from mmtune.ensemble.inputs import Predictions, read_gold_labels, read_prediction_file
 from mmtune.ensemble.run import EnsembleRequest, run_ensemble
 from mmtune.errors import InputError
 from mmtune.evaluation.metrics import evaluate_probs
@@ -27,11 +26,6 @@ DEMO_FOLDS = 5
 # The demo head's validation curves flatten by epoch 10 (demo-runs/cv/report.html): folds stop at 12
 # so that 5 folds add about a minute to the demo on 2 cores.
 DEMO_CV_EPOCHS, DEMO_CV_PATIENCE = 12, 4
-
-
-def read_gold(path: Path) -> dict[str, str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return {row["id"]: row["label"] for row in csv.DictReader(handle)}
 
 
 def held_out_score(pred: Predictions, gold: dict[str, str]) -> dict[str, Any]:
@@ -55,7 +49,7 @@ def cv_workflow(cfg: Config, test_gold: Path, cv_dir: Path, folds: int = DEMO_FO
         raise InputError(f"{cv_dir}: the demo cv stopped early ({result.stopped})")
     ensemble = run_ensemble(EnsembleRequest(inputs=[cv_dir], out=cv_dir / "ensemble.csv", method="mean",
                                             calibrate="auto"))
-    gold = read_gold(test_gold)
+    gold = read_gold_labels(test_gold)
     per_fold = {k: held_out_score(read_prediction_file(fold_dir(cv_dir, k) / "test_predictions.csv"), gold)
                 for k in result.folds}
     best_fold = max(result.folds, key=lambda k: result.summary["macro_f1"]["folds"][str(k)])

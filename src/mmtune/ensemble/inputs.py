@@ -6,7 +6,6 @@ ensemble of rows that do not belong together would look fine and score nonsense.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtune.data.csvfile import read_table
 from mmtune.errors import InputError
 
 
@@ -43,37 +43,23 @@ def gold_indices(gold: list[str] | None, labels: list[str], path: Path) -> np.nd
     return np.array([index[g] for g in gold], dtype=int)
 
 
-def read_csv_table(path: str | Path, what: str = "prediction file") -> tuple[list[str], list[tuple[str, dict]]]:
-    """The header and (`file:line`, row) pairs of a CSV file. Bytes that are not UTF-8, broken quoting, a
-    repeated column and rows with more or fewer fields than the header exit 2 naming the file and line."""
+def read_gold_labels(path: str | Path) -> dict[str, str]:
+    """id -> gold label of a CSV with columns id,label (the demo's held-out test labels)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, strict=True)
-            header = next(reader, [])
-            repeated = sorted({name for name in header if header.count(name) > 1})
-            if repeated:
-                raise InputError(f"{path}: column '{repeated[0]}' appears twice in the header")
-            rows = []
-            for record in reader:
-                if not record:
-                    continue  # a blank line
-                if len(record) != len(header):
-                    raise InputError(f"{path}:{reader.line_num}: {len(record)} fields, the header has {len(header)}")
-                rows.append((f"{path}:{reader.line_num}", dict(zip(header, record))))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        # The line the reader had reached: where a bad quote ends, or the end of the file for one never closed.
-        raise InputError(f"{path}:{reader.line_num}: unreadable CSV ({exc})") from None
-    return header, rows
+    fields, table = read_table(path, "gold label file", id_column="id")
+    if not {"id", "label"} <= set(fields):
+        raise InputError(f"{path}: expected columns id,label (gold labels)")
+    gold: dict[str, str] = {}
+    for where, row in table:
+        if row["id"] in gold:
+            raise InputError(f"{where}: id '{row['id']}' appears twice")
+        gold[row["id"]] = row["label"]
+    return gold
 
 
 def read_prediction_file(path: str | Path, need_gold: bool = False) -> Predictions:
     path = Path(path)
-    fields, table = read_csv_table(path)
+    fields, table = read_table(path, "prediction file", id_column="id")
     labels = [name[2:] for name in fields if name.startswith("p_")]
     if "id" not in fields or len(labels) < 2:
         raise InputError(f"{path}: expected columns id,label,p_<label>... (at least two p_ columns)")
@@ -81,8 +67,6 @@ def read_prediction_file(path: str | Path, need_gold: bool = False) -> Predictio
         raise InputError(f"{path}: no gold column: fitting needs out-of-fold predictions (oof.csv)")
     ids, rows, gold, folds, seen = [], [], [], [], set()
     for where, row in table:
-        if not row["id"]:
-            raise InputError(f"{where}: empty id")
         if row["id"] in seen:
             raise InputError(f"{where}: id '{row['id']}' appears twice")
         seen.add(row["id"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtune.ensemble.inputs import read_prediction_file
 from mmtune.outputs import atomic_open
 
 
@@ -34,12 +35,6 @@ def write_predictions(path: str | Path, ids: Sequence[str], probs: np.ndarray, l
 
 
 def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, list[str]]:
-    """ids, [N, K] probabilities, labels (from the p_ columns)."""
-    with Path(path).open("r", encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        labels = [name[2:] for name in reader.fieldnames or [] if name.startswith("p_")]
-        ids, rows = [], []
-        for row in reader:
-            ids.append(row["id"])
-            rows.append([float(row[f"p_{label}"]) for label in labels])
-    return ids, np.array(rows, dtype=np.float64).reshape(len(ids), len(labels)), labels
+    """ids, [N, K] probabilities, labels (from the p_ columns), read with the ensemble's row checks."""
+    pred = read_prediction_file(path)
+    return pred.ids, pred.probs, pred.labels

@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from mmtune.config import Config, load_config
+from mmtune.config import Config, ImageConfig, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.images import load_image
 from mmtune.data.post import Post
@@ -131,26 +131,27 @@ def _posts_by_id(cfg: Config) -> dict[str, Post]:
     """The validated posts (data.val when the run had one, else data.train, whose folds were validated), for
     thumbnails and captions; a report without them still renders."""
     data = cfg.data
+    key = "data.val" if data.val else "data.train"
     path, images = (data.val, data.val_images or data.train_images) if data.val else (data.train, data.train_images)
     try:
-        posts = load_posts(path, images, data, labels=data.labels).posts
+        posts = load_posts(path, images, data, labels=data.labels).require_posts(key)
     except InputError as exc:
         log.warning(f"report gallery without thumbnails or captions: {exc}")
         return {}
     return {post.id: post for post in posts}
 
 
-def _thumbnail(post: Post | None, max_pixels: int) -> str | None:
+def _thumbnail(post: Post | None, image: ImageConfig) -> str | None:
     if post is None or not post.images:
         return None
     try:
-        image = load_image(post.images[0], max_pixels, min_size=THUMB_SIDE)
+        picture = load_image(post.images[0], image.max_pixels, min_size=THUMB_SIDE, max_bytes=image.max_bytes)
     except Exception as exc:  # why: a broken picture must not stop the report; the cell says so instead
         log.debug(f"no thumbnail for post {post.id}: {exc}")
         return None
-    image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    picture.thumbnail((THUMB_SIDE, THUMB_SIDE))
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=80)
+    picture.save(buffer, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -170,7 +171,7 @@ def gallery_rows(data: ReportData, limit: int) -> tuple[list[dict[str, Any]], in
             "gold_prob": float(data.preds.probs[row, data.targets[row]]),
             "probs": [float(p) for p in data.preds.probs[row]],  # in `labels` order: a label is never a JS key
             "fold": data.preds.folds[row] if data.preds.folds else None,
-            "text": post.text if post else "", "thumb": _thumbnail(post, data.cfg.data.image.max_pixels),
+            "text": post.text if post else "", "thumb": _thumbnail(post, data.cfg.data.image),
         })
     return rows, len(wrong)
 

@@ -33,12 +33,13 @@ from mmtune.data.textfile import (
     RepeatedKeys,
     check_file,
     describe,
+    first_lone_surrogate,
     first_repeated_key,
     iter_lines,
     loads,
     read_text,
 )
-from mmtune.errors import InputError
+from mmtune.errors import InputError, shown
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
         seen: set[str] = set()
         for key, value in pairs:
             # A repeated id is a bad row of its own, not a silent replacement of the first.
-            yield f"row '{key}'", value if key not in seen else _Unreadable("duplicate_id", f"the id '{key}' repeats")
+            repeat = _Unreadable("duplicate_id", f"the id '{shown(key)}' repeats")
+            yield f"row '{shown(key)}'", value if key not in seen else repeat
             seen.add(key)
     elif isinstance(data, list):
         yield from ((f"row {index}", value) for index, value in enumerate(data))
@@ -179,7 +181,10 @@ def _convert(record: Any, layout: str, request: ReadRequest) -> list[dict[str, A
     if isinstance(record, _Unreadable):
         raise BadRow(record.reason, record.error)
     if (repeated := first_repeated_key(record)) is not None:
-        raise BadRow("duplicate_key", f"the key '{repeated}' appears twice in one object; which one counts?")
+        raise BadRow("duplicate_key", f"the key '{shown(repeated)}' appears twice in one object; which one counts?")
+    if (invalid := first_lone_surrogate(record)) is not None:
+        # Text a tokenizer cannot take and no file can hold as UTF-8 (a JSON escape of half an emoji).
+        raise BadRow("invalid_unicode", f"{invalid}: a lone surrogate, not valid Unicode")
     if not isinstance(record, dict):
         raise BadRow("not_an_object", f"a row must be a JSON object, got {describe(record)}")
     if request.preference != (layout == "preference"):

@@ -41,7 +41,7 @@ def read_chat_splits(cfg: Config, preference: bool = False) -> ChatSplits:
     def read(path: str, images: str | None) -> ChatRows:
         return read_rows(ReadRequest(Path(path), Path(images) if images else None, cfg.chat, cfg.data.columns,
                                      cfg.data.on_bad_row, preference=preference,
-                                     max_pixels=cfg.data.image.max_pixels))
+                                     max_pixels=cfg.data.image.max_pixels, max_bytes=cfg.data.image.max_bytes))
 
     train = read(cfg.data.train, cfg.data.train_images)
     val = read(cfg.data.val, cfg.data.val_images or cfg.data.train_images) if cfg.data.val else None
@@ -54,7 +54,7 @@ def datasets_for(splits: ChatSplits, cfg: Config) -> tuple[Any, Any]:
 
     def build(rows: ChatRows | None) -> Any:
         return None if rows is None else with_images(Dataset.from_list(rows.rows), cfg.data.image.max_pixels,
-                                                     cfg.model.vlm.image_size)
+                                                     cfg.model.vlm.image_size, cfg.data.image.max_bytes)
 
     return build(splits.train), build(splits.val)
 

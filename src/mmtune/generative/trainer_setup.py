@@ -146,20 +146,20 @@ def lora_config(cfg: Config, model: torch.nn.Module, modules_to_save: list[str] 
                       target_modules=targets, modules_to_save=modules_to_save, task_type="CAUSAL_LM")
 
 
-def with_images(dataset: Any, max_pixels: int, side: int) -> Any:
+def with_images(dataset: Any, max_pixels: int, side: int, max_bytes: int) -> Any:
     """Image paths become RGB images only when rows are read (safe loading, EXIF orientation applied), shrunk to
     `side` pixels on their longer side (model.vlm.image_size): a processor that sizes its tokens by the pixels
     (Qwen2-VL) would otherwise spend thousands of tokens on a phone photo and hit chat.max_length."""
     def load(batch: dict[str, list]) -> dict[str, list]:
-        batch["images"] = [[_open(path, max_pixels, side) for path in paths] for paths in batch["images"]]
+        batch["images"] = [[_open(path, max_pixels, side, max_bytes) for path in paths] for paths in batch["images"]]
         return batch
 
     return dataset.with_transform(load)
 
 
-def _open(path: str, max_pixels: int, side: int) -> Any:
+def _open(path: str, max_pixels: int, side: int, max_bytes: int) -> Any:
     try:
-        return load_within(Path(path), max_pixels, side)
+        return load_within(Path(path), max_pixels, side, max_bytes=max_bytes)
     except (ImageError, OSError) as error:
         raise InputError(f"{path}: unreadable image ({error})") from None
 

@@ -37,6 +37,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from mmtune.data.textfile import file_digest as regular_file_digest
+
 log = logging.getLogger(__name__)
 
 _SHARD_GLOB = "shard-*.safetensors"
@@ -51,11 +53,9 @@ def text_key(text: str) -> str:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, or a marker for a missing/unreadable file (it still gets a stable key)."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return f"unreadable:{Path(path).name}"
+    """sha256 of a regular file's bytes, or a marker for a missing/unreadable one or a FIFO/device (never read
+    whole: it could block or never end); the marker still gives a stable key."""
+    return regular_file_digest(path) or f"unreadable:{Path(path).name}"
 
 
 def image_key(digests: Iterable[str]) -> str:

@@ -126,7 +126,7 @@ class ViltClassifier(nn.Module):
         return batch
 
     def _image(self, path: Any, rng: np.random.Generator | None) -> Image.Image:
-        image = load_image(path, self.cfg.data.image.max_pixels)
+        image = load_image(path, self.cfg.data.image.max_pixels, max_bytes=self.cfg.data.image.max_bytes)
         if rng is not None and self.augmenter is not None:
             image = self.augmenter(image, rng)
         if self.flip_images:

@@ -163,7 +163,7 @@ class VlmInputs:
         side = self.cfg.model.vlm.image_size
         images = []
         for path in post.images[: self.cfg.model.vlm.max_images]:
-            image = load_within(path, self.cfg.data.image.max_pixels, side)
+            image = load_within(path, self.cfg.data.image.max_pixels, side, max_bytes=self.cfg.data.image.max_bytes)
             if rng is not None and self.augmenter is not None:
                 image = self.augmenter(image, rng)
             if self.flip_images:
