@@ -21,7 +21,7 @@ from rich.text import Text
 from mmtune import __version__
 from mmtune.cli_args import bounded_int, seed
 from mmtune.cli_workflow import add_commands as add_workflow_commands
-from mmtune.config import Config, describe_schema, load_config, to_dict
+from mmtune.config import Config, describe_schema, load_config, load_saved_config, to_dict
 from mmtune.errors import InputError
 from mmtune.generative.cli import add_commands as generative_commands
 from mmtune.models.sources import check_config_models
@@ -290,7 +290,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not args.data.is_file():
         raise InputError(f"{args.data}: data file not found" if not args.data.exists() else f"{args.data}: not a file")
     if (args.run_dir / "config.yaml").is_file():  # the models the run was trained from are still there
-        check_config_models(load_config(args.run_dir / "config.yaml"))
+        check_config_models(load_saved_config(args.run_dir / "config.yaml"))
     from mmtune.training.run import predict  # torch and transformers: only once the paths are known to be sound
 
     out = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)

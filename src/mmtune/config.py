@@ -669,7 +669,28 @@ def flat_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    """The resolved config, every section and key written out; replaced whole, never left half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_saved_config(path: str | Path) -> Config:
+    """A run folder's config.yaml: as `load_config`, and refused when it was cut short.
+
+    Why: `save_config` writes every section, the last one whole; a copy cut short still parses as YAML
+    and would silently fill the lost keys with defaults that do not match the run's weights."""
+    raw = _read_yaml(Path(path))
+    sections = [f.name for f in dataclasses.fields(Config)]
+    missing = [name for name in sections if name not in raw]
+    last, last_type = sections[-1], typing.get_type_hints(Config)[sections[-1]]
+    if not missing and isinstance(raw[last], dict):
+        missing = [f"{last}.{f.name}" for f in dataclasses.fields(last_type) if f.name not in raw[last]]
+    if missing:
+        raise InputError(f"{path}: cut short or not written by mmtune ('{missing[0]}' is missing); "
+                         "copy the run folder again")
+    return build(Config, raw, source=str(path))
 
 
 def _field_doc(f: dataclasses.Field) -> str:

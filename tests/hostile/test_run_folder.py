@@ -165,6 +165,25 @@ def test_predict_after_labels_reordered_in_config_yaml_is_refused(run, demo_smal
         _predict(run_dir, demo_small, tmp_path)
 
 
+@pytest.mark.parametrize("keep", [0.2, 0.5, 0.9, 0.99])
+def test_predict_and_resume_refuse_a_config_yaml_cut_short(run, demo_small, tmp_path, keep):
+    run_dir, config = run
+    _cut(run_dir / "config.yaml", keep)  # still YAML: the lost keys would silently become defaults
+    with pytest.raises(InputError, match=r"config.yaml: cut short or not written by mmtune"):
+        _predict(run_dir, demo_small, tmp_path)
+    with pytest.raises(InputError, match=r"config.yaml: cut short or not written by mmtune"):
+        _resume(config)
+
+
+def test_an_empty_optimizer_pt_is_named_in_words(run):
+    run_dir, config = run
+    (run_dir / "last" / "optimizer.pt").write_bytes(b"")
+    with pytest.raises(InputError, match=r"last/optimizer.pt: not a checkpoint mmtune can load safely \((the file "
+                                         r"ends too early|[^)]*[a-z ]{12})") as caught:
+        _resume(config)
+    assert "Error" not in str(caught.value)
+
+
 def test_resume_with_config_and_weights_of_another_size_names_the_weights(run):
     run_dir, config = run
     _edit_config(run_dir, "model", "hidden_size", 8)  # the user resumes with the same edit: configs agree

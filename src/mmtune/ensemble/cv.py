@@ -91,10 +91,10 @@ def fold_config(cfg: Config, cv_dir: Path, fold: int, folds_path: Path) -> Confi
 
 def check_same_config(run_dir: Path, fold_cfg: Config) -> None:
     """Exit 2 naming every key in which a finished fold's config differs from this cv's (as `--resume` does)."""
-    from mmtune.config import load_config
+    from mmtune.config import load_saved_config
     from mmtune.training.run import check_resume
 
-    saved = load_config(run_dir / "config.yaml")
+    saved = load_saved_config(run_dir / "config.yaml")
     # What the fold's run filled in itself (label order, an automatic batch size) is not a difference.
     data = replace(fold_cfg.data, labels=fold_cfg.data.labels or saved.data.labels)
     train = fold_cfg.train

@@ -118,7 +118,9 @@ def _json_meta(meta: dict[str, str], key: str, path: Path) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, EOFError):
+        return "the file ends too early"
+    text = " ".join(str(exc).split()) or "unreadable"  # why: never a bare exception class name
     return text if len(text) <= 160 else text[:157] + "..."
 
 

@@ -18,7 +18,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from mmtune.config import Config, flat_dict, load_config, save_config
+from mmtune.config import Config, flat_dict, load_saved_config, save_config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import make_folds, read_folds, write_folds
 from mmtune.data.labels import infer_labels
@@ -108,7 +108,7 @@ def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
         return
     if not saved.exists():
         return
-    old, new = flat_dict(load_config(saved)), flat_dict(cfg)
+    old, new = flat_dict(load_saved_config(saved)), flat_dict(cfg)
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
     if changed:
@@ -135,7 +135,7 @@ def _train_in(run_dir: Path, cfg: Config, accelerator: Accelerator, resume: bool
     split = load_split(cfg, run_dir, write=accelerator.is_main_process)
     cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
     if resume and cfg.train.batch_size == 0 and (run_dir / "config.yaml").exists():
-        cfg = _with_batch_plan(cfg, load_config(run_dir / "config.yaml").train)  # found when the run started
+        cfg = _with_batch_plan(cfg, load_saved_config(run_dir / "config.yaml").train)  # found when the run started
     check_resume(run_dir, cfg, resume)
     log.info(f"{len(split.train)} training and {len(split.val)} validation posts, labels {split.labels}")
     set_seed(cfg.seed)
@@ -236,7 +236,7 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
     best = ckpt.resolve(run_dir / "best")
     if best is None:
         raise InputError(f"{run_dir}: no best/ checkpoint yet (the run has not evaluated once)")
-    cfg = load_config(config_path)
+    cfg = load_saved_config(config_path)
     labels = list(cfg.data.labels or [])
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
     classifier = build_model(cfg, labels)
