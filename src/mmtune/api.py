@@ -78,10 +78,12 @@ class Run:
 
 
 def fit(cfg: Config, resume: bool = False) -> Run:
-    """Train one run into cfg.output_dir (`mmtune train`)."""
+    """Train one run into cfg.output_dir (`mmtune train`); train.time_budget counts from this call."""
+    from mmtune.training.budget import budget_clock
     from mmtune.training.run import train
 
-    return Run(Path(cfg.output_dir), stopped=train(cfg, resume=resume))
+    with budget_clock():
+        return Run(Path(cfg.output_dir), stopped=train(cfg, resume=resume))
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -92,8 +94,11 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def cv(cfg: Config) -> CVResult:
-    """k-fold cross-validation into cfg.output_dir (`mmtune cv`)."""
-    return run_cv(cfg)
+    """k-fold cross-validation into cfg.output_dir (`mmtune cv`); train.time_budget counts from this call."""
+    from mmtune.training.budget import budget_clock
+
+    with budget_clock():
+        return run_cv(cfg)
 
 
 def ensemble(inputs: Sequence[str | Path], out: str | Path, method: str = "mean",

@@ -187,6 +187,25 @@ def test_a_cv_counts_its_shared_budget_from_the_process_start(demo_small, tiny_m
     assert result.stopped == {0: "time_budget"} and not (tmp_path / "cv" / "fold-0").exists()
 
 
+def test_api_calls_count_their_budget_from_the_call_not_from_the_kernel(demo_small, tiny_models, tmp_path,
+                                                                          monkeypatch):
+    """A notebook kernel started hours ago: api.cv still gets its whole budget, and every fold shares it."""
+    from mmtune import api
+
+    config = fusion_config(demo_small, tiny_models, tmp_path / "cv", epochs=1, time_budget="1h")
+    config["cv"] = {"folds": 3, "only": [0]}
+    cfg = load_config(write_config(config, tmp_path / "cv.yaml"))
+    _process_starts_at(monkeypatch, time.monotonic() - 3601)
+    result = api.cv(cfg)
+    assert result.stopped == {} and result.trained == [0]
+    with budget.budget_clock(started=123.0):
+        assert TimeBudget(10).started == 123.0
+        with budget.budget_clock(started=456.0):
+            assert TimeBudget(10).started == 456.0
+        assert TimeBudget(10).started == 123.0
+    assert budget.budget_started() == budget.process_started()
+
+
 def test_the_generative_trainers_count_their_budget_from_the_process_start(tmp_path, monkeypatch):
     _process_starts_at(monkeypatch, time.monotonic() - 3601)  # the model and data loading spent the hour
     callback = RunCallback(load_config(None, ["train.time_budget=1h"]), tmp_path, StopSignals())

@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -34,6 +35,28 @@ def parse_duration(text: str, key: str = "train.time_budget") -> float:
     if not parts or "".join(n + u for n, u in parts) != cleaned:
         raise InputError(f"{key}: cannot read duration '{text}' (examples: 11h30m, 90m, 3600)")
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+_clock_started: float | None = None  # set by `budget_clock` while a call from Python code runs
+
+
+@contextlib.contextmanager
+def budget_clock(started: float | None = None) -> Iterator[None]:
+    """Budgets made inside count from `started` (default: now) instead of the process start.
+
+    Why: a command is a process, but a notebook kernel lives for hours; `mmtune.api` calls count from the call,
+    and every fold of an `api.cv` shares that one clock as the folds of `mmtune cv` share the process's."""
+    global _clock_started
+    previous, _clock_started = _clock_started, time.monotonic() if started is None else started
+    try:
+        yield
+    finally:
+        _clock_started = previous
+
+
+def budget_started() -> float:
+    """Where time budgets count from: the enclosing `budget_clock`, else the process start."""
+    return process_started() if _clock_started is None else _clock_started
 
 
 def process_started() -> float:
@@ -78,7 +101,7 @@ class TimeBudget:
 
     def __init__(self, seconds: float | None, started: float | None = None) -> None:
         self.seconds = seconds
-        self.started = process_started() if started is None else started
+        self.started = budget_started() if started is None else started
         self.slowest_step = 0.0
         self.slowest_eval_and_save = 0.0
 
