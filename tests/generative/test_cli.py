@@ -21,5 +21,6 @@ def test_bad_input_is_one_line_and_exit_code_2(colour_chat, tmp_path):
     captured = run_mmtune("sft", config, f"data.train={tmp_path / 'none.jsonl'}", "model.name=x",
                           f"output_dir={tmp_path / 'run'}")
     assert captured.returncode == 2 and "Traceback" not in captured.stderr
-    assert captured.stderr.strip().splitlines()[-1].endswith("none.jsonl: data file not found")
+    missing = tmp_path / "none.jsonl"
+    assert captured.stderr.strip().splitlines() == [f"mmtune: error: data.train: file not found: {missing}"]
     assert not (tmp_path / "run").exists()  # bad data is found before the run folder is made

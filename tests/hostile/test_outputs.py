@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from mmtune.config import load_config, save_config
 from mmtune.ensemble.inputs import read_gold_labels, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation.predict import read_predictions, write_predictions
@@ -457,7 +458,7 @@ def test_predict_with_a_run_whose_model_folder_is_gone(tmp_path):
     data = tiny_jsonl(tmp_path)
     run_dir = tmp_path / "run"
     (run_dir / "best").mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(f"model:\n  kind: vilt\n  name: {tmp_path / 'gone'}\n")
+    save_config(load_config(None, ["model.kind=vilt", f"model.name={tmp_path / 'gone'}"]), run_dir / "config.yaml")
     result = run_mmtune("predict", run_dir, data, "--out", tmp_path / "p.csv")
     assert_one_line_error(result, "model.name", "gone", "not found")
     assert result.stderr.strip().count("\n") == 0

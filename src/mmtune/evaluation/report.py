@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from mmtune.config import Config, ImageConfig, load_saved_config
+from mmtune.config import Config, ImageConfig, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.images import load_image
 from mmtune.data.post import Post
@@ -109,13 +109,13 @@ def gather(run_dir: Path) -> ReportData:
     if (run_dir / OOF_FILE).exists() and (run_dir / SUMMARY_FILE).exists():
         summary = _cv_summary(run_dir / SUMMARY_FILE)
         fold_dirs = {k: fold_dir(run_dir, k) for k in summary["folds"]}
-        cfg = load_saved_config(next(iter(fold_dirs.values())) / "config.yaml")
+        cfg = load_config(next(iter(fold_dirs.values())) / "config.yaml")
         preds = read_prediction_file(run_dir / OOF_FILE, need_gold=True)
         histories = {f"fold {k}": _history(d) for k, d in fold_dirs.items()}
         return ReportData(f"{cfg.name}: {len(fold_dirs)}-fold cv", "cv", cfg, preds, preds.targets(), histories,
                           summary)
     if (run_dir / "config.yaml").exists() and (run_dir / "val_predictions.csv").exists():
-        cfg = load_saved_config(run_dir / "config.yaml")
+        cfg = load_config(run_dir / "config.yaml")
         preds = read_prediction_file(run_dir / "val_predictions.csv", need_gold=True)
         return ReportData(f"{cfg.name}: run {run_dir.name}", "run", cfg, preds, preds.targets(),
                           {"run": _history(run_dir)}, None)
