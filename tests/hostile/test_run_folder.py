@@ -345,3 +345,23 @@ def test_resume_drops_metrics_lines_written_after_the_checkpoint(run):
     assert [line["epoch"] for line in lines] == [1, 2]
     assert lines[0] == json.loads(saved[0])
     assert len({line["step"] for line in lines}) == 2
+
+
+# ------------------------------------------------------------------------------- named before any other work
+
+
+def test_a_damaged_last_checkpoint_is_the_only_line_of_resume(run):
+    run_dir, config = run
+    (run_dir / "last" / "optimizer.pt").write_bytes(b"x")
+    result = run_mmtune("train", config, "--resume")
+    assert_one_line_error(result, "last/optimizer.pt", "damaged, cut short or not a torch checkpoint")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # before data loading and model building
+
+
+def test_damaged_best_weights_are_the_only_line_of_predict(run, demo_small, tmp_path):
+    run_dir, _ = run
+    _cut(run_dir / "best" / "trainable.safetensors")
+    result = run_mmtune("predict", run_dir, demo_small.test, "--images", demo_small.test_images,
+                        "--out", tmp_path / "p.csv")
+    assert_one_line_error(result, "best/trainable.safetensors", "damaged or not a safetensors file")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -345,6 +345,6 @@ def load_posts(
         loaded.skipped.setdefault(
             first.id if first.kind != DUPLICATE_ID else f"{first.id}#row{checked.record.row}", first.kind)
         loaded.examples.setdefault(first.kind, f"post '{first.id}': {first.detail}")
-    if loaded.skipped:
+    if loaded.skipped and loaded.posts:  # with none left, require_posts' error says the same, alone on its line
         log.warning(loaded.skip_summary())
     return loaded

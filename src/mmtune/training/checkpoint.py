@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
+import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -90,11 +92,16 @@ def load_weights(model: nn.Module, folder: Path, labels: list[str]) -> None:
     """Load folder's trainable weights into the model, checking they were trained for these labels."""
     path = folder / WEIGHTS
     tensors, meta = read_safetensors(path)
+    check_labels(meta, labels, path)
+    load_trainable_state(model, tensors, path)
+
+
+def check_labels(meta: dict[str, str], labels: list[str], path: Path) -> None:
+    """The weights were trained for `labels`, in this order (their file records the order)."""
     saved = _json_meta(meta, "labels", path)
     if saved is not None and saved != list(labels):
         raise InputError(f"{path}: trained for labels {saved}, but the run's config.yaml has {list(labels)}; "
                          "config.yaml was edited or the weights belong to another run")
-    load_trainable_state(model, tensors, path)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -180,14 +187,47 @@ def apply_rng_state(state: dict[str, Any], path: Path) -> None:
         raise InputError(f"{path}: not an RNG state mmtune wrote ({_reason(exc)})") from None
 
 
-def load_state_into(target: Any, path: Path) -> None:
-    """Restore an optimizer, scheduler or grad scaler from `path`, unpickling tensors and plain containers only."""
+def check_checkpoint(folder: Path) -> None:
+    """Open every file `--resume` reads from `folder` (without loading the tensors): a damaged or tampered run
+    folder is named in seconds, before minutes of data loading and model building."""
+    read_state(folder)
+    for path in [folder / WEIGHTS, *sorted(folder.glob("rng-*.safetensors"))]:
+        check_safetensors(path)
+    for name in ("optimizer.pt", "scheduler.pt", "scaler.pt"):
+        if name != "scaler.pt" or (folder / name).exists():
+            _load_plain(folder / name, mmap=True)
+
+
+def check_safetensors(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file whose header and size agree (the tensors are not read)."""
     try:
-        state = torch.load(path, weights_only=True)
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
     except FileNotFoundError:
         raise InputError(f"{path}: missing from the run folder") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{path}: damaged or not a safetensors file ({_reason(exc)})") from None
+
+
+def _load_plain(path: Path, mmap: bool = False) -> Any:
+    """torch.load of tensors and plain containers only (a pickle of anything else is refused, never run)."""
+    if mmap and path.is_file() and not zipfile.is_zipfile(path):  # mmap reads torch's zip format only
+        raise InputError(f"{path}: not a checkpoint mmtune can load safely (damaged, cut short or not a torch "
+                         "checkpoint)")
+    try:
+        return torch.load(path, weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing from the run folder") from None
+    except pickle.UnpicklingError:
+        raise InputError(f"{path}: not a checkpoint mmtune can load safely (it holds objects other than "
+                         "tensors and plain values, or is not a torch file)") from None
     except Exception as exc:  # why: whatever a tampered or cut file makes torch.load raise, the file is at fault
         raise InputError(f"{path}: not a checkpoint mmtune can load safely ({_reason(exc)})") from None
+
+
+def load_state_into(target: Any, path: Path) -> None:
+    """Restore an optimizer, scheduler or grad scaler from `path`, unpickling tensors and plain containers only."""
+    state = _load_plain(path)
     expected = target.state_dict()
     if not isinstance(state, dict) or set(state) != set(expected):
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__

@@ -132,6 +132,10 @@ def train(cfg: Config, resume: bool = False) -> str:
 
 def _train_in(run_dir: Path, cfg: Config, accelerator: Accelerator, resume: bool) -> str:
     """`train` once output_dir exists and this command holds it."""
+    last = ckpt.resolve(run_dir / "last") if resume else None
+    if last is not None:  # a damaged run folder is named before minutes of data loading
+        load_saved_config(run_dir / "config.yaml")
+        ckpt.check_checkpoint(last)
     split = load_split(cfg, run_dir, write=accelerator.is_main_process)
     cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
     if resume and cfg.train.batch_size == 0 and (run_dir / "config.yaml").exists():
@@ -238,6 +242,8 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
         raise InputError(f"{run_dir}: no best/ checkpoint yet (the run has not evaluated once)")
     cfg = load_saved_config(config_path)
     labels = list(cfg.data.labels or [])
+    weights = best / ckpt.WEIGHTS  # a damaged or edited run folder is named before the data is read
+    ckpt.check_labels(ckpt.check_safetensors(weights), labels, weights)
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
     classifier = build_model(cfg, labels)
     ckpt.load_weights(classifier, best, labels)
