@@ -29,7 +29,9 @@ def run_once(config: Path, root: Path, demo: object, budget: float | None, cold:
     if cold:
         shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)
-    limits = [f"train.time_budget={budget}s", "train.epochs=1000"] if budget else ["train.epochs=1"]
+    # Early stopping off: the warm runs must meet the budget, not end before it.
+    limits = ([f"train.time_budget={budget}s", "train.epochs=1000", "train.early_stopping_patience=0"] if budget
+              else ["train.epochs=1"])
     command = [sys.executable, "-m", "mmtune", "train", str(config), f"output_dir={run_dir}",
                f"data.train={demo.train}", f"data.train_images={demo.train_images}", f"data.test={demo.test}",
                f"data.test_images={demo.test_images}", f"train.cache_dir={cache}", *limits]
@@ -39,7 +41,7 @@ def run_once(config: Path, root: Path, demo: object, budget: float | None, cold:
     wall = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"mmtune train failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-    last = (result.stdout.strip().splitlines() or [""])[-1]
+    last = next((line for line in result.stdout.splitlines() if line.startswith(("stopped", "done"))), "")
     return wall, last
 
 
