@@ -56,7 +56,7 @@ def lone_surrogate(text: str) -> str | None:
 
 
 def shown(text: str) -> str:
-    """`text` safe to print or write as UTF-8: lone surrogates as `\\udXXX` escapes."""
+    """`text` safe to print or write as UTF-8: lone surrogates as escapes such as `\\ud800`."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
