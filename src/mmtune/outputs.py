@@ -75,11 +75,16 @@ def check_run(cfg: Any) -> None:
     check_config_models(cfg)
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """output_dir is a folder, or not there yet."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"output_dir: {run_dir} is a file, not a folder; set output_dir to a folder")
+
+
 def check_run_outputs(cfg: Any) -> None:
     """output_dir is a folder (or not there yet), and none of the files a run writes into it is an input."""
     run_dir = Path(cfg.output_dir).expanduser()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"output_dir {run_dir}: is a file, not a folder; give a folder for the run")
+    check_run_dir(run_dir)
     inputs = config_inputs(cfg)
     for name, path in inputs.items():
         if path is not None and same_file(path, run_dir):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.errors import InputError
+from mmtune.outputs import check_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,7 @@ LOCK_FILE = "mmtune.lock"
 
 def make_run_dir(run_dir: Path) -> None:
     """Create output_dir (and its parents); a file in its place is bad input, not a traceback."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"output_dir: {run_dir} is a file, not a folder; set output_dir to a folder")
+    check_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
