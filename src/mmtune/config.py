@@ -10,7 +10,6 @@ import dataclasses
 import difflib
 import math
 import os
-import stat
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from mmtune.errors import InputError, describe, lone_surrogate, shown
+from mmtune.files import IsNotRegular, open_regular
 from mmtune.objectives import known_objectives
 
 
@@ -405,18 +405,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _read_text(path: Path, what: str = "config file") -> str:
     """The file's UTF-8 text; a folder, FIFO, device, over-large or non-UTF-8 file is refused by name."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-file.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = open_regular(path)
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
+    except IsNotRegular as exc:
+        raise InputError(f"{path}: is {exc}, not a {what}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise InputError(f"{path}: is a folder, not a {what}")
-        raise InputError(f"{path}: not a regular file (a FIFO, device or socket); give a YAML file")
     with os.fdopen(fd, "rb") as handle:
         try:
             data = handle.read(MAX_CONFIG_BYTES + 1)

@@ -50,11 +50,11 @@ def test_config_that_is_a_folder(tmp_path):
 def test_config_that_is_a_fifo_does_not_hang(tmp_path):
     fifo = tmp_path / "c.yaml"
     os.mkfifo(fifo)
-    assert_one_line_error(run_mmtune("train", fifo, timeout=30), "c.yaml", "not a regular file")
+    assert_one_line_error(run_mmtune("train", fifo, timeout=30), "c.yaml", "is a FIFO, not a config file")
 
 
 def test_config_that_is_a_device_is_not_read_without_limit():
-    assert_one_line_error(run_mmtune("config", "--config", "/dev/zero", timeout=30), "/dev/zero", "not a regular file")
+    assert_one_line_error(run_mmtune("config", "--config", "/dev/zero", timeout=30), "/dev/zero", "is a device, not a config file")
 
 
 def test_huge_config_is_refused(tmp_path):

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from mmtune.config import AugmentConfig, ImageConfig
-from mmtune.data.textfile import IsNotRegular, open_regular
 from mmtune.errors import InputError
+from mmtune.files import IsNotRegular, open_regular
 
 RGB = tuple[int, int, int]
 RESIZE_POLICIES = ("pad", "crop", "stretch")
