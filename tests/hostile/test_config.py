@@ -54,7 +54,8 @@ def test_config_that_is_a_fifo_does_not_hang(tmp_path):
 
 
 def test_config_that_is_a_device_is_not_read_without_limit():
-    assert_one_line_error(run_mmtune("config", "--config", "/dev/zero", timeout=30), "/dev/zero", "is a device, not a config file")
+    result = run_mmtune("config", "--config", "/dev/zero", timeout=30)
+    assert_one_line_error(result, "/dev/zero", "is a device, not a config file")
 
 
 def test_huge_config_is_refused(tmp_path):
