@@ -79,9 +79,11 @@ class Run:
 
 def fit(cfg: Config, resume: bool = False) -> Run:
     """Train one run into cfg.output_dir (`mmtune train`); train.time_budget counts from this call."""
+    from mmtune.outputs import check_run
     from mmtune.training.budget import budget_clock
     from mmtune.training.run import train
 
+    check_run(cfg)  # what the CLI checks before any work: input files, output clashes, model folders
     with budget_clock():
         return Run(Path(cfg.output_dir), stopped=train(cfg, resume=resume))
 
@@ -95,8 +97,10 @@ def load_run(run_dir: str | Path) -> Run:
 
 def cv(cfg: Config) -> CVResult:
     """k-fold cross-validation into cfg.output_dir (`mmtune cv`); train.time_budget counts from this call."""
+    from mmtune.outputs import check_run
     from mmtune.training.budget import budget_clock
 
+    check_run(cfg)
     with budget_clock():
         return run_cv(cfg)
 

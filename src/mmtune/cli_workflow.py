@@ -62,9 +62,9 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     check_run(cfg)
-    from mmtune import api  # torch and transformers: only once the config is known to be sound
+    from mmtune.ensemble.cv import run_cv  # torch and transformers: only once the config is known to be sound
 
-    result = api.cv(cfg)
+    result = run_cv(cfg)  # not api.cv: a command's time budget counts from the process start
     if not result.complete:
         fold, why = next(iter(result.stopped.items()))
         console.print(f"fold {fold} stopped ({why}); run the same command again to continue it")

@@ -22,6 +22,7 @@ import yaml
 from mmtune.errors import InputError, describe, lone_surrogate, shown
 from mmtune.files import IsNotRegular, open_regular
 from mmtune.objectives import known_objectives
+from mmtune.outputs import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -663,28 +664,31 @@ def flat_dict(cfg: Any) -> dict[str, Any]:
     return walk(to_dict(cfg), "")
 
 
+# A run's config.yaml opens and closes with these lines: a copy cut short (still valid YAML, its lost keys
+# silently defaults that do not fit the run's weights) is told from a whole one without knowing the schema.
+SAVED_HEAD = "# mmtune run config: every key, resolved; the file ends with the line below"
+SAVED_END = "# end of the mmtune run config"
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
-    """The resolved config, every section and key written out; replaced whole, never left half-written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    """The resolved config, every section and key, between SAVED_HEAD and SAVED_END; replaced atomically."""
+    body = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+    write_text_atomic(path, f"{SAVED_HEAD}\n{body}{SAVED_END}\n")
 
 
 def load_saved_config(path: str | Path) -> Config:
-    """A run folder's config.yaml: as `load_config`, and refused when it was cut short.
-
-    Why: `save_config` writes every section, the last one whole; a copy cut short still parses as YAML
-    and would silently fill the lost keys with defaults that do not match the run's weights."""
-    raw = _read_yaml(Path(path))
-    sections = [f.name for f in dataclasses.fields(Config)]
-    missing = [name for name in sections if name not in raw]
-    last, last_type = sections[-1], typing.get_type_hints(Config)[sections[-1]]
-    if not missing and isinstance(raw[last], dict):
-        missing = [f"{last}.{f.name}" for f in dataclasses.fields(last_type) if f.name not in raw[last]]
-    if missing:
-        raise InputError(f"{path}: cut short or not written by mmtune ('{missing[0]}' is missing); "
-                         "copy the run folder again")
+    """A run folder's config.yaml, as `load_config` reads a config, refused when it was cut short."""
+    path = Path(path)
+    text = _read_text(path)
+    cut = text.startswith(SAVED_HEAD) and text.rstrip().splitlines()[-1] != SAVED_END
+    raw = _parse_yaml(text, str(path)) or {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a config must be a mapping of sections, got {describe(raw)}")
+    # Configs saved before the closing line existed are only checked for whole sections.
+    missing = [f.name for f in dataclasses.fields(Config) if f.name not in raw]
+    if cut or missing:
+        what = "its closing line" if cut else f"'{missing[0]}'"
+        raise InputError(f"{path}: cut short or not written by mmtune ({what} is missing); copy the run folder again")
     return build(Config, raw, source=str(path))
 
 

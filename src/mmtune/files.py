@@ -50,3 +50,9 @@ def open_regular(path: Path) -> int:
 
 class IsNotRegular(OSError):
     """`open_regular` met a FIFO, device, socket or folder; the message says which."""
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file (a FIFO, device or folder is IsNotRegular, never read)."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        return handle.read()

@@ -22,12 +22,15 @@ Named = Mapping[str, "Path | None"]  # what the user calls the path (--out, data
 def same_file(a: Path, b: Path) -> bool:
     """One file under two names: the same resolved path (symlinks, `..`) or, when both exist, one inode
     (hard links)."""
-    a, b = a.expanduser().resolve(), b.expanduser().resolve()
+    try:
+        a, b = a.expanduser().resolve(), b.expanduser().resolve()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise InputError(f"{a}: not a usable path ({exc})") from None
     if a == b:
         return True
     try:
         return os.path.samefile(a, b)
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 

@@ -6,6 +6,7 @@ or *reported* (kept, and listed by `mmtune inspect` and the run log). Nothing is
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import multiprocessing.context
@@ -123,11 +124,17 @@ def resolve_image_path(images_dir: Path, name: str) -> Path:
     what later loads open, so a link changed after the check is not followed again.
     """
     pure = _inside_name(name)
-    root = Path(os.path.realpath(images_dir))
+    root = _real_folder(images_dir)
     target = Path(os.path.realpath(images_dir / pure))
     if not target.is_relative_to(root):
         raise UnsafePath(f"'{name}' is a link to a file outside the images folder; refused")
     return target
+
+
+@functools.lru_cache(maxsize=64)
+def _real_folder(images_dir: Path) -> Path:
+    """The images folder's real path, resolved once per folder rather than once per image."""
+    return Path(os.path.realpath(images_dir))
 
 
 _ImageResult = tuple[list[Path] | None, list[Fault], list[ImageProbe]]

@@ -28,6 +28,8 @@ from mmtune.ensemble.inputs import Predictions, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation import figures
 from mmtune.evaluation.metrics import evaluate_probs
+from mmtune.files import IsNotRegular, read_regular
+from mmtune.outputs import atomic_open
 
 log = logging.getLogger(__name__)
 THUMB_SIDE = 112
@@ -50,9 +52,11 @@ class ReportData:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except IsNotRegular as exc:  # a FIFO would block the report forever
+        raise InputError(f"{path}: is {exc}, not a file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
 
@@ -64,6 +68,8 @@ def _parse_json(text: str, where: str) -> Any:
         raise InputError(f"{where}: invalid JSON at column {exc.colno} ({exc.msg})") from None
     except RecursionError:
         raise InputError(f"{where}: JSON nested too deeply") from None
+    except ValueError:  # an integer over Python's 4,300-digit limit
+        raise InputError(f"{where}: a JSON number with too many digits") from None
 
 
 def _is_number(value: Any) -> bool:
@@ -235,9 +241,7 @@ def write_report(run_dir: Path, out: Path | None = None, gallery_size: int = 120
     out = out or Path(run_dir) / "report.html"
     if out.is_dir():
         raise InputError(f"{out}: is a folder; --out names the HTML file to write")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    # why: a JSON data file may hold a lone surrogate ("\ud800"), which UTF-8 cannot encode; it shows as \ud800
-    tmp.write_text(render(data, gallery_size), encoding="utf-8", errors="backslashreplace")
-    tmp.replace(out)
+    # why backslashreplace: text that still holds a lone surrogate ("\ud800") cannot be UTF-8; it shows escaped
+    with atomic_open(out, "w", encoding="utf-8", errors="backslashreplace") as handle:
+        handle.write(render(data, gallery_size))
     return out

@@ -198,8 +198,9 @@ class FusionClassifier(nn.Module):
             keys = [text_key(text) for text in items]
         else:
             items = [e.post for e in examples]
-            digests: dict[Path, str] = {}
-            keys = [image_key(digests.setdefault(p, file_digest(p)) for p in post.images) for post in items]
+            # Each image file is hashed once, however many posts share it.
+            digests = {p: file_digest(p) for p in {p for post in items for p in post.images}}
+            keys = [image_key(digests[p] for p in post.images) for post in items]
         return store.get_or_compute(keys, lambda positions: tower.features([items[i] for i in positions]),
                                     batch_size=_CACHE_BATCH, desc=f"{name} features")
 

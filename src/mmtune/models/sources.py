@@ -57,7 +57,7 @@ def read_model_type(folder: Path, key: str) -> str:
         raise InputError(f"{key}: {config} is too large for a model config")
     try:
         data: Any = json.loads(config.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON, an integer of 5,000 digits
         raise InputError(f"{key}: {config} is not valid JSON ({str(exc).splitlines()[0]})") from None
     except OSError as exc:
         raise InputError(f"{key}: cannot read {config} ({exc.strerror})") from None

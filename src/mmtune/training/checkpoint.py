@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from mmtune.errors import InputError
+from mmtune.files import read_regular
 
 WEIGHTS = "trainable.safetensors"
 STATE = "trainer_state.json"
@@ -297,10 +298,10 @@ def read_state(folder: Path) -> LoopState:
     """The loop state of a checkpoint; cut short, edited or of another shape is an InputError naming the file."""
     path = folder / STATE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: missing from the run folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # IsNotRegular is an OSError; ValueError: bytes, digits
         raise InputError(f"{path}: damaged, not JSON ({_reason(exc)})") from None
     names = {f.name for f in fields(LoopState)}
     if not isinstance(data, dict) or set(data) != names:

@@ -84,9 +84,13 @@ def _acquire(run_dir: Path) -> int:
     previous = _read(fd)
     if previous:
         log.warning(f"{path}: taking over the lock left by {_describe(previous)}, which no longer runs")
-    os.ftruncate(fd, 0)
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    os.pwrite(fd, json.dumps(holder).encode(), 0)
+    try:  # why an InputError: under a launcher the other ranks learn of it by the broadcast, rather than hang
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise InputError(f"output_dir: cannot write {path} ({exc.strerror})") from None
     return fd
 
 
