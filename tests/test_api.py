@@ -5,7 +5,7 @@ import pytest
 
 from mmtune import api
 from mmtune.errors import InputError
-from mmtune.evaluation.predict import read_predictions
+from mmtune.evaluation.predictions import read_predictions
 from tests.training.conftest import demo_small, fusion_config, run_mmtune, tiny_models, write_config  # noqa: F401
 
 
@@ -18,10 +18,10 @@ def test_config_built_in_code_fit_and_predict_proba(demo_small, tiny_models, tmp
     run = api.fit(cfg)
     assert run.stopped == "finished"
     probs = run.predict_proba(demo_small.test, images=demo_small.test_images)
-    ids, written, labels = read_predictions(tmp_path / "run" / "test_predictions.csv")
-    assert probs.ids == ids and probs.labels == labels
-    np.testing.assert_allclose(probs.probs, written, atol=2e-6)
-    assert len(probs.predicted) == len(ids)
+    written = read_predictions(tmp_path / "run" / "test_predictions.csv")
+    assert probs.ids == written.ids and probs.labels == written.labels
+    np.testing.assert_allclose(probs.probs, written.probs, atol=2e-6)
+    assert len(probs.predicted) == len(written.ids)
     with pytest.raises(InputError, match="unknown key 'train.epoch'"):
         api.config(train={"epoch": 2})
 

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.predictions import Predictions, write_predictions
 from tests.conftest import SARCASM
 from tests.training.conftest import run_mmtune
 
@@ -15,7 +15,7 @@ def predictions(path, ids, labels=SARCASM, winners=None):
     probs = np.full((len(ids), len(labels)), 0.1)
     for row, k in enumerate(winners if winners is not None else [i % len(labels) for i in range(len(ids))]):
         probs[row, k] = 0.7
-    write_predictions(path, ids, probs, labels)
+    write_predictions(path, Predictions(ids, probs, labels))
     return path
 
 

@@ -66,3 +66,24 @@ def test_objectives_import_neither_models_nor_training_nor_config():
 
 def test_models_get_their_output_size_from_the_caller_not_from_the_objectives():
     assert _offenders("mmtune.models", ("mmtune.objectives",)) == []
+
+
+L0 = ("mmtune.errors", "mmtune.files", "mmtune.terminal", "mmtune.outputs", "mmtune.compat", "mmtune.cli_args",
+      "mmtune.durations", "mmtune.sarcasm")
+
+
+def test_evaluation_imports_neither_ensemble_nor_training_nor_models_nor_recipes():
+    assert _offenders("mmtune.evaluation", ("mmtune.ensemble", "mmtune.training", "mmtune.models",
+                                            "mmtune.recipes")) == []
+
+
+def test_objectives_import_only_foundation_modules():
+    allowed = ("mmtune.objectives", *L0)
+    found = sorted(f"{module} imports {target}" for module, targets in GRAPH.items()
+                   if _inside(module, "mmtune.objectives") for target in targets
+                   if target != "mmtune" and not any(_inside(target, package) for package in allowed))
+    assert found == []
+
+
+def test_the_sarcasm_scheme_imports_nothing_from_mmtune():
+    assert GRAPH["mmtune.sarcasm"] == set()

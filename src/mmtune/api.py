@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmtune.config import Config, build, load_config
 from mmtune.ensemble.cv import CVResult, run_cv
-from mmtune.ensemble.inputs import read_prediction_file
 from mmtune.ensemble.run import EnsembleRequest, EnsembleResult, run_ensemble
 from mmtune.errors import InputError
+from mmtune.evaluation.predictions import Predictions, read_predictions
 
 
 def config(path: str | Path | None = None, overrides: Sequence[str] | None = None, **sections: Any) -> Config:
@@ -47,19 +45,6 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class Probabilities:
-    """Predictions of one file: [N, K] probabilities, post ids, the label order."""
-
-    ids: list[str]
-    probs: np.ndarray
-    labels: list[str]
-
-    @property
-    def predicted(self) -> list[str]:
-        return [self.labels[k] for k in self.probs.argmax(axis=1)]
-
-
-@dataclass
 class Run:
     """A trained run folder: what `fit` returns and `predict_proba` reads."""
 
@@ -67,14 +52,13 @@ class Run:
     stopped: str = "finished"
 
     def predict_proba(self, data: str | Path, images: str | Path | None = None,
-                      tta_flip: bool = False) -> Probabilities:
+                      tta_flip: bool = False) -> Predictions:
         from mmtune.training.run import predict
 
         with tempfile.TemporaryDirectory() as folder:
             out = predict(self.run_dir, Path(data), Path(images) if images else None, Path(folder) / "p.csv",
                           tta_flip=tta_flip)
-            pred = read_prediction_file(out)
-        return Probabilities(pred.ids, pred.probs, pred.labels)
+            return read_predictions(out)
 
 
 def fit(cfg: Config, resume: bool = False) -> Run:

@@ -244,15 +244,15 @@ def _demo_config(args: argparse.Namespace, demo: object) -> Config:
 def _demo_train(cfg: Config, demo: object, run_dir: Path) -> None:
     import shutil
 
-    from mmtune.ensemble.inputs import read_gold_labels
     from mmtune.evaluation.metrics import evaluate_probs
-    from mmtune.evaluation.predict import read_predictions
+    from mmtune.evaluation.predictions import read_gold_labels, read_predictions
     from mmtune.training.run import train
 
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts over; the feature cache stays
     stopped = train(cfg)
     best = json.loads((run_dir / "best" / "metrics.json").read_text(encoding="utf-8"))
-    ids, probs, labels = read_predictions(run_dir / "test_predictions.csv")
+    pred = read_predictions(run_dir / "test_predictions.csv")
+    ids, probs, labels = pred.ids, pred.probs, pred.labels
     gold = read_gold_labels(demo.test_gold)
     targets = [labels.index(gold[i]) for i in ids]
     held_out = evaluate_probs(probs, np.array(targets), labels)

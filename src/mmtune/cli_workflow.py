@@ -128,7 +128,7 @@ def ensemble_table(summary: dict[str, Any]) -> Table:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from mmtune.export import SubmitRequest, submit
+    from mmtune.evaluation.submission import SubmitRequest, submit
 
     labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
     from mmtune.config import load_config

@@ -9,7 +9,7 @@ import pytest
 from mmtune import api
 from mmtune.ensemble.rules import Rule, apply_rules, parse_rules
 from mmtune.errors import InputError
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.predictions import Predictions, write_predictions
 from tests.training.conftest import run_mmtune
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
@@ -28,7 +28,7 @@ def member(targets, strength, rng):
 
 def write_oof(path, probs, targets, folds, ids=None, labels=LABELS):
     ids = ids or [str(i) for i in range(len(targets))]
-    write_predictions(path, ids, probs, labels, gold=[LABELS[t] for t in targets], folds=list(folds))
+    write_predictions(path, Predictions(ids, probs, labels, gold=[LABELS[t] for t in targets], folds=list(folds)))
     return path
 
 
@@ -90,7 +90,7 @@ def test_misaligned_inputs_exit_2_naming_the_file(tmp_path, oof_files):
     result = run_mmtune("ensemble", good, gold, "--method", "weighted", "--out", tmp_path / "e.csv")
     assert result.returncode == 2 and "gold.csv: gold label of id '7'" in result.stderr
     three = tmp_path / "three.csv"
-    write_predictions(three, [str(i) for i in range(300)], np.full((300, 3), 1 / 3), LABELS[:3])
+    write_predictions(three, Predictions([str(i) for i in range(300)], np.full((300, 3), 1 / 3), LABELS[:3]))
     result = run_mmtune("ensemble", good, three, "--out", tmp_path / "e.csv")
     assert result.returncode == 2 and "three.csv" in result.stderr and "--label-map" in result.stderr
 
@@ -112,8 +112,9 @@ def test_a_two_class_model_joins_through_a_label_map(tmp_path, oof_files):
     two = member(sarcastic, 2.0, rng)[:, :2]
     two /= two.sum(axis=1, keepdims=True)
     binary = tmp_path / "binary.csv"
-    write_predictions(binary, [str(i) for i in range(300)], two[:, ::-1], ["not-sarcasm", "sarcasm"],
-                      gold=["sarcasm" if s else "not-sarcasm" for s in sarcastic], folds=list(folds))
+    write_predictions(binary, Predictions([str(i) for i in range(300)], two[:, ::-1], ["not-sarcasm", "sarcasm"],
+                                          gold=["sarcasm" if s else "not-sarcasm" for s in sarcastic],
+                                          folds=list(folds)))
     mapping = tmp_path / "map.yaml"
     mapping.write_text("sarcasm: [image-sarcasm, multi-sarcasm, text-sarcasm]\n")
     result = api.ensemble([binary, good], out=tmp_path / "e.csv", method="stack", label_map=mapping)
@@ -129,7 +130,7 @@ def test_cli_ensemble_with_rules_scores_them_and_calibrates_test(tmp_path, oof_f
         rows = read_csv(tmp_path / f"{name}.csv")
         probs = np.array([[float(r[f"p_{label}"]) for label in LABELS] for r in rows])[::-1]
         tests.append(tmp_path / f"{name}-test.csv")
-        write_predictions(tests[-1], [r["id"] for r in rows][::-1], probs, LABELS)
+        write_predictions(tests[-1], Predictions([r["id"] for r in rows][::-1], probs, LABELS))
     (tmp_path / "r.yaml").write_text("base: weighted\nrules:\n  - {label: text-sarcasm, when: any, min_prob: 0.6}\n")
     result = run_mmtune("ensemble", good, weak, "--method", "rules", "--rules", tmp_path / "r.yaml", "--calibrate",
                         "--test", *tests, "--out", tmp_path / "ens.csv")
@@ -159,7 +160,7 @@ def test_calibration_does_not_overturn_the_rules(tmp_path, oof_files):
 
 def test_fitting_without_gold_is_bad_input(tmp_path):
     path = tmp_path / "test.csv"
-    write_predictions(path, ["1", "2"], np.full((2, 4), 0.25), LABELS)
+    write_predictions(path, Predictions(["1", "2"], np.full((2, 4), 0.25), LABELS))
     with pytest.raises(InputError, match="no gold column"):
         api.ensemble([path, path], out=tmp_path / "e.csv", method="stack")
     assert read_csv(api.ensemble([path, path], out=tmp_path / "m.csv").out)[0]["p_not-sarcasm"] == "0.250000"

@@ -46,8 +46,6 @@ def test_the_same_map_applies_to_test_rows_in_any_order():
     calibrator = MacroF1Calibrator().fit(probs, targets)
     order = np.random.default_rng(1).permutation(len(probs))
     np.testing.assert_allclose(calibrator.predict_proba(probs[order]), calibrator.predict_proba(probs)[order])
-    restored = MacroF1Calibrator.from_dict(calibrator.to_dict(list("abcd")), list("abcd"))
-    np.testing.assert_allclose(restored.predict_proba(probs), calibrator.predict_proba(probs))
     np.testing.assert_allclose(calibrator.predict_proba(probs).sum(axis=1), 1.0)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from mmtune.config import load_config
 from mmtune.data.synthetic import make_demo_data
-from mmtune.evaluation.predict import read_predictions
+from mmtune.evaluation.predictions import read_predictions
 from mmtune.generative.sft import run_sft
 from mmtune.generative.stages import run_build
 from mmtune.training.run import train
@@ -26,8 +26,8 @@ def classify(model_dir, demo, out, kind: str):
         "model.vlm.image_size=32", "model.max_length=64",
     ])
     assert train(cfg) == "finished"
-    ids, probs, labels = read_predictions(out / "test_predictions.csv")
-    assert len(ids) == 8 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    pred = read_predictions(out / "test_predictions.csv")
+    assert len(pred.ids) == 8 and np.allclose(pred.probs.sum(axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["vlm-generative", "vlm-head"])

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from mmtune.config import load_config, save_config
-from mmtune.ensemble.inputs import read_gold_labels, read_prediction_file
 from mmtune.errors import InputError
-from mmtune.evaluation.predict import read_predictions, write_predictions
-from mmtune.export import SubmitRequest, results_json, submit
+from mmtune.evaluation.predictions import Predictions, read_gold_labels, read_predictions, write_predictions
+from mmtune.evaluation.submission import SubmitRequest, results_json, submit
 from mmtune.outputs import atomic_open, check_outputs, write_text_atomic
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
 
@@ -27,8 +26,8 @@ def oof(path, n=40, seed=0):
     rng = np.random.default_rng(seed)
     targets = np.arange(n) % 4
     probs = rng.dirichlet(np.ones(4), size=n)
-    write_predictions(path, [str(i) for i in range(n)], probs, LABELS, gold=[LABELS[t] for t in targets],
-                      folds=list(np.arange(n) % 5))
+    write_predictions(path, Predictions([str(i) for i in range(n)], probs, LABELS, gold=[LABELS[t] for t in targets],
+                                        folds=list(np.arange(n) % 5)))
     return path
 
 
@@ -113,9 +112,7 @@ def test_submit_ids_that_are_unicode_digits_sort_as_text(tmp_path, odd):
 
 
 def test_results_sort_numbers_then_text():
-    from mmtune.export import Submission
-
-    sub = Submission(["b", "10", "²", "9", "a"], ["x"] * 5)
+    sub = Predictions(["b", "10", "²", "9", "a"], None, [], decided=["x"] * 5)
     assert list(results_json(sub, "test")["results"]) == ["9", "10", "a", "b", "²"]
 
 
@@ -356,7 +353,8 @@ def test_submit_hostile_prediction_files(tmp_path, content, fragments):
 
 # Every CSV mmtune reads goes through mmtune.data.csvfile: before, these readers gave a UnicodeDecodeError
 # traceback, "p_b must be a number, got None" for a short row, and let a runaway quote swallow rows.
-CSV_READERS = {"read_predictions": read_predictions, "read_prediction_file": read_prediction_file,
+CSV_READERS = {"read_predictions": read_predictions,
+               "decisions_only": lambda path: read_predictions(path, decisions_only=True),
                "read_gold_labels": read_gold_labels}
 
 
@@ -394,22 +392,21 @@ def test_gold_labels_and_predictions_read_back(tmp_path):
     with pytest.raises(InputError, match=r"gold\.csv: expected columns id,label \(gold labels\)"):
         read_gold_labels(gold)
     preds = tmp_path / "p.csv"
-    write_predictions(preds, ["1", "2"], np.array([[0.25, 0.75], [0.5, 0.5]]), ["a", "b"])
-    ids, probs, labels = read_predictions(preds)
-    assert (ids, labels) == (["1", "2"], ["a", "b"]) and np.allclose(probs, [[0.25, 0.75], [0.5, 0.5]])
+    write_predictions(preds, Predictions(["1", "2"], np.array([[0.25, 0.75], [0.5, 0.5]]), ["a", "b"]))
+    pred = read_predictions(preds)
+    assert (pred.ids, pred.labels) == (["1", "2"], ["a", "b"]) and np.allclose(pred.probs, [[0.25, 0.75], [0.5, 0.5]])
+    assert read_predictions(preds, decisions_only=True).predicted == ["b", "a"]
 
 
 def test_ensemble_input_with_repeated_p_columns_or_empty_id(tmp_path):
-    from mmtune.ensemble.inputs import read_prediction_file
-
     twice = tmp_path / "twice.csv"
     twice.write_text("id,label,p_a,p_a,p_b\n1,a,0.5,0.5,0\n", encoding="utf-8")
     with pytest.raises(InputError, match="column 'p_a' appears twice"):
-        read_prediction_file(twice)
+        read_predictions(twice)
     empty = tmp_path / "empty.csv"
     empty.write_text("id,label,p_a,p_b\n,a,0.5,0.5\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"empty\.csv:2: empty id"):
-        read_prediction_file(empty)
+        read_predictions(empty)
     binary = tmp_path / "bin.csv"
     binary.write_bytes(b"id,label,p_a,p_b\n1,\xff,0.5,0.5\n")
     assert_one_line_error(run_mmtune("ensemble", binary, twice, "--out", tmp_path / "e.csv"), "bin.csv", "not UTF-8")

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from mmtune.ensemble.cv import OOF_FILE, SUMMARY_FILE, fold_dir, summarize
-from mmtune.ensemble.inputs import Predictions
+from mmtune.ensemble.cv import summarize
 from mmtune.errors import InputError
 from mmtune.evaluation import figures
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.folders import OOF_FILE, SUMMARY_FILE, fold_dir
+from mmtune.evaluation.predictions import Predictions, write_predictions
 from mmtune.evaluation.report import write_report
 from tests.hostile.conftest import assert_one_line_error, run_mmtune
 
@@ -79,8 +79,8 @@ def make_run(root: Path, folder: str, name: str, labels: list[str], texts: list[
     data, images = _write_data(root / "data", posts)
     run = root / folder
     _write_run(run, name, labels, data, images, texts[0])
-    write_predictions(run / "val_predictions.csv", [p[0] for p in posts], _predictions(labels, posts), labels,
-                      gold=[p[2] for p in posts])
+    val = Predictions([p[0] for p in posts], _predictions(labels, posts), labels, gold=[p[2] for p in posts])
+    write_predictions(run / "val_predictions.csv", val)
     return run
 
 
@@ -95,11 +95,10 @@ def make_cv(root: Path, name: str, labels: list[str], texts: list[str]) -> Path:
     for k in (0, 1):
         _write_run(fold_dir(cv, k), name, labels, data, images, texts[0])
         rows = [row for row, fold in enumerate(folds) if fold == k]
-        per_fold[k] = Predictions(Path("p"), [posts[r][0] for r in rows], probs[rows], labels,
-                                  gold=[posts[r][2] for r in rows])
+        per_fold[k] = Predictions([posts[r][0] for r in rows], probs[rows], labels, gold=[posts[r][2] for r in rows])
     ids, gold = [p[0] for p in posts], [p[2] for p in posts]
-    write_predictions(cv / OOF_FILE, ids, probs, labels, gold=gold, folds=folds)
-    oof = Predictions(cv / OOF_FILE, ids, probs, labels, gold=gold, folds=folds)
+    oof = Predictions(ids, probs, labels, gold=gold, folds=folds, path=cv / OOF_FILE)
+    write_predictions(cv / OOF_FILE, oof)
     (cv / SUMMARY_FILE).write_text(json.dumps(summarize(per_fold, oof, total=len(posts))), encoding="utf-8")
     return cv
 

@@ -21,16 +21,15 @@ import numpy as np
 from mmtune.config import Config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import make_folds, read_folds, write_folds
-from mmtune.ensemble.inputs import Predictions, align, read_prediction_file
+from mmtune.ensemble.inputs import align
 from mmtune.errors import InputError
+from mmtune.evaluation.folders import FOLDS_FILE, OOF_FILE, SUMMARY_FILE, TEST_FILE, fold_dir
 from mmtune.evaluation.metrics import evaluate_probs
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.predictions import Predictions, read_predictions, write_predictions
 from mmtune.training.budget import TimeBudget, parse_duration
 from mmtune.training.run_folder import locked, make_run_dir
 
 log = logging.getLogger(__name__)
-
-OOF_FILE, TEST_FILE, SUMMARY_FILE, FOLDS_FILE = "oof.csv", "test.csv", "cv_summary.json", "folds.csv"
 
 
 @dataclass
@@ -49,10 +48,6 @@ class CVResult:
     @property
     def complete(self) -> bool:
         return not self.stopped
-
-
-def fold_dir(cv_dir: Path, fold: int) -> Path:
-    return cv_dir / f"fold-{fold}"
 
 
 def shared_folds(cfg: Config, cv_dir: Path) -> tuple[Path, dict[str, int]]:
@@ -175,20 +170,20 @@ def collect(cv_dir: Path, folds: dict[str, int], result: CVResult, needs_test: b
     """oof.csv, test.csv and cv_summary.json from every done fold, also those of earlier cv.only runs
     (one fold per session is how a 12-hour Kaggle limit meets a 5-fold cv). `write`: only one process writes."""
     done = [k for k in sorted(set(folds.values())) if fold_is_done(fold_dir(cv_dir, k), needs_test)]
-    per_fold = {k: read_prediction_file(fold_dir(cv_dir, k) / "val_predictions.csv", need_gold=True) for k in done}
+    per_fold = {k: read_predictions(fold_dir(cv_dir, k) / "val_predictions.csv", need_gold=True) for k in done}
     oof = out_of_fold(per_fold, folds)
     if len(oof.ids) < len(folds):
         log.warning(f"oof.csv covers {len(oof.ids)} of {len(folds)} training posts (folds {done}); "
                     "run the other folds to complete it")
     result.oof = cv_dir / OOF_FILE
     if write:
-        write_predictions(result.oof, oof.ids, oof.probs, oof.labels, gold=oof.gold, folds=oof.folds)
+        write_predictions(result.oof, oof)
     tests = [fold_dir(cv_dir, k) / "test_predictions.csv" for k in done]
     if all(path.exists() for path in tests):
-        mean = mean_of_tests([read_prediction_file(path) for path in tests], oof.labels)
+        mean = mean_of_tests([read_predictions(path) for path in tests], oof.labels)
         result.test = cv_dir / TEST_FILE
         if write:
-            write_predictions(result.test, mean.ids, mean.probs, mean.labels)
+            write_predictions(result.test, mean)
     result.summary = summarize(per_fold, oof, total=len(folds))
     if write:
         (cv_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=1), encoding="utf-8")
@@ -210,14 +205,13 @@ def out_of_fold(per_fold: dict[int, Predictions], folds: dict[str, int]) -> Pred
         parts.append(pred.probs)
         gold += list(pred.gold or [])
         fold_of += [fold] * len(pred.ids)
-    return Predictions(path=Path(OOF_FILE), ids=ids, probs=np.concatenate(parts), labels=labels, gold=gold,
-                       folds=fold_of)
+    return Predictions(ids, np.concatenate(parts), labels, gold=gold, folds=fold_of, path=Path(OOF_FILE))
 
 
 def mean_of_tests(tests: list[Predictions], labels: list[str]) -> Predictions:
     """The fold models' mean on the test file; every fold must have predicted the same posts (else exit 2)."""
     members = align(tests, labels=labels)
-    return Predictions(path=Path(TEST_FILE), ids=members.ids, probs=members.probs.mean(axis=0), labels=labels)
+    return Predictions(members.ids, members.probs.mean(axis=0), labels, path=Path(TEST_FILE))
 
 
 def summarize(per_fold: dict[int, Predictions], oof: Predictions, total: int) -> dict[str, Any]:

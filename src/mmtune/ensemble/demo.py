@@ -13,13 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from mmtune.config import Config
-from mmtune.ensemble.cv import fold_dir, run_cv
-from mmtune.ensemble.inputs import Predictions, read_gold_labels, read_prediction_file
+from mmtune.ensemble.cv import run_cv
 from mmtune.ensemble.run import EnsembleRequest, run_ensemble
 from mmtune.errors import InputError
+from mmtune.evaluation.folders import fold_dir
 from mmtune.evaluation.metrics import evaluate_probs
+from mmtune.evaluation.predictions import Predictions, read_gold_labels, read_predictions
 from mmtune.evaluation.report import write_report
-from mmtune.export import SubmitRequest, submit
+from mmtune.evaluation.submission import SubmitRequest, submit
 from mmtune.terminal import literal
 
 DEMO_FOLDS = 5
@@ -50,14 +51,14 @@ def cv_workflow(cfg: Config, test_gold: Path, cv_dir: Path, folds: int = DEMO_FO
     ensemble = run_ensemble(EnsembleRequest(inputs=[cv_dir], out=cv_dir / "ensemble.csv", method="mean",
                                             calibrate="auto"))
     gold = read_gold_labels(test_gold)
-    per_fold = {k: held_out_score(read_prediction_file(fold_dir(cv_dir, k) / "test_predictions.csv"), gold)
+    per_fold = {k: held_out_score(read_predictions(fold_dir(cv_dir, k) / "test_predictions.csv"), gold)
                 for k in result.folds}
     best_fold = max(result.folds, key=lambda k: result.summary["macro_f1"]["folds"][str(k)])
     figures = {
         "best_fold": best_fold,
         "best_fold_test": per_fold[best_fold],
-        "mean_test": held_out_score(read_prediction_file(cv_dir / "test.csv"), gold),
-        "calibrated_test": held_out_score(read_prediction_file(ensemble.out), gold),
+        "mean_test": held_out_score(read_predictions(cv_dir / "test.csv"), gold),
+        "calibrated_test": held_out_score(read_predictions(ensemble.out), gold),
         "calibration": ensemble.summary["calibration"],
         "cv_summary": result.summary,
     }

@@ -1,4 +1,4 @@
-"""Prediction files as ensemble inputs: read with row-level checks, aligned by id and label order.
+"""Prediction files as ensemble inputs (read by mmtune.evaluation.predictions), aligned by id and label order.
 
 Any mismatch between the inputs (ids, label sets, gold labels) is bad input naming the file: an
 ensemble of rows that do not belong together would look fine and score nonsense.
@@ -6,104 +6,14 @@ ensemble of rows that do not belong together would look fine and score nonsense.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from mmtune.data.csvfile import read_table
 from mmtune.errors import InputError
-
-
-@dataclass
-class Predictions:
-    """One prediction file: [N, K] probabilities in `labels` order; OOF files also carry gold and fold."""
-
-    path: Path
-    ids: list[str]
-    probs: np.ndarray
-    labels: list[str]
-    gold: list[str] | None = None
-    folds: list[int] | None = None
-
-    def targets(self) -> np.ndarray:
-        """The gold labels as indices into `labels`."""
-        return gold_indices(self.gold, self.labels, self.path)
-
-
-def gold_indices(gold: list[str] | None, labels: list[str], path: Path) -> np.ndarray:
-    index = {label: k for k, label in enumerate(labels)}
-    if gold is None:
-        raise InputError(f"{path}: no gold labels")
-    unknown = [g for g in gold if g not in index]
-    if unknown:
-        raise InputError(f"{path}: gold label '{unknown[0]}' is not one of {labels}")
-    return np.array([index[g] for g in gold], dtype=int)
-
-
-def read_gold_labels(path: str | Path) -> dict[str, str]:
-    """id -> gold label of a CSV with columns id,label (the demo's held-out test labels)."""
-    path = Path(path)
-    fields, table = read_table(path, "gold label file", id_column="id")
-    if not {"id", "label"} <= set(fields):
-        raise InputError(f"{path}: expected columns id,label (gold labels)")
-    gold: dict[str, str] = {}
-    for where, row in table:
-        if row["id"] in gold:
-            raise InputError(f"{where}: id '{row['id']}' appears twice")
-        gold[row["id"]] = row["label"]
-    return gold
-
-
-def read_prediction_file(path: str | Path, need_gold: bool = False) -> Predictions:
-    path = Path(path)
-    fields, table = read_table(path, "prediction file", id_column="id")
-    labels = [name[2:] for name in fields if name.startswith("p_")]
-    if "id" not in fields or len(labels) < 2:
-        raise InputError(f"{path}: expected columns id,label,p_<label>... (at least two p_ columns)")
-    if need_gold and "gold" not in fields:
-        raise InputError(f"{path}: no gold column: fitting needs out-of-fold predictions (oof.csv)")
-    ids, rows, gold, folds, seen = [], [], [], [], set()
-    for where, row in table:
-        if row["id"] in seen:
-            raise InputError(f"{where}: id '{row['id']}' appears twice")
-        seen.add(row["id"])
-        ids.append(row["id"])
-        rows.append(_probabilities(row, labels, where))
-        if "gold" in fields:
-            gold.append(row["gold"])
-        if "fold" in fields:
-            folds.append(_fold(row["fold"], where))
-    if not ids:
-        raise InputError(f"{path}: no predictions")
-    probs = np.array(rows, dtype=np.float64)
-    return Predictions(path, ids, probs / probs.sum(axis=1, keepdims=True), labels,
-                       gold=gold if "gold" in fields else None, folds=folds if "fold" in fields else None)
-
-
-def _probabilities(row: dict[str, str], labels: list[str], where: str) -> list[float]:
-    values = []
-    for label in labels:
-        try:
-            value = float(row[f"p_{label}"])
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: p_{label} must be a number, got {row[f'p_{label}']!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise InputError(f"{where}: p_{label} must be a finite probability >= 0, got {value}")
-        values.append(value)
-    if sum(values) <= 0:
-        raise InputError(f"{where}: the probabilities sum to 0")
-    return values
-
-
-def _fold(value: str, where: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(f"{where}: fold must be an integer, got {value!r}") from None
-
+from mmtune.evaluation.predictions import Predictions, gold_indices
 
 # ----------------------------------------------------------------------------------------------
 # Label mappings: a 2- or 3-class model's probabilities spread onto the target label set

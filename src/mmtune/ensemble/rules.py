@@ -2,7 +2,7 @@
 
 A rules file (YAML):
 
-    base: mean            # the blend the rules override: greedy | mean | rank | weighted
+    base: mean            # the blend the rules override: a method whose module sets rules_base (ensemble/methods)
     rules:                # in priority order: the first rule that fires decides the post
       - label: image-sarcasm
         when: any         # any | all | mean (of the members' probabilities of `label`)

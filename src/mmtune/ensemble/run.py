@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from mmtune.config import read_yaml_file
-from mmtune.ensemble.cv import OOF_FILE, TEST_FILE
-from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors, read_prediction_file
+from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors
 from mmtune.ensemble.methods import Method, get_method, known_methods
 from mmtune.ensemble.rules import RuleSet, apply_rules, load_rules, score_rules
 from mmtune.errors import InputError
 from mmtune.evaluation.calibration import MacroF1Calibrator, macro_f1, nested_gain
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.folders import OOF_FILE, TEST_FILE
+from mmtune.evaluation.predictions import Predictions, read_predictions, write_predictions
 from mmtune.outputs import check_outputs, write_text_atomic
 
 CALIBRATE = (None, "auto", "always")
@@ -106,11 +106,11 @@ def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
                   _named_inputs(oof_paths, test_paths, request))
     mapping = load_label_map(request.label_map)
     needs_gold = method.needs_gold or request.calibrate
-    oof = align([read_prediction_file(p, need_gold=needs_gold) for p in oof_paths], mapping)
+    oof = align([read_predictions(p, need_gold=needs_gold) for p in oof_paths], mapping)
     test = None
     if test_paths is not None:
         priors = gold_priors(oof.gold, oof.labels) if oof.gold is not None else None
-        test = align([read_prediction_file(p) for p in test_paths], mapping, labels=oof.labels, priors=priors)
+        test = align([read_predictions(p) for p in test_paths], mapping, labels=oof.labels, priors=priors)
     rules = load_rules(request.rules, oof.labels) if request.rules else None
     return _fit_and_write(request, blend_method(method, rules), oof, test, rules)
 
@@ -125,8 +125,7 @@ def _fit_and_write(request: EnsembleRequest, method: Method, oof: Members, test:
     test_probs = blender.predict_proba(test_X) if test_X is not None else None
     summary: dict[str, Any] = {"method": request.method, "inputs": [str(p) for p in oof.paths],
                                "labels": oof.labels, "n_oof": len(oof.ids)}
-    if hasattr(blender, "weights_"):
-        summary["weights"] = [float(w) for w in blender.weights_]
+    summary |= method.fitted(blender)
     if y is not None:
         summary["members_oof_macro_f1"] = [macro_f1(oof.probs[m], y) for m in range(len(oof.paths))]
         summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
@@ -169,9 +168,9 @@ def _write(request: EnsembleRequest, oof: Members, test: Members | None, oof_pro
     out = request.out
     paths = output_paths(out, with_test=test is not None)
     oof_out = paths.get("the OOF predictions", out)
-    write_predictions(oof_out, oof.ids, oof_probs, oof.labels, gold=oof.gold, folds=oof.folds)
+    write_predictions(oof_out, Predictions(oof.ids, oof_probs, oof.labels, gold=oof.gold, folds=oof.folds))
     if test is not None and test_probs is not None:
-        write_predictions(out, test.ids, test_probs, test.labels)
+        write_predictions(out, Predictions(test.ids, test_probs, test.labels))
     summary["outputs"] = {"predictions": str(out), "oof": str(oof_out), "summary": str(paths["the summary"])}
     write_text_atomic(paths["the summary"], json.dumps(summary, indent=1))
     return EnsembleResult(out=out, oof_out=oof_out if test is not None else None, summary=summary)

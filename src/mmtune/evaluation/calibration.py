@@ -76,13 +76,12 @@ def fit_biases(logits: np.ndarray, targets: np.ndarray, rounds: int = 3) -> np.n
 class MacroF1Calibrator:
     """scikit-learn style: `fit(probs, targets)`, then `predict_proba(probs)` applies the same map to any rows."""
 
-    temperature: bool = True
     biases: bool = True
 
     def fit(self, probs: np.ndarray, targets: np.ndarray) -> MacroF1Calibrator:
         probs, targets = _check(probs, targets)
         logits = _logits(probs)
-        self.temperature_ = fit_temperature(logits, targets) if self.temperature else 1.0
+        self.temperature_ = fit_temperature(logits, targets)
         scaled = logits / self.temperature_
         self.biases_ = fit_biases(scaled, targets) if self.biases else np.zeros(probs.shape[1])
         self.macro_f1_before_ = macro_f1(probs, targets)
@@ -100,18 +99,6 @@ class MacroF1Calibrator:
     def to_dict(self, labels: list[str]) -> dict[str, Any]:
         return {"temperature": self.temperature_, "biases": dict(zip(labels, map(float, self.biases_))),
                 "oof_macro_f1_before": self.macro_f1_before_, "oof_macro_f1_after": self.macro_f1_after_}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], labels: list[str], source: str = "calibration") -> MacroF1Calibrator:
-        try:
-            fitted = cls()
-            fitted.temperature_ = float(data["temperature"])
-            fitted.biases_ = np.array([float(data["biases"][label]) for label in labels])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{source}: not a calibration for labels {labels} ({exc})") from None
-        fitted.macro_f1_before_ = data.get("oof_macro_f1_before")
-        fitted.macro_f1_after_ = data.get("oof_macro_f1_after")
-        return fitted
 
 
 def _check(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,12 +22,11 @@ from mmtune.config import Config, ImageConfig, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.images import load_image
 from mmtune.data.post import Post
-from mmtune.ensemble.cv import OOF_FILE, SUMMARY_FILE, fold_dir
-from mmtune.ensemble.inputs import Predictions, read_prediction_file
 from mmtune.errors import InputError
 from mmtune.evaluation import figures
+from mmtune.evaluation.folders import OOF_FILE, SUMMARY_FILE, fold_dir, read_cv_summary, read_history
 from mmtune.evaluation.metrics import evaluate_probs
-from mmtune.files import IsNotRegular, read_regular
+from mmtune.evaluation.predictions import Predictions, read_predictions
 from mmtune.outputs import atomic_open
 
 log = logging.getLogger(__name__)
@@ -46,85 +44,21 @@ class ReportData:
     cv_summary: dict[str, Any] | None
 
 
-# ----------------------------------------------------------------------------------------------
-# Run-folder files: a folder may come from a teammate or a Kaggle dataset, so a damaged file is bad input
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return read_regular(path).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except IsNotRegular as exc:  # a FIFO would block the report forever
-        raise InputError(f"{path}: is {exc}, not a file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
-def _parse_json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: invalid JSON at column {exc.colno} ({exc.msg})") from None
-    except RecursionError:
-        raise InputError(f"{where}: JSON nested too deeply") from None
-    except ValueError:  # an integer over Python's 4,300-digit limit
-        raise InputError(f"{where}: a JSON number with too many digits") from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = _parse_json(line, f"{path}:{number}")
-        if not isinstance(record, dict) or not _is_number(record.get("step")):
-            raise InputError(f"{path}:{number}: a metrics record is a JSON object with a numeric 'step'")
-        records.append(record)
-    return records
-
-
-def _cv_summary(path: Path) -> dict[str, Any]:
-    summary = _parse_json(_read_text(path), str(path))
-    if not _is_cv_summary(summary):
-        raise InputError(f"{path}: not a summary written by mmtune cv (fold numbers, macro_f1, per_class_f1)")
-    return summary
-
-
-def _is_cv_summary(summary: Any) -> bool:
-    """The fields the report reads: fold numbers (they name the fold-K folders) and F1 figures."""
-    try:
-        folds, macro, per_class = summary["folds"], summary["macro_f1"], summary["per_class_f1"]
-        numbers = [macro["mean"], macro["std"], *(macro["folds"][str(k)] for k in folds),
-                   *(value for row in per_class.values() for value in row["folds"])]
-    except (KeyError, TypeError, AttributeError):
-        return False
-    fold_numbers = all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in folds)
-    return bool(folds) and fold_numbers and all(_is_number(value) for value in numbers)
-
-
 def gather(run_dir: Path) -> ReportData:
     """Read a run folder (config.yaml + val_predictions.csv) or a cv folder (oof.csv + fold-K/)."""
     if (run_dir / OOF_FILE).exists() and (run_dir / SUMMARY_FILE).exists():
-        summary = _cv_summary(run_dir / SUMMARY_FILE)
+        summary = read_cv_summary(run_dir / SUMMARY_FILE)
         fold_dirs = {k: fold_dir(run_dir, k) for k in summary["folds"]}
         cfg = load_config(next(iter(fold_dirs.values())) / "config.yaml")
-        preds = read_prediction_file(run_dir / OOF_FILE, need_gold=True)
-        histories = {f"fold {k}": _history(d) for k, d in fold_dirs.items()}
+        preds = read_predictions(run_dir / OOF_FILE, need_gold=True)
+        histories = {f"fold {k}": read_history(d) for k, d in fold_dirs.items()}
         return ReportData(f"{cfg.name}: {len(fold_dirs)}-fold cv", "cv", cfg, preds, preds.targets(), histories,
                           summary)
     if (run_dir / "config.yaml").exists() and (run_dir / "val_predictions.csv").exists():
         cfg = load_config(run_dir / "config.yaml")
-        preds = read_prediction_file(run_dir / "val_predictions.csv", need_gold=True)
+        preds = read_predictions(run_dir / "val_predictions.csv", need_gold=True)
         return ReportData(f"{cfg.name}: run {run_dir.name}", "run", cfg, preds, preds.targets(),
-                          {"run": _history(run_dir)}, None)
+                          {"run": read_history(run_dir)}, None)
     raise InputError(f"{run_dir}: neither a finished run folder (config.yaml, val_predictions.csv) "
                      "nor a cv folder (oof.csv, cv_summary.json)")
 

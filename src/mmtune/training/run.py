@@ -25,7 +25,7 @@ from mmtune.data.labels import infer_labels
 from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.evaluation.figures import learning_curves
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.predictions import Predictions, write_predictions
 from mmtune.models.base import build_classifier, known_kinds
 from mmtune.models.feature_cache import ExtractionStopped, extraction_budget
 from mmtune.objectives import get_objective
@@ -200,15 +200,16 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
         return
     if accelerator.is_main_process:
         probs = read_val_probs(best, len(val_examples), len(split.labels))
-        write_predictions(run_dir / "val_predictions.csv", [e.id for e in val_examples], probs, split.labels,
-                          gold=[e.post.label for e in val_examples])
+        val = Predictions([e.id for e in val_examples], probs, split.labels, gold=[e.post.label for e in val_examples])
+        write_predictions(run_dir / "val_predictions.csv", val)
         if loop.state.history:
             (run_dir / "learning_curve.png").write_bytes(learning_curves({"run": loop.state.history}, cfg.train.metric))
     if split.test:
         ckpt.load_weights(accelerator.unwrap_model(loop.model), best, split.labels)
         probs = predict_examples(loop, test_examples)
         if accelerator.is_main_process:
-            write_predictions(run_dir / "test_predictions.csv", [e.id for e in test_examples], probs, split.labels)
+            write_predictions(run_dir / "test_predictions.csv",
+                              Predictions([e.id for e in test_examples], probs, split.labels))
     accelerator.wait_for_everyone()
 
 
@@ -260,6 +261,6 @@ def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip:
         probs = (probs + predict_examples(loop, examples)) / 2
         classifier.flip_images = False
     if accelerator.is_main_process:  # every rank holds all probabilities (gathered); one writes them
-        write_predictions(out, [e.id for e in examples], probs, labels)
+        write_predictions(out, Predictions([e.id for e in examples], probs, labels))
     accelerator.wait_for_everyone()
     return out

@@ -53,6 +53,19 @@ def test_every_blender_keeps_the_estimator_contract(name, good_and_weak):
     np.testing.assert_allclose(blender.predict_proba(X[:7]).sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("name", BLENDERS)
+def test_the_summary_reports_what_a_method_says_it_fitted(name, good_and_weak):
+    X, targets, folds = good_and_weak
+    method = get_method(name)
+    blender = method.build(0)
+    method.fit_oof(blender, X, targets, folds)
+    reported = method.fitted(blender)
+    if name in ("mean", "weighted", "greedy"):
+        assert set(reported) == {"weights"} and np.isclose(sum(reported["weights"]), 1.0)
+    else:
+        assert reported == {}
+
+
 def test_rules_bases_are_the_methods_that_say_so():
     assert {"greedy", "mean", "rank", "weighted"} <= set(rules_bases()) and not {"stack", "rules"} & set(rules_bases())
     known = re.escape(str(rules_bases()))

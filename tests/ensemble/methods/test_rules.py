@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmtune import api
-from mmtune.evaluation.predict import write_predictions
+from mmtune.evaluation.predictions import Predictions, write_predictions
 from tests.ensemble.methods.conftest import member
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
@@ -17,8 +17,8 @@ def oofs(tmp_path):
     paths = []
     for i, strength in enumerate((2.0, 0.3)):
         paths.append(tmp_path / f"m{i}.csv")
-        write_predictions(paths[-1], [str(j) for j in range(200)], member(targets, strength, rng), LABELS,
-                          gold=[LABELS[t] for t in targets], folds=list(np.arange(200) % 5))
+        write_predictions(paths[-1], Predictions([str(j) for j in range(200)], member(targets, strength, rng), LABELS,
+                                                 gold=[LABELS[t] for t in targets], folds=list(np.arange(200) % 5)))
     return paths
 
 

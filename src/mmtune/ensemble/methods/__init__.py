@@ -31,6 +31,11 @@ def fit_then_predict(blender: Any, X: np.ndarray, y: np.ndarray | None, groups: 
     return blender.fit(X, y).predict_proba(X)
 
 
+def nothing_fitted(blender: Any) -> dict[str, Any]:
+    """A blender with nothing to report."""
+    return {}
+
+
 @dataclass(frozen=True)
 class Method:
     """What `--method NAME` does: how its blender is built and fitted, and what it asks of the inputs."""
@@ -42,6 +47,8 @@ class Method:
     rules_base: bool = False  # may be the `base:` blend that a rules file overrides
     # (blender, X, y, the OOF rows' folds) -> the ensemble's OOF predictions
     fit_oof: Callable[[Any, np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] = fit_then_predict
+    # fitted blender -> what the ensemble summary reports of it (e.g. the members' weights)
+    fitted: Callable[[Any], dict[str, Any]] = nothing_fitted
 
     @property
     def needs_rules(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmtune.ensemble.methods import Method, check_members
-from mmtune.ensemble.methods.mean import WeightedMeanBlender
+from mmtune.ensemble.methods.mean import WeightedMeanBlender, fitted_weights
 from mmtune.evaluation.calibration import macro_f1
 
 
@@ -33,4 +33,5 @@ class GreedySelectionBlender(WeightedMeanBlender):
         return self
 
 
-METHOD = Method(build=lambda seed: GreedySelectionBlender(), needs_gold=True, in_sample=True, rules_base=True)
+METHOD = Method(build=lambda seed: GreedySelectionBlender(), needs_gold=True, in_sample=True, rules_base=True,
+                fitted=fitted_weights)

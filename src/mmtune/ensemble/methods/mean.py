@@ -26,4 +26,9 @@ class WeightedMeanBlender(BaseEstimator):
         return normalized(np.einsum("nmk,m->nk", check_members(X), self.weights_))
 
 
-METHOD = Method(build=lambda seed: WeightedMeanBlender(), rules_base=True)
+def fitted_weights(blender: WeightedMeanBlender) -> dict[str, list[float]]:
+    """The members' weights, for the ensemble summary."""
+    return {"weights": [float(w) for w in blender.weights_]}
+
+
+METHOD = Method(build=lambda seed: WeightedMeanBlender(), rules_base=True, fitted=fitted_weights)

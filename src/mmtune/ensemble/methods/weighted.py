@@ -8,7 +8,7 @@ from scipy.special import softmax
 from sklearn.metrics import log_loss
 
 from mmtune.ensemble.methods import Method, check_members, normalized
-from mmtune.ensemble.methods.mean import WeightedMeanBlender
+from mmtune.ensemble.methods.mean import WeightedMeanBlender, fitted_weights
 from mmtune.evaluation.metrics import PROB_CLIP
 
 
@@ -31,4 +31,5 @@ class LogLossWeightsBlender(WeightedMeanBlender):
         return self
 
 
-METHOD = Method(build=lambda seed: LogLossWeightsBlender(), needs_gold=True, in_sample=True, rules_base=True)
+METHOD = Method(build=lambda seed: LogLossWeightsBlender(), needs_gold=True, in_sample=True, rules_base=True,
+                fitted=fitted_weights)

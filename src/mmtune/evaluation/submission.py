@@ -1,4 +1,4 @@
-"""`mmtune submit`: a prediction file -> the ViMMSD results.zip (CodaLab) or a Kaggle-style CSV.
+"""Submissions (`mmtune submit`): a prediction file -> the ViMMSD results.zip (CodaLab) or a Kaggle-style CSV.
 
 results.zip holds one file, results.json = {"results": {"<id>": "<label>", ...}, "phase": "dev"|"test"}.
 Every id must appear once, every label must be a known one, and with `ids_from` (the test data file)
@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmtune.config import DataConfig
-from mmtune.data.csvfile import read_table
 from mmtune.data.readers import iter_records
 from mmtune.errors import InputError
+from mmtune.evaluation.predictions import Predictions, read_predictions
 from mmtune.outputs import atomic_open, check_outputs
 from mmtune.sarcasm import SARCASM_LABELS
 
@@ -26,33 +25,7 @@ PHASES = ("dev", "test")
 RESULTS_JSON = "results.json"
 
 
-@dataclass(frozen=True)
-class Submission:
-    ids: list[str]
-    labels: list[str]
-
-
-def read_submission_rows(path: Path, known: Sequence[str] | None) -> Submission:
-    """(id, label) rows of a prediction CSV; the `label` column is the decision (argmax or a rule's)."""
-    fields, table = read_table(path, "prediction file", id_column="id")
-    if not {"id", "label"} <= set(fields):
-        raise InputError(f"{path}: expected columns id,label (a prediction file)")
-    allowed = list(known) if known else [name[2:] for name in fields if name.startswith("p_")]
-    ids, labels, seen = [], [], set()
-    for where, row in table:
-        if row["id"] in seen:
-            raise InputError(f"{where}: id '{row['id']}' appears twice")
-        if allowed and row["label"] not in allowed:
-            raise InputError(f"{where}: label '{row['label']}' is not a known label ({', '.join(allowed)})")
-        seen.add(row["id"])
-        ids.append(row["id"])
-        labels.append(row["label"])
-    if not ids:
-        raise InputError(f"{path}: no predictions")
-    return Submission(ids, labels)
-
-
-def check_coverage(sub: Submission, data: Path, source: Path, data_cfg: DataConfig | None = None) -> None:
+def check_coverage(sub: Predictions, data: Path, source: Path, data_cfg: DataConfig | None = None) -> None:
     """Every post of the data file predicted, and no post it does not have (read as `data.format` and
     `data.columns` say)."""
     data_cfg = data_cfg or DataConfig()
@@ -72,25 +45,29 @@ def _sort_key(pid: str) -> tuple[int, int | str]:
     return (0, int(pid)) if pid.isascii() and pid.isdigit() else (1, pid)
 
 
-def results_json(sub: Submission, phase: str) -> dict:
+def _sorted_decisions(sub: Predictions) -> list[tuple[str, str]]:
+    """(id, decided label) pairs, numeric ids first in number order."""
+    return sorted(zip(sub.ids, sub.predicted), key=lambda pair: _sort_key(pair[0]))
+
+
+def results_json(sub: Predictions, phase: str) -> dict:
     if phase not in PHASES:
         raise InputError(f"--phase must be one of {list(PHASES)}, got '{phase}'")
-    pairs = sorted(zip(sub.ids, sub.labels), key=lambda pair: _sort_key(pair[0]))
-    return {"results": dict(pairs), "phase": phase}
+    return {"results": dict(_sorted_decisions(sub)), "phase": phase}
 
 
-def write_results_zip(sub: Submission, phase: str, out: Path) -> Path:
+def write_results_zip(sub: Predictions, phase: str, out: Path) -> Path:
     body = json.dumps(results_json(sub, phase), ensure_ascii=False, indent=1)
     with atomic_open(out, "wb") as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(RESULTS_JSON, body)
     return out
 
 
-def write_kaggle_csv(sub: Submission, out: Path, id_column: str = "id", label_column: str = "label") -> Path:
+def write_kaggle_csv(sub: Predictions, out: Path, id_column: str = "id", label_column: str = "label") -> Path:
     with atomic_open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([id_column, label_column])
-        writer.writerows(sorted(zip(sub.ids, sub.labels), key=lambda pair: _sort_key(pair[0])))
+        writer.writerows(_sorted_decisions(sub))
     return out
 
 
@@ -105,13 +82,13 @@ class SubmitRequest:
     data: DataConfig | None = None  # how to read ids_from (format, column names)
 
 
-def submit(request: SubmitRequest) -> Submission:
+def submit(request: SubmitRequest) -> Predictions:
     """Validate and write; ViMMSD submissions accept only the four ViMMSD labels unless `labels` says otherwise."""
     if request.fmt not in ("vimmsd", "csv"):
         raise InputError(f"--format must be vimmsd or csv, got '{request.fmt}'")
     check_outputs({"--out": request.out}, {"predictions": request.predictions, "--ids": request.ids_from})
     known = request.labels or (list(SARCASM_LABELS) if request.fmt == "vimmsd" else None)
-    sub = read_submission_rows(request.predictions, known)
+    sub = read_predictions(request.predictions, decisions_only=True, known=known)
     if request.ids_from is not None:
         check_coverage(sub, request.ids_from, request.predictions, request.data)
     if request.fmt == "vimmsd":
