@@ -21,9 +21,11 @@ def test_each_model_type_belongs_to_one_family():
         family.name for family in families()}
 
 
-def test_a_family_registers_once():
-    with pytest.raises(ValueError, match="registered twice"):
+def test_a_family_registers_once_and_a_model_type_belongs_to_one_family():
+    with pytest.raises(ValueError, match="'llava' is registered twice \\(its name\\)"):
         register_family(VlmFamily(name="llava", model_types=("other",), has_vision=True))
+    with pytest.raises(ValueError, match="model type 'qwen2_vl' of 'qwen2-vl'"):
+        register_family(VlmFamily(name="qwen2-vl-copy", model_types=("qwen2_vl",), has_vision=True))
 
 
 @pytest.mark.parametrize("family", [family.name for family in families()])

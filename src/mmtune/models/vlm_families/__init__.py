@@ -101,8 +101,11 @@ _FAMILIES: dict[str, VlmFamily] = {}
 
 
 def register_family(family: VlmFamily) -> VlmFamily:
-    if family.name in _FAMILIES:
-        raise ValueError(f"VLM family '{family.name}' is registered twice")
+    """Add `family`; its name and each of its model types must be new (a config resolves to one family)."""
+    claimed = {model_type: other.name for other in _FAMILIES.values() for model_type in other.model_types}
+    clashes = [f"model type '{t}' of '{claimed[t]}'" for t in family.model_types if t in claimed]
+    if family.name in _FAMILIES or clashes:
+        raise ValueError(f"VLM family '{family.name}' is registered twice ({', '.join(clashes) or 'its name'})")
     _FAMILIES[family.name] = family
     return family
 
