@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from transformers import AutoConfig, CLIPVisionConfig, LlamaConfig, LlavaNextConfig, MistralConfig
+from transformers import AutoConfig, GemmaConfig, LlamaConfig, MistralConfig, PaliGemmaConfig, SiglipVisionConfig
 
 from mmtune.config import load_config
 from mmtune.errors import InputError
@@ -39,22 +39,22 @@ def test_a_text_only_lm_of_no_family_loads_as_a_causal_lm():
 
 
 def unregistered_vlm(folder):
-    """A LLaVA-NeXT config (a vision model no family covers); only config.json, which is all resolution reads."""
-    LlavaNextConfig(vision_config=CLIPVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2),
-                    text_config=LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    """A PaliGemma config (a vision model no family covers); only config.json, which is all resolution reads."""
+    PaliGemmaConfig(vision_config=SiglipVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2),
+                    text_config=GemmaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
                     ).save_pretrained(folder)
     return folder
 
 
 def test_a_vision_model_of_no_family_is_an_input_error_naming_model_name(tmp_path):
-    folder = unregistered_vlm(tmp_path / "llava-next")
+    folder = unregistered_vlm(tmp_path / "paligemma")
     cfg = load_config(None, ["model.kind=vlm-generative", f"model.name={folder}"])
-    with pytest.raises(InputError, match=r"model\.name: .*llava-next.* type 'llava_next', whose family mmtune "
+    with pytest.raises(InputError, match=r"model\.name: .*paligemma.* type 'paligemma', whose family mmtune "
                                          r"does not support \(supported: .*qwen2-vl"):
         load_vlm(cfg.model)
 
 
-def test_a_remote_code_vision_part_is_detected_by_its_config_keys(tmp_path):
+def test_a_vision_part_is_found_by_its_config_keys(tmp_path):
     # Phi-3.5-vision's layout: a phi3 text config with an `img_processor` (it would load as a text-only Phi-3).
     folder = tmp_path / "phi-3.5-vision"
     folder.mkdir()
@@ -74,7 +74,7 @@ def test_internvl_in_its_remote_code_format_is_an_input_error():
 
 
 def test_training_a_vision_model_of_no_family_exits_2(vlm_demo, tmp_path):
-    folder = unregistered_vlm(tmp_path / "llava-next")
+    folder = unregistered_vlm(tmp_path / "paligemma")
     config = {"output_dir": str(tmp_path / "run"),
               "data": {"train": str(vlm_demo.train), "train_images": str(vlm_demo.train_images)},
               "model": {"kind": "vlm-head", "name": str(folder)}, "train": {"epochs": 1}}
@@ -82,3 +82,11 @@ def test_training_a_vision_model_of_no_family_exits_2(vlm_demo, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "model.name:" in result.stderr and "whose family mmtune does not support" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_text_only_familys_type_with_a_vision_part_is_an_input_error():
+    # Registering a text-only family must not let its vision variants (same model type) load without images.
+    config = LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config.img_processor = {"image_dim_out": 1024}
+    with pytest.raises(InputError, match="type 'llama', whose family mmtune does not support"):
+        family_of(config, "a/llama-vision")

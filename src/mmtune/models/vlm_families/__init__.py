@@ -139,18 +139,18 @@ def family_of(config: Any, name: str) -> VlmFamily:
     """The family of a checkpoint's config (`name`: the checkpoint, for messages); InputError when mmtune cannot
     run it: a remote-code format, or a vision part of no registered family."""
     model_type = getattr(config, "model_type", "")
-    for family in families():
-        if model_type in family.model_types:
-            return family
-        if model_type in family.remote_code_types:
-            raise InputError(f"model.name: {name!r} is in {family.remote_code_types[model_type]}'s remote-code "
+    family = next((family for family in families() if model_type in family.model_types), TEXT_LM)
+    for other in families():
+        if model_type in other.remote_code_types:
+            raise InputError(f"model.name: {name!r} is in {other.remote_code_types[model_type]}'s remote-code "
                              "format, whose model has its own forward; convert it to transformers' native class "
                              "(README: Vintern-1B) and point model.name at the converted folder")
-    if has_vision_part(config):
+    # A text-only family's model type with a vision part too (Phi-3.5-vision is a phi3 with `img_processor`).
+    if not family.has_vision and has_vision_part(config):
         raise InputError(f"model.name: {name!r} is a vision-language model of type {model_type!r}, whose family "
                          f"mmtune does not support (supported: {', '.join(_vision_family_names())}); loaded as a "
                          "text-only LM it would drop its images")
-    return TEXT_LM
+    return family
 
 
 def has_vision_part(config: Any) -> bool:
