@@ -67,7 +67,7 @@ def build_parts(size: str, work: Path) -> Path:
 
     from mmtune.config import BuildConfig
     from mmtune.generative.build_vlm import build_llava, save_vlm
-    from mmtune.models.tiny import make_tiny
+    from mmtune.testing.tiny import make_tiny
 
     vision, lm = make_tiny("siglip", work / "siglip"), make_tiny("qwen2", work / "qwen2")
     if size == "real":
@@ -120,8 +120,8 @@ def run_variant(variant: str, model_dir: Path, data: Path, work: Path, batch_siz
         from transformers import AutoModelForImageTextToText
         from trl import SFTConfig, SFTTrainer
 
-        from mmtune.compat import load_processor
         from mmtune.generative.trainer_setup import with_images
+        from mmtune.models.vlm_families import load_processor
 
         model = AutoModelForImageTextToText.from_pretrained(model_dir)
         # TRL's default bf16=True refuses to start on a CPU: the smoke run turns it off there.

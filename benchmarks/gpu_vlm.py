@@ -41,13 +41,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from mmtune.compat import keep_bnb_4bit_training_layout, load_processor
+from mmtune.compat import keep_bnb_4bit_training_layout
 from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.models.adapters import quantized_compute_dtype
-from mmtune.models.tiny import CORPUS, make_tiny
-from mmtune.models.tiny_vlm import SavedProcessor
+from mmtune.models.vlm_families import load_processor
 from mmtune.models.vlm_loading import lora_targets
+from mmtune.testing.corpus import CORPUS
+from mmtune.testing.tiny import make_tiny
+from mmtune.testing.tiny_vlm import SavedProcessor
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import TrainingLoop, make_accelerator
 from mmtune.training.run import build_model

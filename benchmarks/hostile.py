@@ -144,7 +144,7 @@ def build_shared(root: Path, with_runs: bool = True) -> Shared:
     from PIL import Image
 
     from mmtune.data.synthetic import make_demo_data
-    from mmtune.models.tiny import make_tiny
+    from mmtune.testing.tiny import make_tiny
 
     demo = make_demo_data(root / "demo", n_train=48, n_test=12, seed=1, image_size=48, inject_faults=False)
     bert, vit = make_tiny("bert", root / "tiny-bert"), make_tiny("vit", root / "tiny-vit")

@@ -38,8 +38,8 @@ from mmtune.config import load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.synthetic import make_demo_data
 from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop
-from mmtune.models.tiny import make_tiny
-from mmtune.models.tiny_vlm import VLM_FAMILIES
+from mmtune.models.vlm_families import family_names
+from mmtune.testing.tiny import make_tiny
 from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
@@ -90,7 +90,7 @@ def bench_family(family: str, work: Path, demo: object, posts: int, rounds: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(VLM_FAMILIES))
+    parser.add_argument("--families", default=",".join(family_names()))
     parser.add_argument("--posts", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=96)

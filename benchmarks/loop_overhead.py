@@ -54,7 +54,7 @@ from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.data.labels import infer_labels
 from mmtune.data.synthetic import make_demo_data
-from mmtune.models.tiny import make_tiny
+from mmtune.testing.tiny import make_tiny
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import BatchCollator, TrainingLoop, _Indexed, make_accelerator
 from mmtune.training.run import build_model

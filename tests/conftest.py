@@ -12,6 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import io  # noqa: E402
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +86,19 @@ def faulty_vimmsd(tmp_path: Path) -> FaultyData:
 
 
 SARCASM = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The folder of a tiny VLM `family` checkpoint (seed 0), written on first use."""
+    from mmtune.testing.tiny import make_tiny  # loads transformers: only for the sessions that use it
+
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            name = "vlm_" + family.replace("-", "_").replace(".", "_")
+            built[family] = make_tiny(family, tmp_path_factory.mktemp(name))
+        return built[family]
+
+    return get

@@ -303,7 +303,7 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
         raise InputError(f"{out}: is a file; make-tiny writes a model folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise InputError(f"{out}: is a folder with other files (no config.json); give a new or empty folder")
-    from mmtune.models.tiny import make_tiny
+    from mmtune.testing.tiny import make_tiny
 
     path = make_tiny(args.family, args.out, seed=args.seed)
     console.print(f"tiny {args.family} model written to {path}")

@@ -11,21 +11,17 @@ reloads with the image processor and tokenizer only. The subclass must name `ima
 `image_seq_len` as real arguments: `from_pretrained` keeps only saved kwargs that appear in the signature,
 and without them the reload falls back to the defaults ("Image features and image tokens do not match").
 SmolVLM's `apply_chat_template` also reads `num_frames`/`fps` from the video processor; images need neither.
-`load_processor` uses these subclasses only where torchvision is missing.
+Each VLM family names its subclass (mmtune.models.vlm_families), used only where torchvision is missing.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import json
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 from transformers import (
-    AutoConfig,
-    AutoProcessor,
     InternVLProcessor,
     ProcessorMixin,
     Qwen2_5_VLProcessor,
@@ -95,38 +91,5 @@ class SmolVLMProcessorWithoutVideo(SmolVLMProcessor):
         return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
 
-WITHOUT_VIDEO: dict[str, type[ProcessorMixin]] = {
-    "Qwen2VLProcessor": Qwen2VLProcessorWithoutVideo,
-    "Qwen2_5_VLProcessor": Qwen2_5_VLProcessorWithoutVideo,
-    "InternVLProcessor": InternVLProcessorWithoutVideo,
-    "SmolVLMProcessor": SmolVLMProcessorWithoutVideo,
-}
-
-
 def torchvision_available() -> bool:
     return importlib.util.find_spec("torchvision") is not None
-
-
-def load_processor(path_or_id: str, **kwargs: Any) -> Any:
-    """`AutoProcessor.from_pretrained`, or the torchvision-free subclass for the processors that need it."""
-    name = processor_class_name(path_or_id, **kwargs)
-    if name in WITHOUT_VIDEO and not torchvision_available():
-        return WITHOUT_VIDEO[name].from_pretrained(path_or_id, **kwargs)
-    return AutoProcessor.from_pretrained(path_or_id, **kwargs)
-
-
-def processor_class_name(path_or_id: str, **kwargs: Any) -> str | None:
-    """The processor class a checkpoint names (processor_config.json, else its model type's default)."""
-    folder = Path(path_or_id)
-    for file in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-        if (folder / file).is_file():
-            name = json.loads((folder / file).read_text(encoding="utf-8")).get("processor_class")
-            if name:
-                return str(name)
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
-
-    try:
-        model_type = AutoConfig.from_pretrained(path_or_id, **kwargs).model_type
-    except (OSError, ValueError):
-        return None
-    return PROCESSOR_MAPPING_NAMES.get(model_type)

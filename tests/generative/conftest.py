@@ -10,7 +10,7 @@ from PIL import Image
 
 from mmtune.config import BuildConfig, load_config
 from mmtune.generative.build_vlm import build_llava, save_vlm
-from mmtune.models.tiny import make_tiny
+from mmtune.testing.tiny import make_tiny
 
 COLOURS = {"đỏ": (220, 20, 20), "xanh": (20, 20, 220), "vàng": (230, 220, 20), "đen": (5, 5, 5)}
 

@@ -103,7 +103,7 @@ def test_qlora_sft_runs_on_a_4bit_base_and_exports_a_full_precision_model(tiny_l
 
 @pytest.mark.parametrize("family", ["smolvlm", "qwen2-vl", "internvl", "llava"])
 def test_sft_with_lora_trains_each_vlm_family_on_answers_only(family, colour_chat, tmp_path):
-    from mmtune.models.tiny import make_tiny
+    from mmtune.testing.tiny import make_tiny
 
     folder = make_tiny(family, tmp_path / family)
     out = tmp_path / "run"

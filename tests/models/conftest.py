@@ -1,10 +1,9 @@
-"""Fixtures shared by the model tests: tiny VLM checkpoints and demo posts, built once per session."""
+"""Fixtures shared by the model tests: demo posts and configs for the tiny VLM checkpoints (tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,23 +13,8 @@ from mmtune.data.checks import load_posts
 from mmtune.data.post import Post
 from mmtune.data.synthetic import make_demo_data
 from mmtune.models.base import build_classifier
-from mmtune.models.tiny import make_tiny
 
 SARCASM = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
-
-
-@pytest.fixture(scope="session")
-def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """The folder of a tiny `family` checkpoint (seed 0), written on first use."""
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            name = "vlm_" + family.replace("-", "_").replace(".", "_")
-            built[family] = make_tiny(family, tmp_path_factory.mktemp(name))
-        return built[family]
-
-    return get
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from mmtune.config import Config, load_config
 from mmtune.data.images import resize_image
 from mmtune.data.post import Post
 from mmtune.errors import InputError
-from mmtune.models.tiny import make_tiny
 from mmtune.models.towers import build_image_tower, build_text_tower
+from mmtune.testing.tiny import make_tiny
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from mmtune.config import load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.synthetic import make_demo_data
 from mmtune.models.base import build_classifier
-from mmtune.models.tiny import make_tiny
+from mmtune.testing.tiny import make_tiny
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmtune.models.tiny_vlm import VLM_FAMILIES
+from mmtune.models.vlm_families import family_names
 from tests.models.conftest import assert_trains_and_predicts, build, eval_probs, train_steps
 
 
-@pytest.mark.parametrize("family", VLM_FAMILIES)
+@pytest.mark.parametrize("family", family_names())
 def test_class_objective_trains_and_predicts_probabilities(family, vlm_setup):
     assert_trains_and_predicts(vlm_setup(family, "vlm-generative"))
 

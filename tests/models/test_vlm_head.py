@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmtune.models.tiny_vlm import VLM_FAMILIES
+from mmtune.models.vlm_families import family_names
 from mmtune.training import checkpoint as ckpt
 from tests.models.conftest import assert_trains_and_predicts, build, eval_probs, train_steps
 
 
-@pytest.mark.parametrize("family", VLM_FAMILIES)
+@pytest.mark.parametrize("family", family_names())
 def test_head_trains_and_predicts_probabilities(family, vlm_setup):
     assert_trains_and_predicts(vlm_setup(family, "vlm-head"))
 

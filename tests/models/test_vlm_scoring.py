@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from mmtune.models.label_scoring import Answers, answer_logprobs_cached, answer_logprobs_loop, reduce_scores
-from mmtune.models.tiny_vlm import VLM_FAMILIES
+from mmtune.models.vlm_families import family_names
 from tests.models.conftest import build
 
 
-@pytest.mark.parametrize("family", VLM_FAMILIES)
+@pytest.mark.parametrize("family", family_names())
 def test_shared_prompt_scores_equal_the_per_label_loop(family, vlm_setup):
     setup = vlm_setup(family)
     classifier = build(setup).eval()

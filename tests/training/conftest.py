@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from mmtune.data.synthetic import make_demo_data
-from mmtune.models.tiny import make_tiny
+from mmtune.testing.tiny import make_tiny
 
 
 @pytest.fixture(scope="session")

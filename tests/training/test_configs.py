@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mmtune.config import load_config
-from mmtune.models.tiny import make_tiny
+from mmtune.testing.tiny import make_tiny
 from mmtune.training.run import train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

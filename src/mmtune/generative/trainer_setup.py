@@ -17,11 +17,11 @@ import torch
 from transformers import AutoModelForImageTextToText, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from mmtune.compat import load_processor
 from mmtune.config import Config, save_config
 from mmtune.data.images import ImageError, load_within
 from mmtune.errors import InputError
 from mmtune.models.adapters import check_lora_numbers
+from mmtune.models.vlm_families import load_processor
 from mmtune.models.vlm_loading import load_weights, lora_targets
 from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
 from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
@@ -112,6 +112,8 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
         processor = load_processor(name, **kwargs)
         # As for the classifier kinds: a LoRA base on a GPU in half precision (model.vlm.dtype), QLoRA in 4-/8-bit.
         model = load_weights(AutoModelForImageTextToText, replace(cfg.model, name=name), kwargs)
+    except InputError:
+        raise
     except (OSError, ValueError) as error:
         raise InputError(f"model.name: cannot load the VLM '{name}' ({str(error).strip().splitlines()[0][:200]})"
                          ) from None

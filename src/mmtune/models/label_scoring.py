@@ -12,8 +12,8 @@ tuning): cross-entropy on the gold answer tokens only.
 
 Positions: prompts are left-padded, and a forward without position ids numbers them 0..P-1 pads included
 (rotary embeddings depend on differences only, so the pads' offset does not change any score). Answers
-continue at P, P+1, ... Qwen2-VL-style models number positions in three rows from the images' grid and keep
-the shift to plain numbering in `rope_deltas`, which the continuation must add.
+continue at P, P+1, ... Families with `rope_deltas` (Qwen2-VL) number positions in three rows from the images'
+grid and keep the shift to plain numbering in `model.model.rope_deltas`, which the continuation must add.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from mmtune.models.vlm_families import family_of
 
 # Per-token tensors of a prompt batch, and what an appended answer token gets in them.
 PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
@@ -127,7 +129,7 @@ def _forward_with_answer(model: nn.Module, prompt: dict[str, torch.Tensor], answ
 def _continuation_positions(model: nn.Module, prompt_mask: torch.Tensor, steps: int, labels: int) -> torch.Tensor:
     batch, length = prompt_mask.shape
     steps_range = torch.arange(steps, device=prompt_mask.device)[None]
-    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+    deltas = model.model.rope_deltas if _has_rope_deltas(model) else None
     if deltas is None:
         return (length + steps_range).expand(batch * labels, -1)
     # Qwen2-VL / Qwen2.5-VL after a prompt with images: numbered over real tokens only, then shifted.
@@ -137,6 +139,9 @@ def _continuation_positions(model: nn.Module, prompt_mask: torch.Tensor, steps: 
 
 def _reset_rope_deltas(model: nn.Module) -> None:
     # Qwen2-VL keeps the last prompt's shifts on the module; a text-only prompt would not replace them.
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "rope_deltas"):
-        inner.rope_deltas = None
+    if _has_rope_deltas(model):
+        model.model.rope_deltas = None
+
+
+def _has_rope_deltas(model: nn.Module) -> bool:
+    return family_of(model.config, model.config.name_or_path).rope_deltas

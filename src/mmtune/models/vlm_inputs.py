@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers import Idefics3Processor, SmolVLMProcessor
 
 from mmtune.config import Config
 from mmtune.data.images import Augmenter, load_within
@@ -28,10 +27,6 @@ from mmtune.models.vlm_loading import LoadedVlm
 from mmtune.models.vlm_prompts import fill_template, resolve_label_words, resolve_template
 
 log = logging.getLogger(__name__)
-
-# Processors that take one list of images per post; the others take one flat list for the batch (the
-# torchvision-free subclasses in compat derive from these).
-NESTED_IMAGES = (Idefics3Processor, SmolVLMProcessor)
 
 
 @dataclass
@@ -60,8 +55,8 @@ class VlmInputs:
         self.normalizer = TextNormalizer(cfg.data.text)
         self.augmenter = Augmenter.for_images(cfg.data.image, seed=cfg.seed) if cfg.data.image.augment.enabled else None
         self.flip_images = False
-        self.nested_images = isinstance(loaded.processor, NESTED_IMAGES)
-        self.image_kwargs = image_budget_kwargs(loaded.processor, vlm) if loaded.has_vision else {}
+        self.nested_images = loaded.family.nested_images
+        self.image_kwargs = image_budget_kwargs(loaded, vlm) if loaded.has_vision else {}
         self.answers, self.report = self._answers()
 
     # ------------------------------------------------------------------------------------ prompts
@@ -187,18 +182,8 @@ def _strip_trailing_blanks(tokenizer: Any, ids: list[int]) -> list[int]:
     return ids
 
 
-def image_budget_kwargs(processor: Any, vlm: Any) -> dict[str, Any]:
-    """Processor arguments that bound each image's token cost, by image processor family."""
+def image_budget_kwargs(loaded: LoadedVlm, vlm: Any) -> dict[str, Any]:
+    """Processor arguments that bound each image's token cost, as the model's family takes them."""
     if vlm.max_tiles < 1:
         raise InputError(f"model.vlm.max_tiles: must be at least 1, got {vlm.max_tiles}")
-    name = type(processor.image_processor).__name__
-    if name.startswith("GotOcr2"):  # InternVL: its processor would otherwise cut every image into tiles
-        return {"crop_to_patches": vlm.max_tiles > 1, "max_patches": vlm.max_tiles, "min_patches": 1}
-    if name.startswith(("Idefics3", "SmolVLM")):
-        return {"do_image_splitting": vlm.max_tiles > 1}
-    if name.startswith("Qwen2VL"):
-        minimum = processor.image_processor.size.get("shortest_edge", 56 * 56)
-        if vlm.max_pixels < minimum:
-            raise InputError(f"model.vlm.max_pixels: {vlm.max_pixels} is below the processor's minimum {minimum}")
-        return {"size": {"shortest_edge": minimum, "longest_edge": vlm.max_pixels}}
-    return {}
+    return loaded.family.image_budget(loaded.processor, vlm)

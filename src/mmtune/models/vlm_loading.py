@@ -14,22 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
-from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-from mmtune import compat
 from mmtune.config import ModelConfig
 from mmtune.errors import InputError
 from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
 from mmtune.models.freezing import apply_freeze
+from mmtune.models.vlm_families import VlmFamily, family_of, load_processor
 
 log = logging.getLogger(__name__)
-
-# Attention and MLP projections of LLaMA/Qwen2-style decoders (every family here uses these names).
-LANGUAGE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-# Remote-code model types with a native transformers counterpart that mmtune's VLM kinds need instead.
-REMOTE_ONLY = {"internvl_chat": "InternVL2 (Vintern-1B)"}
 
 
 @dataclass
@@ -37,7 +29,11 @@ class LoadedVlm:
     model: nn.Module  # a *ForConditionalGeneration or *ForCausalLM
     processor: Any  # a ProcessorMixin for VLMs, the tokenizer for text-only models
     tokenizer: Any
-    has_vision: bool
+    family: VlmFamily
+
+    @property
+    def has_vision(self) -> bool:
+        return self.family.has_vision
 
 
 def load_vlm(model_cfg: ModelConfig) -> LoadedVlm:
@@ -49,15 +45,11 @@ def load_vlm(model_cfg: ModelConfig) -> LoadedVlm:
     except (OSError, ValueError) as error:
         key = "model.trust_remote_code" if "trust_remote_code" in str(error) else "model.name"
         raise InputError(f"{key}: cannot load a config from {model_cfg.name!r} ({error})") from None
-    if config.model_type in REMOTE_ONLY:
-        raise InputError(f"model.name: {model_cfg.name!r} is in {REMOTE_ONLY[config.model_type]}'s remote-code "
-                         "format, whose model has its own forward; convert it to transformers' native class "
-                         "(README: Vintern-1B) and point model.name at the converted folder")
-    has_vision = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-    model_cls = AutoModelForImageTextToText if has_vision else AutoModelForCausalLM
+    family = family_of(config, model_cfg.name)
+    model_cls = AutoModelForImageTextToText if family.has_vision else AutoModelForCausalLM
     model = load_weights(model_cls, model_cfg, remote)
-    if has_vision:
-        processor = compat.load_processor(model_cfg.name, **remote)
+    if family.has_vision:
+        processor = load_processor(model_cfg.name, family, **remote)
         tokenizer = processor.tokenizer
     else:
         processor = tokenizer = AutoTokenizer.from_pretrained(model_cfg.name, **remote)
@@ -65,7 +57,7 @@ def load_vlm(model_cfg: ModelConfig) -> LoadedVlm:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     _configure(model, model_cfg)
-    return LoadedVlm(model, processor, tokenizer, has_vision)
+    return LoadedVlm(model, processor, tokenizer, family)
 
 
 def weights_dtype(model_cfg: ModelConfig) -> torch.dtype:
@@ -124,12 +116,12 @@ def _configure(model: nn.Module, model_cfg: ModelConfig) -> None:
 
 
 def lora_targets(model: nn.Module, leaf_names: list[str] | None, with_vision: bool) -> list[str]:
-    """Full names of the linear layers that get adapters: the language model's projections (`leaf_names` or the
-    defaults), and with `with_vision` every linear layer of the vision tower and projector as well."""
+    """Full names of the linear layers that get adapters: the language model's projections (`leaf_names` or its
+    family's defaults), and with `with_vision` every linear layer of the vision tower and projector as well."""
     decoder = model.get_decoder()
     output = model.get_output_embeddings()
     inside_decoder = {id(module) for module in decoder.modules()}
-    wanted = tuple(leaf_names) if leaf_names else LANGUAGE_TARGETS
+    wanted = tuple(leaf_names) if leaf_names else family_of(model.config, model.config.name_or_path).lora_targets
     targets = []
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear) or module is output or "lora_" in name:

@@ -13,19 +13,15 @@ Training through the family's own pipeline keeps save and reload identical, and 
 like the real checkpoint's (BERT returns token_type_ids, CLIP adds its start and end tokens). SigLIP's class
 needs sentencepiece, which mmtune does not require, so SigLIP gets the generic `TokenizersBackend`.
 
-Why BPE and WordPiece merges are learned here and not by `tokenizers`' trainers: those break ties between equally
-frequent pairs in hash-map order, so two builds (even in one process) differ, and so would token ids for the
-same weights. The unigram trainer is only made canonical (see `_canonical_unigram`).
+The merges are learned in corpus.py (see why there); the unigram trainer is only made canonical (see
+`_canonical_unigram`). Causal LMs and generative VLMs are built by tiny_vlm.py from their family's record
+(mmtune.models.vlm_families).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
-import string
-import unicodedata
-from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,80 +55,24 @@ from transformers import (
 )
 
 from mmtune.errors import InputError
+from mmtune.models.vlm_families import family_names
+from mmtune.testing import corpus
+from mmtune.testing.corpus import HEADS, HIDDEN, INTERMEDIATE, LAYERS, VOCAB_SIZE
+from mmtune.testing.tiny_vlm import build_family
 
-FAMILIES: tuple[str, ...] = ("vilt", "clip", "siglip", "bert", "xlm-roberta", "vit", "convnext")
-
-HIDDEN = 32
-LAYERS = 2
-HEADS = 2
-INTERMEDIATE = 64
 TEXT_MAX_LENGTH = 128
 # ViLT's real text limit (bert-base-uncased's positions cut to 40); kept so that truncation gets exercised.
 VILT_MAX_LENGTH = 40
-VOCAB_SIZE = 1000  # upper bound for the BPE and WordPiece vocabularies
 UNIGRAM_TRAIN_SIZE = 800  # the corpus supports about 350 unigram pieces; letters added afterwards
 ENCODER_IMAGE_SIZE = 32
 ENCODER_PATCH_SIZE = 8
 VILT_IMAGE_SIZE = 64
 VILT_PATCH_SIZE = 16
 
-# Meme-like captions: diacritics, teencode, emoji, hashtags, mentions, English and code-mixed lines.
-CORPUS: tuple[str, ...] = (
-    "Trời đẹp quá 😂 #xuhuong",
-    "Hôm nay trời đẹp quá, đi chơi thôi mn ơi 🌞",
-    "Mưa to quá, kẹt xe ở Sài Gòn hai tiếng 😭",
-    "Ăn phở no căng bụng, hạnh phúc là đây 🍜",
-    "Cuối tháng rồi, cơm còn không có mà ăn 🙃",
-    "Crush seen mà không rep, thôi ngủ 😴",
-    "Qua môn giải tích rồi, vui muốn khóc 🥲",
-    "Rớt môn lần thứ ba, buồn quá đi thôi 💔",
-    "Được tăng lương, đời đẹp quá trời luôn 💸",
-    "Bị trừ lương vì đi trễ 5 phút, cảm ơn sếp nhiều nha 👏",
-    "ko bít nói j luôn, đỉnh thật sự 🤡",
-    "đc nghỉ học r, sướng quá trời ơi 🎉",
-    "bạn ơi mk đói quá, đi ăn bún bò hk? 🤤",
-    "thật là tuyệt vời khi mất điện giữa trưa hè 🔥🔥",
-    "Wifi nhà mình nhanh ghê, tải một bộ phim mất có 3 tiếng 🐢",
-    "Deadline dí sát nút mà chưa làm được chữ nào 📚",
-    "Mẹ nấu nồi canh chua ngon bá cháy 😋 #giadinh",
-    "Chủ nhật đi Đà Lạt săn mây, lạnh run người ❄️",
-    "Hà Nội mùa thu, cà phê sáng với bạn thân ☕",
-    "Sáng thứ hai, tắc đường ở Cầu Giấy như mọi khi 🚗🚗🚗",
-    "Điểm tiếng Anh được 2, khóc không thành tiếng 😢",
-    "Pin còn 1%, quên mang sạc dự phòng, đúng là ngày may mắn 🍀",
-    "Đặt trà sữa chờ 2 tiếng, shipper bùng 🙂",
-    "Nhà trọ ngập tới đầu gối, view biển miễn phí nè 🌊",
-    "@minh_anh ơi, tối nay đi xem phim không? 🎬",
-    "Xinh đẹp tuyệt vời như mình thì ai cũng thích thôi 💅",
-    "Giá xăng lại tăng, ví tiền của tôi vui quá 😀",
-    "Đội tuyển Việt Nam vô địch rồi, cả nước ăn mừng 🇻🇳⚽",
-    "Thầy chủ nhiệm khen cả lớp chăm chỉ, lạ thật sự 🤔",
-    "Quán bánh mì đầu hẻm ngon nhức nách 🥖",
-    "Ông anh họ mua xe mới, cả xóm ra xem 🛵",
-    "Người yêu tặng hoa ngày 8/3, cảm động ghê 🌹",
-    "Đồ án xong rồi, nhẹ cả người, ngủ thôi 😪",
-    "Bão về, cả xóm mất điện, lạnh run người ⛈️",
-    "vl thật, sao lại có người nghĩ ra cái này 😳",
-    "đi làm về mệt xỉu mà còn phải nấu cơm 😩",
-    "trời ơi tin được không, lần đầu tiên đúng giờ ⏰",
-    "cảm ơn vì tất cả nha, mãi yêu 💕",
-    "hahaha cười đau bụng :)) =))",
-    "buồn ghê :( nhưng mà thôi kệ ^^",
-    "What a beautiful day to stay home and study 🙄",
-    "This is fine, everything is fine 🔥",
-    "When the teacher says the test will be easy 😂",
-    "Me after one hour at the gym 💪 lol",
-    "Monday again, so happy to be back at work",
-    "The best meme of the year, no cap 🧢",
-    "Nothing says love like a cold bowl of noodles at midnight",
-    "Ngày mai thi rồi mà giờ vẫn chưa học chữ nào, bình tĩnh là chính 😎",
-    "Ảnh này chụp ở Hội An, đẹp như tranh vẽ 📸",
-    "Mua áo online nhận về size cho em bé, tuyệt vời ông mặt trời 👕",
-    "Sếp bảo làm thêm giờ không lương, vui ghê ta 😃",
-    "Tết này được lì xì nhiều quá, giàu rồi 🧧",
-    "Hỏi thật, có ai thấy cái điều khiển ở đâu không? 📺",
-    "Nóng 40 độ mà cắt điện, quá tuyệt 🥵",
-)
+
+def tiny_families() -> list[str]:
+    """Every family `make_tiny` builds: the encoders here and every registered VLM family."""
+    return [*ENCODER_FAMILIES, *family_names()]
 
 
 def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
@@ -141,14 +81,14 @@ def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
     The same seed gives identical weights; the tokenizer is the same for every seed. The caller's random state is
     left as it was. Backs `mmtune make-tiny FAMILY DIR [--seed N]`; an unknown family is an InputError.
     """
-    build = _BUILDERS.get(family)
-    if build is None:
-        raise InputError(f"make-tiny: unknown family '{family}' (known: {', '.join(FAMILIES)})")
+    known = tiny_families()
+    if family not in known:
+        raise InputError(f"make-tiny: unknown family '{family}' (known: {', '.join(known)})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model, parts = build()
+        model, parts = _BUILDERS[family]() if family in _BUILDERS else build_family(family)
     model.save_pretrained(out)
     for part in parts:
         part.save_pretrained(out)
@@ -158,81 +98,18 @@ def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
 # ---- tokenizers -------------------------------------------------------------------------------------------
 
 
-def _alphabet(lowercase: bool) -> list[str]:
-    """Every Vietnamese letter (each vowel with each tone), the other ASCII letters, digits and punctuation."""
-    tones = ["", "\u0300", "\u0301", "\u0303", "\u0309", "\u0323"]
-    vowels = [unicodedata.normalize("NFC", v + t) for v in "aăâeêioôơuưy" for t in tones]
-    chars = vowels + list("bcdđfghjklmnpqrstvwxz0123456789") + list(string.punctuation)
-    if not lowercase:
-        chars += [c.upper() for c in chars]
-    return sorted(set(chars))
-
-
-def _words(pipeline: Tokenizer) -> Counter[str]:
-    """CORPUS as `pipeline` normalizes and splits it: word -> count."""
-    words: Counter[str] = Counter()
-    for line in CORPUS:
-        text = pipeline.normalizer.normalize_str(line) if pipeline.normalizer else line
-        words.update(word for word, _ in pipeline.pre_tokenizer.pre_tokenize_str(text))
-    return words
-
-
-def _learn_merges(words: Sequence[tuple[list[str], int]], join: Callable[[str, str], str],
-                  budget: int) -> list[tuple[str, str]]:
-    """Byte-pair merges, the most frequent pair first and ties to the smallest pair, up to `budget` merges."""
-    symbols = [list(word) for word, _ in words]
-    counts = [count for _, count in words]
-    pairs: Counter[tuple[str, str]] = Counter()
-    where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
-    heap: list[tuple[int, tuple[str, str]]] = []
-
-    def tally(i: int, sign: int) -> None:
-        for pair in zip(symbols[i], symbols[i][1:]):
-            pairs[pair] += sign * counts[i]
-            where[pair].add(i)
-            heapq.heappush(heap, (-pairs[pair], pair))
-
-    for i in range(len(symbols)):
-        tally(i, 1)
-    merges: list[tuple[str, str]] = []
-    while heap and len(merges) < budget:
-        negative_count, pair = heapq.heappop(heap)
-        if pairs[pair] <= 0 or -negative_count != pairs[pair]:
-            continue  # a stale heap entry
-        merges.append(pair)
-        merged = join(*pair)
-        for i in sorted(where.pop(pair)):
-            tally(i, -1)
-            symbols[i] = _merge(symbols[i], pair, merged)
-            tally(i, 1)
-    return merges
-
-
-def _merge(symbols: list[str], pair: tuple[str, str], merged: str) -> list[str]:
-    out: list[str] = []
-    i = 0
-    while i < len(symbols):
-        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-            out.append(merged)
-            i += 2
-        else:
-            out.append(symbols[i])
-            i += 1
-    return out
-
-
 def _bert_tokenizer(max_length: int, lowercase: bool) -> BertTokenizer:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     # strip_accents=False: BERT's default strips accents whenever it lowercases, which erases Vietnamese tones.
     options = {"do_lower_case": lowercase, "strip_accents": False}
-    words = _words(BertTokenizer(**options).backend_tokenizer)
-    letters = sorted(set(_alphabet(lowercase)).union(*words))
+    words = corpus.words(BertTokenizer(**options).backend_tokenizer)
+    letters = sorted(set(corpus.alphabet(lowercase)).union(*words))
     # WordPiece turns a whole word into [UNK] when one piece is missing: like real BERT vocabularies, hold every
     # letter both as a word start and as a continuation ("##x").
     base = specials + letters + ["##" + c for c in letters]
     split = [([w[0]] + ["##" + c for c in w[1:]], n) for w, n in sorted(words.items())]
-    merges = _learn_merges(split, lambda a, b: a + b[2:], VOCAB_SIZE - len(base))
-    return BertTokenizer(vocab=_numbered(base + [a + b[2:] for a, b in merges]), model_max_length=max_length,
+    merges = corpus.learn_merges(split, lambda a, b: a + b[2:], VOCAB_SIZE - len(base))
+    return BertTokenizer(vocab=corpus.numbered(base + [a + b[2:] for a, b in merges]), model_max_length=max_length,
                          **options)
 
 
@@ -241,16 +118,10 @@ def _clip_tokenizer() -> CLIPTokenizer:
     # Like real CLIP, every byte exists both inside a word and at its end ("x</w>"), so no text maps to unk.
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     base = ["<|startoftext|>", "<|endoftext|>"] + alphabet + [c + "</w>" for c in alphabet]
-    split = [(list(w[:-1]) + [w[-1] + "</w>"], n) for w, n in sorted(_words(pipeline).items())]
-    merges = _learn_merges(split, lambda a, b: a + b, VOCAB_SIZE - len(base))
-    vocab = _numbered(base + [a + b for a, b in merges])
+    split = [(list(w[:-1]) + [w[-1] + "</w>"], n) for w, n in sorted(corpus.words(pipeline).items())]
+    merges = corpus.learn_merges(split, lambda a, b: a + b, VOCAB_SIZE - len(base))
+    vocab = corpus.numbered(base + [a + b for a, b in merges])
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=TEXT_MAX_LENGTH)
-
-
-def _numbered(tokens: list[str]) -> dict[str, int]:
-    """Ids 0..n-1 for the tokens, first occurrence kept: two merges can make the same token ("ab"+"c", "a"+"bc"),
-    and a gap in the ids would leave the model's vocab_size (= len(tokenizer)) short of the largest id."""
-    return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
 
 
 def _unigram_vocab(pipeline: Tokenizer, specials: list[str], lowercase: bool) -> list[tuple[str, float]]:
@@ -263,11 +134,11 @@ def _unigram_vocab(pipeline: Tokenizer, specials: list[str], lowercase: bool) ->
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.normalizer = pipeline.normalizer
     tokenizer.pre_tokenizer = pipeline.pre_tokenizer
-    tokenizer.train_from_iterator(CORPUS, trainer)
+    tokenizer.train_from_iterator(corpus.CORPUS, trainer)
     vocab = _canonical_unigram(json.loads(tokenizer.to_str())["model"]["vocab"], specials)
     known = {piece for piece, _ in vocab}
     rare = vocab[-1][1] - 1.0
-    return vocab + [(c, rare) for c in _alphabet(lowercase) if c not in known]
+    return vocab + [(c, rare) for c in corpus.alphabet(lowercase) if c not in known]
 
 
 def _canonical_unigram(trained: list[list[Any]], specials: list[str]) -> list[tuple[str, float]]:
@@ -407,10 +278,4 @@ _BUILDERS: dict[str, Callable[[], tuple[PreTrainedModel, list[Any]]]] = {
     "vit": _build_vit,
     "convnext": _build_convnext,
 }
-
-# Causal LMs and generative VLMs live in tiny_vlm.py, which uses this module's tokenizer helpers: imported last.
-from mmtune.models.tiny_vlm import BUILDERS as _VLM_BUILDERS  # noqa: E402
-from mmtune.models.tiny_vlm import VLM_FAMILIES  # noqa: E402
-
-FAMILIES = FAMILIES + VLM_FAMILIES
-_BUILDERS.update(_VLM_BUILDERS)
+ENCODER_FAMILIES: tuple[str, ...] = tuple(_BUILDERS)

@@ -20,15 +20,14 @@ from transformers import (
 )
 
 from mmtune.errors import InputError
-from mmtune.models.tiny import FAMILIES, HIDDEN, TEXT_MAX_LENGTH, VILT_MAX_LENGTH, make_tiny
-from mmtune.models.tiny_vlm import VLM_FAMILIES
+from mmtune.testing.corpus import HIDDEN
+from mmtune.testing.tiny import ENCODER_FAMILIES, TEXT_MAX_LENGTH, VILT_MAX_LENGTH, make_tiny, tiny_families
 
 CAPTION = "Trời đẹp quá 😂 #xuhuong"
 # Not in the tokenizers' training corpus: the letters must still map to known pieces.
 UNSEEN = "Sáng nay kẹt xe quá trời, trễ học luôn rồi. Ừ thì ngủ tiếp vậy!"
 TEXT_FAMILIES = ("vilt", "clip", "siglip", "bert", "xlm-roberta")
 IMAGE_FAMILIES = ("vilt", "clip", "siglip", "vit", "convnext")
-ENCODER_FAMILIES = tuple(f for f in FAMILIES if f not in VLM_FAMILIES)  # VLMs: test_tiny_vlm.py
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +127,7 @@ def test_tokenizer_knows_vietnamese_and_matches_the_model(family: str, tiny: Cal
     assert len(tokenizer(" ".join([UNSEEN] * 20), truncation=True)["input_ids"]) == expected_max
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", tiny_families())
 def test_seed_decides_the_weights(family: str, tiny: Callable[[str], Path], tmp_path: Path) -> None:
     same = weights(make_tiny(family, tmp_path / "same", seed=0))
     other = weights(make_tiny(family, tmp_path / "other", seed=1))
