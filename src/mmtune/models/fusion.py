@@ -40,8 +40,8 @@ from torch import nn
 
 from mmtune.config import Config
 from mmtune.data.post import Post
-from mmtune.data.text import TextNormalizer, pack_text
 from mmtune.models.base import Example, ParamGroup, register_kind
+from mmtune.models.examples import ExampleMaker
 from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
@@ -147,7 +147,7 @@ class FusionClassifier(nn.Module):
         self.fusion = make_fusion(m.fusion, m.projection_dim, NUM_POST_FEATURES if m.post_features else 0, m.dropout)
         self.head = nn.Sequential(nn.Linear(self.fusion.out_dim, m.hidden_size), nn.GELU(), nn.Dropout(m.dropout),
                                   nn.Linear(m.hidden_size, self.output_size))
-        self.normalizer = TextNormalizer(cfg.data.text)
+        self.examples = ExampleMaker(labels, cfg.data.text)
         self.flip_images = False  # test-time flip, set by predict
         self.cached = {name: self._uses_cache(name) for name in TOWERS}
         self._cache: FeatureCache | None = None
@@ -182,10 +182,7 @@ class FusionClassifier(nn.Module):
         return examples
 
     def _example(self, post: Post) -> Example:
-        extra = {name: self.normalizer(value) for name, value in post.extra.items()}
-        text = pack_text(self.normalizer(post.text), extra, self.cfg.data.text)
-        target = self.labels.index(post.label) if post.label in self.labels else -1
-        example = Example(id=post.id, target=target, text=text, post=post)
+        example = self.examples(post)
         if self.cfg.model.post_features:
             example.features["post"] = post_feature_vector(post.text)
         return example

@@ -39,11 +39,12 @@ from torch import nn
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
 from mmtune.config import Config, ImageConfig
-from mmtune.data.images import Augmenter, ImageError, prepare_image
+from mmtune.data.images import ImageError
 from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
 from mmtune.models.freezing import apply_freeze
+from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.pypi_encoders import (
     EFFICIENTNET_LITE0,
     IMAGENET_MEAN,
@@ -193,7 +194,7 @@ class ImageTower(nn.Module):
         self.image_cfg = replace(image_cfg, size=side)
         self.identity = identity
         self.pixel_signature = pixel_signature
-        self.augmenter = Augmenter.for_images(self.image_cfg) if image_cfg.augment.enabled else None
+        self.images = ImagePipeline(self.image_cfg, fit="square")
         # Why probe: output sizes hide in model-specific config fields (hidden_size, hidden_sizes[-1], projection_dim).
         self.dim = dim or int(_eval_features(self, lambda: self.encoder(self._blank())).shape[-1])
         self.trainable = False  # set by the builder once freezing and LoRA are applied
@@ -207,26 +208,19 @@ class ImageTower(nn.Module):
         return {"side": self.side, "resize": cfg.resize, "pad_color": list(cfg.pad_color), **self.pixel_signature}
 
     def preprocess(self, posts: Sequence[Post], *, train: bool, flip: bool = False) -> dict[str, torch.Tensor]:
-        augment = train and self.augmenter is not None
-        # Why a fresh generator per call, seeded from torch: DataLoader workers get distinct torch seeds
-        # (a copied numpy generator would repeat the same draws in every worker), and runs stay reproducible.
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)))) if augment else None
+        rng = self.images.batch_rng(train)
         images: list[Image.Image] = []
         counts: list[int] = []
         for post in posts:
-            loaded = [img for path in post.images
-                      if (img := self._load(post, path, self.augmenter if augment else None, rng)) is not None]
-            if flip:
-                loaded = [img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for img in loaded]
+            loaded = [img for path in post.images if (img := self._load(post, path, rng, flip)) is not None]
             images += loaded
             counts.append(len(loaded))
         pixel_values = self.pixels(images) if images else torch.zeros(0, 3, self.side, self.side)
         return {"pixel_values": pixel_values, "counts": torch.tensor(counts, dtype=torch.long)}
 
-    def _load(self, post: Post, path: Path, augmenter: Augmenter | None,
-              rng: np.random.Generator | None) -> Image.Image | None:
+    def _load(self, post: Post, path: Path, rng: np.random.Generator | None, flip: bool) -> Image.Image | None:
         try:
-            return prepare_image(path, self.image_cfg, augmenter, rng)
+            return self.images.load(path, rng, flip)
         except (OSError, ImageError) as exc:
             # A post whose images all fail keeps a zero image vector instead of stopping an epoch midway.
             log.warning(f"post {post.id}: image {path} skipped ({exc})")

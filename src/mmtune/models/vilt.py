@@ -12,20 +12,18 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from transformers import ViltModel, ViltProcessor
 
 from mmtune.config import Config, ImageConfig
-from mmtune.data.images import Augmenter, load_image
 from mmtune.data.post import Post
-from mmtune.data.text import TextNormalizer, pack_text
 from mmtune.errors import InputError
 from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
 from mmtune.models.base import Example, ParamGroup, register_kind
+from mmtune.models.examples import ExampleMaker
 from mmtune.models.freezing import apply_freeze
+from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.sources import check_model_source, note_fixed_image_size
 
 log = logging.getLogger(__name__)
@@ -59,8 +57,8 @@ class ViltClassifier(nn.Module):
             nn.Linear(hidden * 2, self.output_size),
         )
         self.max_length = min(cfg.model.max_length, self.backbone.config.max_position_embeddings)
-        self.normalizer = TextNormalizer(cfg.data.text)
-        self.augmenter = Augmenter.for_images(cfg.data.image, seed=cfg.seed) if cfg.data.image.augment.enabled else None
+        self.examples = ExampleMaker(labels, cfg.data.text)
+        self.images = ImagePipeline(cfg.data.image)
         self.flip_images = False
         self._configure_backbone()
         self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
@@ -93,22 +91,15 @@ class ViltClassifier(nn.Module):
     # --------------------------------------------------------------------------- the interface
 
     def prepare(self, posts: Sequence[Post], *, train: bool) -> list[Example]:
-        examples = []
-        for post in posts:
-            extra = {name: self.normalizer(value) for name, value in post.extra.items()}
-            text = pack_text(self.normalizer(post.text), extra, self.cfg.data.text)
-            target = self.labels.index(post.label) if post.label in self.labels else -1
-            examples.append(Example(id=post.id, target=target, text=text, post=post))
-        return examples
+        return [self.examples(post) for post in posts]
 
     def collate(self, examples: Sequence[Example], *, train: bool) -> dict[str, Any]:
         counts = [max(1, len(e.post.images)) for e in examples]
         n_images = max(counts)
-        # Augmentation draws from the torch RNG, whose state last/ saves: a resumed run augments alike.
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))) if train and self.augmenter else None
+        rng = self.images.batch_rng(train)
         images = []
         for example in examples:
-            own = [self._image(path, rng) for path in example.post.images]
+            own = self.images.load_all(example.post.images, rng, self.flip_images)
             images += own + [own[0]] * (n_images - len(own))  # padding, masked out of the mean
         encoded = self.processor.image_processor(images=images, return_tensors="pt")
         text = self.processor.tokenizer([e.text for e in examples], padding="longest", truncation=True,
@@ -124,14 +115,6 @@ class ViltClassifier(nn.Module):
         if "token_type_ids" in text:
             batch["token_type_ids"] = text["token_type_ids"]
         return batch
-
-    def _image(self, path: Any, rng: np.random.Generator | None) -> Image.Image:
-        image = load_image(path, self.cfg.data.image.max_pixels, max_bytes=self.cfg.data.image.max_bytes)
-        if rng is not None and self.augmenter is not None:
-            image = self.augmenter(image, rng)
-        if self.flip_images:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return image
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         pixel_values, pixel_mask = batch["pixel_values"], batch["pixel_mask"]
