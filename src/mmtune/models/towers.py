@@ -42,8 +42,7 @@ from mmtune.config import Config, ImageConfig
 from mmtune.data.images import ImageError
 from mmtune.data.post import Post
 from mmtune.errors import InputError
-from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
-from mmtune.models.freezing import apply_freeze
+from mmtune.models.backbone import load_pretrained, set_up_backbone
 from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.pypi_encoders import (
     EFFICIENTNET_LITE0,
@@ -387,11 +386,7 @@ def _load_hf(path: str, cfg: Config, part: str, key: str) -> tuple[nn.Module, bo
     check_model_source(path, key)
     options = {"trust_remote_code": cfg.model.trust_remote_code}
     try:
-        if cfg.model.quantize != "none":
-            bits = 4 if cfg.model.quantize == "4bit" else 8
-            model = load_quantized(AutoModel, path, bits, quantized_compute_dtype(), **options)
-        else:
-            model = AutoModel.from_pretrained(path, dtype=torch.float32, **options)
+        model = load_pretrained(AutoModel, path, cfg.model.quantize, torch.float32, **options)
     except (OSError, ValueError) as exc:
         raise InputError(f"{key}: cannot load a model from '{path}' ({str(exc).splitlines()[0]})") from None
     dual = all(hasattr(model, f"get_{name}_features") for name in ("text", "image")) and all(
@@ -417,27 +412,19 @@ def _keep_half(model: nn.Module, part: str) -> None:
 
 
 def _configure(model: nn.Module, cfg: Config, part: str, dual: bool) -> None:
-    """Freeze preset and globs, or LoRA (the base frozen), then gradient checkpointing, for one tower."""
+    """One tower's backbone set-up (backbone.py), with the globs that match in it: a glob may name the other tower."""
     m = cfg.model
-    if m.lora.enabled and part in m.lora.towers:
-        apply_freeze(model, "all")
-        apply_lora(model, r=m.lora.r, alpha=m.lora.alpha, dropout=m.lora.dropout, targets=m.lora.targets,
-                   dora=m.lora.dora)
-    elif m.quantize != "none":
-        apply_freeze(model, "all")  # quantized weights cannot train without adapters
-    else:
-        names = [name for name, _ in model.named_parameters()]
-        # The contrastive logit scale/bias sit directly on a dual model and are unused by either half.
-        unused = [name for name, _ in model.named_parameters(recurse=False)] if dual else []
-        report = apply_freeze(model, m.freeze.preset, m.freeze.last_n,
-                              _matching(m.freeze.freeze_globs, names) + unused, _matching(m.freeze.train_globs, names))
-        log.info(f"{part} tower: {report.summary()}")
-    # A frozen tower runs without gradients: checkpointing it would only cost time.
-    if m.gradient_checkpointing and any(p.requires_grad for p in model.parameters()):
-        if getattr(model, "supports_gradient_checkpointing", False):
-            enable_gradient_checkpointing(model)
-        else:
-            log.info(f"{part} tower: {type(model).__name__} has no gradient checkpointing; left off")
+    names = [name for name, _ in model.named_parameters()]
+    # The contrastive logit scale/bias sit directly on a dual model and are unused by either half.
+    unused = [name for name, _ in model.named_parameters(recurse=False)] if dual else []
+    freeze = replace(m.freeze, freeze_globs=_matching(m.freeze.freeze_globs, names) + unused,
+                     train_globs=_matching(m.freeze.train_globs, names))
+    checkpointing = m.gradient_checkpointing
+    if checkpointing and not getattr(model, "supports_gradient_checkpointing", False):
+        log.info(f"{part} tower: {type(model).__name__} has no gradient checkpointing; left off")
+        checkpointing = False
+    set_up_backbone(model, f"{part} tower", freeze=freeze, lora=m.lora if m.lora.enabled and part in m.lora.towers
+                    else None, quantized=m.quantize != "none", checkpointing=checkpointing)
 
 
 def _matching(globs: Sequence[str], names: Sequence[str]) -> list[str]:

@@ -19,10 +19,9 @@ from transformers import ViltModel, ViltProcessor
 from mmtune.config import Config, ImageConfig
 from mmtune.data.post import Post
 from mmtune.errors import InputError
-from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
+from mmtune.models.backbone import load_pretrained, set_up_backbone
 from mmtune.models.base import Example, ParamGroup, register_kind
 from mmtune.models.examples import ExampleMaker
-from mmtune.models.freezing import apply_freeze
 from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.sources import check_model_source, note_fixed_image_size
 
@@ -64,29 +63,14 @@ class ViltClassifier(nn.Module):
         self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
 
     def _load_backbone(self) -> ViltModel:
-        model_cfg = self.cfg.model
-        if model_cfg.quantize == "none":
-            return ViltModel.from_pretrained(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
-        bits = 4 if model_cfg.quantize == "4bit" else 8
-        return load_quantized(ViltModel, model_cfg.name, bits, quantized_compute_dtype(),
-                              trust_remote_code=model_cfg.trust_remote_code)
+        m = self.cfg.model
+        return load_pretrained(ViltModel, m.name, m.quantize, trust_remote_code=m.trust_remote_code)
 
     def _configure_backbone(self) -> None:
-        model_cfg = self.cfg.model
-        if model_cfg.quantize != "none" and not model_cfg.lora.enabled:
-            apply_freeze(self.backbone, "all")  # quantized weights train only through adapters (QLoRA)
-            log.info("vilt backbone: quantized and frozen; enable model.lora to fine-tune it (QLoRA)")
-        elif model_cfg.lora.enabled:
-            apply_freeze(self.backbone, "all")
-            self.backbone = apply_lora(self.backbone, r=model_cfg.lora.r, alpha=model_cfg.lora.alpha,
-                                       dropout=model_cfg.lora.dropout, targets=model_cfg.lora.targets,
-                                       dora=model_cfg.lora.dora)
-        else:
-            report = apply_freeze(self.backbone, model_cfg.freeze.preset, model_cfg.freeze.last_n,
-                                  model_cfg.freeze.freeze_globs, model_cfg.freeze.train_globs)
-            log.info(f"vilt backbone: {report.summary()}")
-        if model_cfg.gradient_checkpointing:
-            enable_gradient_checkpointing(self.backbone)
+        m = self.cfg.model
+        self.backbone = set_up_backbone(self.backbone, "vilt backbone", freeze=m.freeze,
+                                        lora=m.lora if m.lora.enabled else None, quantized=m.quantize != "none",
+                                        checkpointing=m.gradient_checkpointing)
 
     # --------------------------------------------------------------------------- the interface
 
