@@ -5,6 +5,7 @@ dependency of the module.
 """
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,39 @@ def test_objectives_import_neither_models_nor_training_nor_config():
 
 def test_models_get_their_output_size_from_the_caller_not_from_the_objectives():
     assert _offenders("mmtune.models", ("mmtune.objectives",)) == []
+
+
+# The demo data generator sits beside data (it may import data and config); only the entry points use it.
+DEMO_USERS = ("mmtune.demo", "mmtune.recipes", "mmtune.cli")
+
+
+def test_only_the_entry_points_import_the_demo_generator():
+    assert _offenders("mmtune.demo", ("mmtune.models", "mmtune.training", "mmtune.evaluation", "mmtune.ensemble",
+                                      "mmtune.generative", "mmtune.testing", "mmtune.recipes", "mmtune.api",
+                                      "mmtune.cli")) == []
+    users = sorted(f"{module} imports {target}" for module, targets in GRAPH.items()
+                   if not any(_inside(module, package) for package in DEMO_USERS)
+                   for target in targets if _inside(target, "mmtune.demo"))
+    assert users == []
+
+
+def _registry_modules(package: str) -> list[str]:
+    return sorted(module.rpartition(".")[2] for module in GRAPH
+                  if module.rpartition(".")[0] == package and not module.rpartition(".")[2].startswith("_"))
+
+
+@pytest.mark.parametrize(("package", "lister", "shipped"), [
+    ("mmtune.models.fusions", "known_fusions", {"concat", "gated", "cross_attention", "interaction"}),
+    ("mmtune.models.freeze_presets", "known_presets", {"none", "all", "last_n", "embeddings", "attention"}),
+])
+def test_registries_list_every_module_they_hold(package, lister, shipped):
+    # A registry is its package's modules: adding an entry is one new module, found without a list to edit.
+    found = getattr(importlib.import_module(package), lister)()
+    assert found == _registry_modules(package) and shipped <= set(found)
+
+
+@pytest.mark.parametrize("registry", ["mmtune.models.fusions", "mmtune.models.freeze_presets"])
+def test_registry_entries_import_only_their_package_and_below(registry):
+    # An entry knows its registry and the layers below models; never a sibling kind, training or above.
+    assert _offenders(registry, ("mmtune.training", "mmtune.generative", "mmtune.ensemble", "mmtune.recipes",
+                                 "mmtune.models.fusion", "mmtune.models.vilt", "mmtune.models.vlm_loading")) == []
