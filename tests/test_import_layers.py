@@ -103,3 +103,7 @@ def test_registry_entries_import_only_their_package_and_below(registry):
     # An entry knows its registry and the layers below models; never a sibling kind, training or above.
     assert _offenders(registry, ("mmtune.training", "mmtune.generative", "mmtune.ensemble", "mmtune.recipes",
                                  "mmtune.models.fusion", "mmtune.models.vilt", "mmtune.models.vlm_loading")) == []
+
+
+def test_the_registry_helper_is_foundation():
+    assert all(_inside(target, "mmtune.errors") for target in GRAPH["mmtune.registry"])

@@ -9,14 +9,12 @@ its test (tests/models/test_freezing.py runs every preset found on every tiny ba
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
-from mmtune.errors import InputError
+from mmtune.registry import entry_module, entry_names
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,8 @@ class FreezePreset:
 
 
 def known_presets() -> list[str]:
-    return sorted(module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_"))
+    return entry_names(__path__)
 
 
 def get_preset(name: str) -> FreezePreset:
-    known = known_presets()
-    if name not in known:
-        raise InputError(f"model.freeze.preset: unknown preset {name!r}; choose one of {', '.join(known)}")
-    return importlib.import_module(f"{__name__}.{name}").PRESET
+    return entry_module(__name__, __path__, name, "model.freeze.preset", "preset").PRESET

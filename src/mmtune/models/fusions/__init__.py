@@ -10,21 +10,15 @@ its test (tests/models/test_fusions.py runs every fusion found).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from torch import nn
 
-from mmtune.errors import InputError
+from mmtune.registry import entry_module, entry_names
 
 
 def known_fusions() -> list[str]:
-    return sorted(module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_"))
+    return entry_names(__path__)
 
 
 def make_fusion(name: str, dim: int, n_post: int, dropout: float) -> nn.Module:
     """The fusion module `name` for projected vectors of size `dim` and `n_post` post features."""
-    known = known_fusions()
-    if name not in known:
-        raise InputError(f"model.fusion: unknown fusion '{name}' (known: {', '.join(known)})")
-    return importlib.import_module(f"{__name__}.{name}").build(dim, n_post, dropout)
+    return entry_module(__name__, __path__, name, "model.fusion", "fusion").build(dim, n_post, dropout)
