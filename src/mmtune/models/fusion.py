@@ -32,12 +32,13 @@ from torch import nn
 
 from mmtune.config import Config
 from mmtune.data.post import Post
-from mmtune.models.base import Example, ParamGroup, register_kind
+from mmtune.models.base import Example, register_kind
 from mmtune.models.examples import ExampleMaker
 from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
 from mmtune.models.fusions import make_fusion
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
+from mmtune.models.trainable import TracksTrainable, TrainableSet
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
 # ---------------------------------------------------------------------------------------------- classifier
 
 
-class FusionClassifier(nn.Module):
+class FusionClassifier(TracksTrainable, nn.Module):
     def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__()
         m = cfg.model
@@ -72,7 +73,7 @@ class FusionClassifier(nn.Module):
         self.flip_images = False  # test-time flip, set by predict
         self.cached = {name: self._uses_cache(name) for name in TOWERS}
         self._cache: FeatureCache | None = None
-        self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        self.trainable = TrainableSet(self, ("text_tower.", "image_tower."))
         self._backbone_on = True
         self.train()
 
@@ -182,22 +183,11 @@ class FusionClassifier(nn.Module):
                 tower.eval()
         return self
 
-    def parameter_groups(self) -> list[ParamGroup]:
-        head, backbone = [], []
-        for name, param in self.named_parameters():
-            if name in self._trainable:
-                (backbone if name.startswith(("text_tower.", "image_tower.")) else head).append(param)
-        return [ParamGroup("head", head), ParamGroup("backbone", backbone)]
-
     def set_backbone_trainable(self, trainable: bool) -> None:
         self._backbone_on = trainable
-        for prefix in ("text_tower", "image_tower"):
-            for name, param in self._tower(prefix.split("_")[0]).named_parameters(prefix=prefix):
-                param.requires_grad_(trainable and name in self._trainable)
+        self.trainable.set_backbone(self, trainable)
         self.train(self.training)
 
-    def trainable_parameter_names(self) -> list[str]:
-        return sorted(self._trainable)
 
 
 def _prefixed(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,10 +20,11 @@ from mmtune.config import Config, ImageConfig
 from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.models.backbone import load_pretrained, set_up_backbone
-from mmtune.models.base import Example, ParamGroup, register_kind
+from mmtune.models.base import Example, register_kind
 from mmtune.models.examples import ExampleMaker
 from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.sources import check_model_source, note_fixed_image_size
+from mmtune.models.trainable import TracksTrainable, TrainableSet
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _vilt_side(processor: Any) -> int:
     return int(size.get("shortest_edge", 384)) if isinstance(size, dict) else 384
 
 
-class ViltClassifier(nn.Module):
+class ViltClassifier(TracksTrainable, nn.Module):
     def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__()
         if not cfg.model.name:
@@ -60,7 +61,7 @@ class ViltClassifier(nn.Module):
         self.images = ImagePipeline(cfg.data.image)
         self.flip_images = False
         self._configure_backbone()
-        self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        self.trainable = TrainableSet(self, ("backbone.",))
 
     def _load_backbone(self) -> ViltModel:
         m = self.cfg.model
@@ -115,17 +116,6 @@ class ViltClassifier(nn.Module):
         mean = (stacked * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return self.head(mean)
 
-    def parameter_groups(self) -> list[ParamGroup]:
-        head = [p for p in self.head.parameters()]
-        backbone = [p for name, p in self.backbone.named_parameters() if f"backbone.{name}" in self._trainable]
-        return [ParamGroup("head", head), ParamGroup("backbone", backbone)]
-
-    def set_backbone_trainable(self, trainable: bool) -> None:
-        for name, param in self.backbone.named_parameters():
-            param.requires_grad = trainable and f"backbone.{name}" in self._trainable
-
-    def trainable_parameter_names(self) -> list[str]:
-        return sorted(self._trainable)
 
 
 @register_kind("vilt")
