@@ -189,7 +189,6 @@ class FusionClassifier(TracksTrainable, nn.Module):
         self.train(self.training)
 
 
-
 def _prefixed(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {f"{name}_{key}": value for key, value in inputs.items()}
 

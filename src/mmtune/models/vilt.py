@@ -117,7 +117,6 @@ class ViltClassifier(TracksTrainable, nn.Module):
         return self.head(mean)
 
 
-
 @register_kind("vilt")
 def build_vilt(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
     return ViltClassifier(cfg, labels, output_size)
