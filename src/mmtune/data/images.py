@@ -509,7 +509,7 @@ def _affine_padded(img: Image.Image, inverse: np.ndarray, fill: str) -> Image.Im
 def prepare_image(
     path: Path, cfg: ImageConfig, augmenter: Augmenter | None = None, rng: np.random.Generator | None = None
 ) -> Image.Image:
-    """Load, augment (training), and resize to the model's square input.
+    """Load, augment (training: with both an augmenter and its generator), and resize to the model's square input.
 
     Order, and why: load at reduced JPEG scale when possible -> shrink (aspect kept) to a working size
     a bit above `cfg.size` -> augment -> final resize by policy. Augmenting at full resolution would
