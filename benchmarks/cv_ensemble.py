@@ -16,7 +16,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from mmtune.config import load_config
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.ensemble.demo import DEMO_CV_EPOCHS, cv_workflow
 
 

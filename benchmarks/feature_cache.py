@@ -45,7 +45,7 @@ from accelerate.utils import set_seed
 
 import mmtune
 from mmtune.config import Config, load_config
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.training.loop import TrainingLoop, make_accelerator
 from mmtune.training.run import Split, build_model, config_hash, load_split
 

@@ -143,7 +143,7 @@ def build_shared(root: Path, with_runs: bool = True) -> Shared:
     """Demo data, tiny towers, a bomb image and (`with_runs`) the trained runs that run-folder and kill cases copy."""
     from PIL import Image
 
-    from mmtune.data.synthetic import make_demo_data
+    from mmtune.demo import make_demo_data
     from mmtune.testing.tiny import make_tiny
 
     demo = make_demo_data(root / "demo", n_train=48, n_test=12, seed=1, image_size=48, inject_faults=False)

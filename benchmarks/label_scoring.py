@@ -36,7 +36,7 @@ import torch
 
 from mmtune.config import load_config
 from mmtune.data.checks import load_posts
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop
 from mmtune.models.vlm_families import family_names
 from mmtune.testing.tiny import make_tiny

@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader
 from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.data.labels import infer_labels
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.testing.tiny import make_tiny
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import BatchCollator, TrainingLoop, _Indexed, make_accelerator

@@ -21,7 +21,7 @@ import time
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 
 
 def run_once(config: Path, root: Path, demo: object, budget: float | None, cold: bool) -> tuple[float, str]:

@@ -5,6 +5,7 @@ dependency of the module.
 """
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def test_models_get_their_output_size_from_the_caller_not_from_the_objectives():
 
 
 L0 = ("mmtune.errors", "mmtune.files", "mmtune.terminal", "mmtune.outputs", "mmtune.compat", "mmtune.cli_args",
-      "mmtune.durations", "mmtune.sarcasm")
+      "mmtune.durations", "mmtune.sarcasm", "mmtune.registry")
 
 
 def test_evaluation_imports_neither_ensemble_nor_training_nor_models_nor_recipes():
@@ -123,8 +124,9 @@ def _cycles(package: str) -> list[list[str]]:
 
 
 def test_the_cycle_check_finds_a_cycle(monkeypatch):
-    monkeypatch.setitem(GRAPH, "mmtune.models.adapters", GRAPH["mmtune.models.adapters"] | {"mmtune.models.towers"})
-    assert ["mmtune.models.adapters", "mmtune.models.towers"] in _cycles("mmtune.models")
+    assert "mmtune.models.backbone" in GRAPH["mmtune.models.towers"]
+    monkeypatch.setitem(GRAPH, "mmtune.models.backbone", GRAPH["mmtune.models.backbone"] | {"mmtune.models.towers"})
+    assert ["mmtune.models.backbone", "mmtune.models.towers"] in _cycles("mmtune.models")
 
 
 @pytest.mark.xfail(strict=True, reason="base._import_kinds names fusion, vilt and vlm_kinds until kinds are "
@@ -138,3 +140,43 @@ def test_only_the_make_tiny_verb_imports_the_testing_package():
     importers = sorted(module for module, targets in GRAPH.items() if not _inside(module, "mmtune.testing")
                        and any(_inside(target, "mmtune.testing") for target in targets))
     assert [module for module in importers if module != "mmtune.cli" and not _inside(module, "mmtune.recipes")] == []
+
+
+# The demo data generator sits beside data (it may import data and config); only the entry points use it.
+DEMO_USERS = ("mmtune.demo", "mmtune.recipes", "mmtune.cli")
+
+
+def test_only_the_entry_points_import_the_demo_generator():
+    assert _offenders("mmtune.demo", ("mmtune.models", "mmtune.training", "mmtune.evaluation", "mmtune.ensemble",
+                                      "mmtune.generative", "mmtune.testing", "mmtune.recipes", "mmtune.api",
+                                      "mmtune.cli")) == []
+    users = sorted(f"{module} imports {target}" for module, targets in GRAPH.items()
+                   if not any(_inside(module, package) for package in DEMO_USERS)
+                   for target in targets if _inside(target, "mmtune.demo"))
+    assert users == []
+
+
+def _registry_modules(package: str) -> list[str]:
+    return sorted(module.rpartition(".")[2] for module in GRAPH
+                  if module.rpartition(".")[0] == package and not module.rpartition(".")[2].startswith("_"))
+
+
+@pytest.mark.parametrize(("package", "lister", "shipped"), [
+    ("mmtune.models.fusions", "known_fusions", {"concat", "gated", "cross_attention", "interaction"}),
+    ("mmtune.models.freeze_presets", "known_presets", {"none", "all", "last_n", "embeddings", "attention"}),
+])
+def test_registries_list_every_module_they_hold(package, lister, shipped):
+    # A registry is its package's modules: adding an entry is one new module, found without a list to edit.
+    found = getattr(importlib.import_module(package), lister)()
+    assert found == _registry_modules(package) and shipped <= set(found)
+
+
+@pytest.mark.parametrize("registry", ["mmtune.models.fusions", "mmtune.models.freeze_presets"])
+def test_registry_entries_import_only_their_package_and_below(registry):
+    # An entry knows its registry and the layers below models; never a sibling kind, training or above.
+    assert _offenders(registry, ("mmtune.training", "mmtune.generative", "mmtune.ensemble", "mmtune.recipes",
+                                 "mmtune.models.fusion", "mmtune.models.vilt", "mmtune.models.vlm_loading")) == []
+
+
+def test_the_registry_helper_is_foundation():
+    assert all(_inside(target, "mmtune.errors") for target in GRAPH["mmtune.registry"])

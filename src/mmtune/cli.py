@@ -193,7 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     """Demo data -> inspect -> folds -> train the demo config offline -> held-out macro-F1."""
     from mmtune.data.audit import InspectRequest, inspect_data
     from mmtune.data.audit_view import render_audit
-    from mmtune.data.synthetic import make_demo_data
+    from mmtune.demo import make_demo_data
     from mmtune.ensemble.demo import run_demo_workflow
 
     _check_demo_paths(args.out, args.run_dir)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmtune.config import load_config
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.evaluation.predictions import read_predictions
 from mmtune.generative.sft import run_sft
 from mmtune.generative.stages import run_build

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import typing
-from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -362,17 +361,14 @@ def test_every_image_loader_honours_data_image_max_bytes(tmp_path, big_image):
     from mmtune.data.post import Post
     from mmtune.evaluation.report import _thumbnail
     from mmtune.generative.trainer_setup import _open
-    from mmtune.models.vilt import ViltClassifier
-    from mmtune.models.vlm_inputs import VlmInputs
+    from mmtune.models.image_pipeline import ImagePipeline
 
     size = big_image.stat().st_size
     cfg, roomy = capped(size - 1), capped(size)
     post = Post(id="1", images=(big_image,), text="x")
-    loaders = {
-        "vilt": lambda c: ViltClassifier._image(SimpleNamespace(cfg=c, augmenter=None, flip_images=False),
-                                                big_image, None),
-        "vlm": lambda c: VlmInputs._images(SimpleNamespace(cfg=c, augmenter=None, flip_images=False), post, None),
-    }
+    # The one image path of the kinds (fusion towers: square, vilt: original, VLMs: within their image_size).
+    loaders = {fit: lambda c, fit=fit: ImagePipeline(c.data.image, fit=fit, side=32).load(big_image)
+               for fit in ("square", "within", "original")}
     for name, load in loaders.items():
         with pytest.raises(ImageError, match=rf"{size} bytes > data.image.max_bytes={size - 1}"):
             load(cfg)

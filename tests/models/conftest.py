@@ -11,7 +11,7 @@ import torch
 from mmtune.config import Config, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.post import Post
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.models.base import build_classifier
 
 SARCASM = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]

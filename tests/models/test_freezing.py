@@ -1,4 +1,4 @@
-"""Freeze presets, glob overrides and trainable-only state dicts on tiny random backbones."""
+"""Freeze presets (the registry in models/freeze_presets/) and glob overrides on tiny random backbones."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ import torch
 from torch import nn
 
 from mmtune.errors import InputError
-from mmtune.models.freezing import (
-    FreezeReport,
-    apply_freeze,
-    find_blocks,
-    load_trainable_state_dict,
-    trainable_state_dict,
-)
+from mmtune.models.freeze_presets import get_preset, known_presets
+from mmtune.models.freeze_presets.last_n import find_blocks
+from mmtune.models.freezing import FreezeReport, apply_freeze
 from tests.models.backbones import (
-    bert_batch,
     tiny_bert,
     tiny_clip_vision,
     tiny_convnext,
@@ -64,7 +59,7 @@ FAMILIES: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], nn.Modu
 def test_find_blocks(family: str) -> None:
     build, expected = FAMILIES[family]
     model = build()
-    assert find_blocks(model) is expected(model)
+    assert find_blocks(model)[1] is expected(model)
 
 
 def test_find_blocks_none_without_a_block_list() -> None:
@@ -78,6 +73,12 @@ EXPECTED_TRAINABLE: dict[str, Callable[[str], bool]] = {
     "embeddings": lambda name: not name.startswith("embeddings."),
     "attention": lambda name: ".attention." in name,
 }
+
+
+def test_every_preset_found_is_tested_here() -> None:
+    assert known_presets() == sorted(EXPECTED_TRAINABLE)
+    assert [name for name in known_presets() if get_preset(name).language_model_only] == [
+        "attention", "embeddings", "last_n"]
 
 
 @pytest.mark.parametrize("preset", EXPECTED_TRAINABLE)
@@ -140,7 +141,7 @@ def test_a_module_name_glob_gets_a_hint() -> None:
 
 
 @pytest.mark.parametrize(("preset", "last_n", "model", "message"), [
-    ("frozen", 0, tiny_bert, r"model\.freeze\.preset: unknown preset 'frozen'"),
+    ("frozen", 0, tiny_bert, r"model\.freeze\.preset: unknown preset 'frozen' \(known: .*attention"),
     ("last_n", 0, tiny_bert, r"model\.freeze\.last_n: 0 is not between 1 and the 2 blocks"),
     ("last_n", 3, tiny_bert, r"model\.freeze\.last_n: 3"),
     ("last_n", 1, lambda: nn.Sequential(nn.Linear(2, 2)), r"model\.freeze\.preset: 'last_n' needs a block list"),
@@ -180,52 +181,3 @@ def test_report_summary_is_one_line() -> None:
     assert summary.startswith("freeze last_n=1: ")
     assert f"{report.trainable:,} / {report.total:,}" in summary and "in encoder, pooler" in summary
     assert apply_freeze(tiny_bert(), "all").summary().endswith("in nothing")
-
-
-def test_trainable_state_dict_holds_trainable_parameters_only() -> None:
-    backbone = tiny_bert()
-    apply_freeze(backbone, "last_n", last_n=1)
-    state = trainable_state_dict(backbone)
-    # BERT's buffers (position_ids, token_type_ids) are not persistent, so only parameters are left.
-    assert set(state) == {name for name, p in backbone.named_parameters() if p.requires_grad}
-    assert all(not tensor.requires_grad for tensor in state.values())
-
-
-def test_trainable_state_dict_keeps_batchnorm_statistics_of_trained_blocks() -> None:
-    model = TinyCNN()
-    apply_freeze(model, "last_n", last_n=1)
-    state = trainable_state_dict(model)
-    assert {"_blocks.2.1.running_mean", "_blocks.2.1.running_var", "_blocks.2.1.num_batches_tracked",
-            "head_norm.running_mean"} <= set(state)
-    assert not any(name.startswith(("_blocks.0.", "_blocks.1.", "stem.")) for name in state)
-
-
-def test_trainable_state_round_trip_onto_a_fresh_backbone() -> None:
-    backbone, head = tiny_bert(seed=0), nn.Linear(32, 2)
-    apply_freeze(backbone, "last_n", last_n=1)
-    train_steps(backbone, head, steps=2)
-    state = {name: tensor.clone() for name, tensor in trainable_state_dict(backbone).items()}
-
-    fresh = tiny_bert(seed=0)  # the same "pretrained" weights
-    apply_freeze(fresh, "last_n", last_n=1)
-    load_trainable_state_dict(fresh, state)
-    backbone.eval()
-    fresh.eval()
-    with torch.no_grad():
-        assert torch.equal(fresh(**bert_batch()).pooler_output, backbone(**bert_batch()).pooler_output)
-
-
-def test_loading_a_state_from_other_freeze_settings_fails_clearly() -> None:
-    saved = tiny_bert()
-    apply_freeze(saved, "last_n", last_n=2)
-    model = tiny_bert()
-    apply_freeze(model, "last_n", last_n=1)
-    with pytest.raises(InputError, match=r"model\.freeze / model\.lora: .*unexpected \d+: encoder\.layer\.0\."):
-        load_trainable_state_dict(model, trainable_state_dict(saved))
-    partial = dict(trainable_state_dict(model))
-    partial.pop("pooler.dense.bias")
-    with pytest.raises(InputError, match=r"missing 1: pooler\.dense\.bias"):
-        load_trainable_state_dict(model, partial)
-    reshaped = {**trainable_state_dict(model), "pooler.dense.bias": torch.zeros(3)}
-    with pytest.raises(InputError, match=r"other shape 1: pooler\.dense\.bias"):
-        load_trainable_state_dict(model, reshaped)

@@ -3,7 +3,7 @@ import torch
 
 from mmtune.config import load_config
 from mmtune.data.checks import load_posts
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.models.base import build_classifier
 from mmtune.testing.tiny import make_tiny
 

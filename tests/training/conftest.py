@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmtune.data.synthetic import make_demo_data
+from mmtune.demo import make_demo_data
 from mmtune.testing.tiny import make_tiny
 
 

@@ -392,21 +392,21 @@ class Augmenter:
     # switching one step off does not change what the others draw.
     _DRAWS = 9
 
-    def __init__(self, cfg: AugmentConfig, seed: int | None = None, fill_color: RGB = (0, 0, 0)) -> None:
+    def __init__(self, cfg: AugmentConfig, fill_color: RGB = (0, 0, 0)) -> None:
         _check_augment(cfg)
         self.cfg = cfg
         self.fill_color = tuple(fill_color)
-        self._rng = np.random.default_rng(seed)
 
     @classmethod
-    def for_images(cls, cfg: ImageConfig, seed: int | None = None) -> Augmenter:
+    def for_images(cls, cfg: ImageConfig) -> Augmenter:
         """An augmenter whose constant fill is the pad colour, so fill and padding look alike."""
-        return cls(cfg.augment, seed=seed, fill_color=cfg.pad_color)
+        return cls(cfg.augment, fill_color=cfg.pad_color)
 
-    def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> Image.Image:
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """One draw from `rng` applied; the caller owns the generator (models/image_pipeline.py seeds it)."""
         if not self.cfg.enabled:
             return img
-        return self.apply(img, self.sample(rng if rng is not None else self._rng))
+        return self.apply(img, self.sample(rng))
 
     def sample(self, rng: np.random.Generator) -> AugmentParams:
         cfg = self.cfg
@@ -509,7 +509,7 @@ def _affine_padded(img: Image.Image, inverse: np.ndarray, fill: str) -> Image.Im
 def prepare_image(
     path: Path, cfg: ImageConfig, augmenter: Augmenter | None = None, rng: np.random.Generator | None = None
 ) -> Image.Image:
-    """Load, augment (training), and resize to the model's square input.
+    """Load, augment (training: with both an augmenter and its generator), and resize to the model's square input.
 
     Order, and why: load at reduced JPEG scale when possible -> shrink (aspect kept) to a working size
     a bit above `cfg.size` -> augment -> final resize by policy. Augmenting at full resolution would
@@ -517,7 +517,7 @@ def prepare_image(
     would rotate the pad bands and leave no margin for zoom-in and crops, which then upsample. The
     working size is enlarged by the largest zoom the augmenter can draw so zoomed-in crops keep detail.
     """
-    if augmenter is not None and cfg.augment.enabled:
+    if augmenter is not None and rng is not None and cfg.augment.enabled:
         work = _working_size(cfg.size, augmenter.cfg)
         loaded = load_image(path, cfg.max_pixels, min_size=work, max_bytes=cfg.max_bytes)
         img = augmenter(_shrink(loaded, work, cfg.resize), rng)

@@ -14,28 +14,28 @@ from typing import Any
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft import inject_adapter_in_model
 from peft.tuners.tuners_utils import cast_adapter_dtype
 from torch import nn
 
 from mmtune.compat import keep_bnb_4bit_training_layout
 from mmtune.errors import InputError
 
-# (names that must all be present, extra names added by `extended=True`), per attention naming family.
-TARGET_FAMILIES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("query", "value"), ("key", "dense")),  # BERT, XLM-R, PhoBERT, E5, ViLT
-    (("q_proj", "v_proj"), ("k_proj", "out_proj", "o_proj", "fc1", "fc2")),  # CLIP, SigLIP, ViT (transformers 5)
-    (("qkv",), ("proj", "fc1", "fc2")),  # fused projections (timm-style ViTs)
+# The query/value projections, per attention naming family: all of a family's names must be present.
+TARGET_FAMILIES: tuple[tuple[str, ...], ...] = (
+    ("query", "value"),  # BERT, XLM-R, PhoBERT, E5, ViLT
+    ("q_proj", "v_proj"),  # CLIP, SigLIP, ViT (transformers 5)
+    ("qkv",),  # fused projections (timm-style ViTs)
 )
 
 
-def default_lora_targets(model: nn.Module, extended: bool = False) -> list[str]:
-    """LoRA target names for `model`: its attention query/value projections (plus key/output/MLP if extended)."""
+def default_lora_targets(model: nn.Module) -> list[str]:
+    """LoRA target names for `model`: its attention query/value projections."""
     names = _linear_leaf_names(model)
     targets: list[str] = []
-    for core, extra in TARGET_FAMILIES:
-        if all(name in names for name in core):
-            targets += [name for name in core + (extra if extended else ()) if name in names]
+    for family in TARGET_FAMILIES:
+        if all(name in names for name in family):
+            targets += list(family)
     if not targets:
         raise InputError(f"model.lora.targets: no query/value projections found in {type(model).__name__}; "
                          f"name some of its linear layers: {', '.join(sorted(names)) or 'none'}")
@@ -98,26 +98,6 @@ def _check_targets(model: nn.Module, targets: Sequence[str]) -> None:
                              f"linear layers are named {', '.join(sorted(_linear_leaf_names(model)))}")
 
 
-def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter weights only (peft naming, no adapter name), to save beside the head."""
-    return get_peft_model_state_dict(model)
-
-
-def load_adapter_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load adapters saved by `adapter_state_dict` into a model given the same `apply_lora` settings."""
-    if not getattr(model, "peft_config", None):
-        raise InputError(f"model.lora: {type(model).__name__} has no adapters to load into (apply_lora first)")
-    expected = set(get_peft_model_state_dict(model))
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise InputError(f"model.lora: the saved adapters do not fit this model (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}); use the r/targets/dora they were trained with")
-    try:
-        set_peft_model_state_dict(model, state)
-    except RuntimeError as error:  # size mismatch: another rank
-        raise InputError(f"model.lora.r: the saved adapters have other shapes: {error}") from error
-
-
 def quantized_compute_dtype() -> torch.dtype:
     """The dtype 4-/8-bit layers compute in: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU."""
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -126,7 +106,7 @@ def quantized_compute_dtype() -> torch.dtype:
 
 
 def load_quantized(model_cls: Any, path_or_id: str, bits: int, compute_dtype: torch.dtype,
-                   gradient_checkpointing: bool = False, **from_pretrained_kwargs: Any) -> Any:
+                   **from_pretrained_kwargs: Any) -> Any:
     """Load `model_cls.from_pretrained(path_or_id)` in 4-bit NF4 or 8-bit, frozen and ready for (Q)LoRA.
 
     Extra keyword arguments (e.g. `device_map`) go to `from_pretrained`.
@@ -148,10 +128,7 @@ def load_quantized(model_cls: Any, path_or_id: str, bits: int, compute_dtype: to
 
     # peft's own checkpointing path calls the deprecated `gradient_checkpointing_enable` and adds the input
     # grad hook; ours uses non-reentrant checkpointing, which needs no hook.
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    return model
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def _require_bitsandbytes() -> None:

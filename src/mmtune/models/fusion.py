@@ -7,17 +7,9 @@
 The LayerNorm puts both modalities on one scale (CLIP text and image norms differ; EfficientNet
 features are large and non-negative, e5's are unit-norm), which products and differences need.
 
-Fusion variants (`model.fusion`, d = `model.projection_dim`, P = post features when enabled):
-    concat           [t; i; t*i; |t-i|; P] (4d + P): the classic matching features, so the head sees the
-                     agreement and the contrast between caption and image, which sarcasm lives on
-    gated            gated multimodal unit (Arevalo et al. 2017): z = sigmoid(W[t; i]),
-                     h = z * tanh(W_t t) + (1 - z) * tanh(W_i i); [h; P] (d + P)
-    cross_attention  one pre-norm transformer layer over the pooled modality tokens [t, i, (P projected
-                     to a token)] with learned type embeddings, outputs flattened (2d or 3d). The towers
-                     give pooled vectors (which is what the feature cache stores), so attention runs over
-                     modality tokens, not over patches: each modality attends to the other and to P
-    interaction      Hate-CLIPper's feature interaction matrix: the outer product t i^T, flattened (d^2 + P);
-                     keep projection_dim small (32-64): the head's first layer has d^2 x hidden weights
+Fusions (`model.fusion`, d = `model.projection_dim`, P = post features when enabled) are a registry, one
+module each in models/fusions/: concat, gated, cross_attention, interaction (each module's docstring says what
+it computes).
 
 Post features (post_features.py) are computed from the raw caption at `prepare`.
 
@@ -40,88 +32,18 @@ from torch import nn
 
 from mmtune.config import Config
 from mmtune.data.post import Post
-from mmtune.data.text import TextNormalizer, pack_text
-from mmtune.models.base import Example, ParamGroup, register_kind
+from mmtune.models.base import Example, register_kind
+from mmtune.models.examples import ExampleMaker
 from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
+from mmtune.models.fusions import make_fusion
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
+from mmtune.models.trainable import TracksTrainable, TrainableSet
 
 log = logging.getLogger(__name__)
 
 TOWERS = ("text", "image")
 _CACHE_BATCH = 32
-
-
-# ---------------------------------------------------------------------------------------------- fusion layers
-
-
-class ConcatFusion(nn.Module):
-    def __init__(self, dim: int, n_post: int) -> None:
-        super().__init__()
-        self.out_dim = 4 * dim + n_post
-
-    def forward(self, t: torch.Tensor, i: torch.Tensor, post: torch.Tensor | None) -> torch.Tensor:
-        parts = [t, i, t * i, (t - i).abs()]
-        return torch.cat(parts + ([post] if post is not None else []), dim=-1)
-
-
-class GatedFusion(nn.Module):
-    def __init__(self, dim: int, n_post: int) -> None:
-        super().__init__()
-        self.text_hidden = nn.Linear(dim, dim)
-        self.image_hidden = nn.Linear(dim, dim)
-        self.gate = nn.Linear(2 * dim, dim)
-        self.out_dim = dim + n_post
-
-    def forward(self, t: torch.Tensor, i: torch.Tensor, post: torch.Tensor | None) -> torch.Tensor:
-        z = torch.sigmoid(self.gate(torch.cat([t, i], dim=-1)))
-        fused = z * torch.tanh(self.text_hidden(t)) + (1 - z) * torch.tanh(self.image_hidden(i))
-        return torch.cat([fused, post], dim=-1) if post is not None else fused
-
-
-class AttentionFusion(nn.Module):
-    def __init__(self, dim: int, n_post: int, dropout: float) -> None:
-        super().__init__()
-        n_tokens = 3 if n_post else 2
-        self.post_token = nn.Sequential(nn.Linear(n_post, dim), nn.LayerNorm(dim)) if n_post else None
-        self.type_embedding = nn.Parameter(torch.randn(n_tokens, dim) * 0.02)
-        heads = next(h for h in (8, 4, 2, 1) if dim % h == 0)
-        self.layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=dropout,
-                                                activation="gelu", batch_first=True, norm_first=True)
-        self.norm = nn.LayerNorm(dim)
-        self.out_dim = n_tokens * dim
-
-    def forward(self, t: torch.Tensor, i: torch.Tensor, post: torch.Tensor | None) -> torch.Tensor:
-        tokens = [t, i]
-        if self.post_token is not None:
-            tokens.append(self.post_token(post))
-        x = torch.stack(tokens, dim=1) + self.type_embedding
-        return self.norm(self.layer(x)).flatten(1)
-
-
-class InteractionFusion(nn.Module):
-    def __init__(self, dim: int, n_post: int) -> None:
-        super().__init__()
-        self.out_dim = dim * dim + n_post
-
-    def forward(self, t: torch.Tensor, i: torch.Tensor, post: torch.Tensor | None) -> torch.Tensor:
-        matrix = (t.unsqueeze(2) * i.unsqueeze(1)).flatten(1)
-        return torch.cat([matrix, post], dim=-1) if post is not None else matrix
-
-
-def make_fusion(mode: str, dim: int, n_post: int, dropout: float) -> nn.Module:
-    if mode == "concat":
-        return ConcatFusion(dim, n_post)
-    if mode == "gated":
-        return GatedFusion(dim, n_post)
-    if mode == "cross_attention":
-        return AttentionFusion(dim, n_post, dropout)
-    if mode == "interaction":
-        if dim > 64:
-            log.info(f"interaction fusion with projection_dim {dim}: the head reads {dim * dim} features "
-                     "(projection_dim 32-64 is the usual size)")
-        return InteractionFusion(dim, n_post)
-    raise ValueError(f"unknown fusion {mode!r}")
 
 
 def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
@@ -131,7 +53,7 @@ def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
 # ---------------------------------------------------------------------------------------------- classifier
 
 
-class FusionClassifier(nn.Module):
+class FusionClassifier(TracksTrainable, nn.Module):
     def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__()
         m = cfg.model
@@ -147,11 +69,11 @@ class FusionClassifier(nn.Module):
         self.fusion = make_fusion(m.fusion, m.projection_dim, NUM_POST_FEATURES if m.post_features else 0, m.dropout)
         self.head = nn.Sequential(nn.Linear(self.fusion.out_dim, m.hidden_size), nn.GELU(), nn.Dropout(m.dropout),
                                   nn.Linear(m.hidden_size, self.output_size))
-        self.normalizer = TextNormalizer(cfg.data.text)
+        self.examples = ExampleMaker(labels, cfg.data.text)
         self.flip_images = False  # test-time flip, set by predict
         self.cached = {name: self._uses_cache(name) for name in TOWERS}
         self._cache: FeatureCache | None = None
-        self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        self.trainable = TrainableSet(self, ("text_tower.", "image_tower."))
         self._backbone_on = True
         self.train()
 
@@ -182,10 +104,7 @@ class FusionClassifier(nn.Module):
         return examples
 
     def _example(self, post: Post) -> Example:
-        extra = {name: self.normalizer(value) for name, value in post.extra.items()}
-        text = pack_text(self.normalizer(post.text), extra, self.cfg.data.text)
-        target = self.labels.index(post.label) if post.label in self.labels else -1
-        example = Example(id=post.id, target=target, text=text, post=post)
+        example = self.examples(post)
         if self.cfg.model.post_features:
             example.features["post"] = post_feature_vector(post.text)
         return example
@@ -264,22 +183,10 @@ class FusionClassifier(nn.Module):
                 tower.eval()
         return self
 
-    def parameter_groups(self) -> list[ParamGroup]:
-        head, backbone = [], []
-        for name, param in self.named_parameters():
-            if name in self._trainable:
-                (backbone if name.startswith(("text_tower.", "image_tower.")) else head).append(param)
-        return [ParamGroup("head", head), ParamGroup("backbone", backbone)]
-
     def set_backbone_trainable(self, trainable: bool) -> None:
         self._backbone_on = trainable
-        for prefix in ("text_tower", "image_tower"):
-            for name, param in self._tower(prefix.split("_")[0]).named_parameters(prefix=prefix):
-                param.requires_grad_(trainable and name in self._trainable)
+        self.trainable.set_backbone(self, trainable)
         self.train(self.training)
-
-    def trainable_parameter_names(self) -> list[str]:
-        return sorted(self._trainable)
 
 
 def _prefixed(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

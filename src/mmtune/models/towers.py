@@ -39,11 +39,11 @@ from torch import nn
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
 from mmtune.config import Config, ImageConfig
-from mmtune.data.images import Augmenter, ImageError, prepare_image
+from mmtune.data.images import ImageError
 from mmtune.data.post import Post
 from mmtune.errors import InputError
-from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
-from mmtune.models.freezing import apply_freeze
+from mmtune.models.backbone import load_pretrained, set_up_backbone
+from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.pypi_encoders import (
     EFFICIENTNET_LITE0,
     IMAGENET_MEAN,
@@ -193,7 +193,7 @@ class ImageTower(nn.Module):
         self.image_cfg = replace(image_cfg, size=side)
         self.identity = identity
         self.pixel_signature = pixel_signature
-        self.augmenter = Augmenter.for_images(self.image_cfg) if image_cfg.augment.enabled else None
+        self.images = ImagePipeline(self.image_cfg, fit="square")
         # Why probe: output sizes hide in model-specific config fields (hidden_size, hidden_sizes[-1], projection_dim).
         self.dim = dim or int(_eval_features(self, lambda: self.encoder(self._blank())).shape[-1])
         self.trainable = False  # set by the builder once freezing and LoRA are applied
@@ -207,26 +207,19 @@ class ImageTower(nn.Module):
         return {"side": self.side, "resize": cfg.resize, "pad_color": list(cfg.pad_color), **self.pixel_signature}
 
     def preprocess(self, posts: Sequence[Post], *, train: bool, flip: bool = False) -> dict[str, torch.Tensor]:
-        augment = train and self.augmenter is not None
-        # Why a fresh generator per call, seeded from torch: DataLoader workers get distinct torch seeds
-        # (a copied numpy generator would repeat the same draws in every worker), and runs stay reproducible.
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)))) if augment else None
+        rng = self.images.batch_rng(train)
         images: list[Image.Image] = []
         counts: list[int] = []
         for post in posts:
-            loaded = [img for path in post.images
-                      if (img := self._load(post, path, self.augmenter if augment else None, rng)) is not None]
-            if flip:
-                loaded = [img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for img in loaded]
+            loaded = [img for path in post.images if (img := self._load(post, path, rng, flip)) is not None]
             images += loaded
             counts.append(len(loaded))
         pixel_values = self.pixels(images) if images else torch.zeros(0, 3, self.side, self.side)
         return {"pixel_values": pixel_values, "counts": torch.tensor(counts, dtype=torch.long)}
 
-    def _load(self, post: Post, path: Path, augmenter: Augmenter | None,
-              rng: np.random.Generator | None) -> Image.Image | None:
+    def _load(self, post: Post, path: Path, rng: np.random.Generator | None, flip: bool) -> Image.Image | None:
         try:
-            return prepare_image(path, self.image_cfg, augmenter, rng)
+            return self.images.load(path, rng, flip)
         except (OSError, ImageError) as exc:
             # A post whose images all fail keeps a zero image vector instead of stopping an epoch midway.
             log.warning(f"post {post.id}: image {path} skipped ({exc})")
@@ -393,11 +386,7 @@ def _load_hf(path: str, cfg: Config, part: str, key: str) -> tuple[nn.Module, bo
     check_model_source(path, key)
     options = {"trust_remote_code": cfg.model.trust_remote_code}
     try:
-        if cfg.model.quantize != "none":
-            bits = 4 if cfg.model.quantize == "4bit" else 8
-            model = load_quantized(AutoModel, path, bits, quantized_compute_dtype(), **options)
-        else:
-            model = AutoModel.from_pretrained(path, dtype=torch.float32, **options)
+        model = load_pretrained(AutoModel, path, cfg.model.quantize, torch.float32, **options)
     except (OSError, ValueError) as exc:
         raise InputError(f"{key}: cannot load a model from '{path}' ({str(exc).splitlines()[0]})") from None
     dual = all(hasattr(model, f"get_{name}_features") for name in ("text", "image")) and all(
@@ -423,27 +412,19 @@ def _keep_half(model: nn.Module, part: str) -> None:
 
 
 def _configure(model: nn.Module, cfg: Config, part: str, dual: bool) -> None:
-    """Freeze preset and globs, or LoRA (the base frozen), then gradient checkpointing, for one tower."""
+    """One tower's backbone set-up (backbone.py), with the globs that match in it: a glob may name the other tower."""
     m = cfg.model
-    if m.lora.enabled and part in m.lora.towers:
-        apply_freeze(model, "all")
-        apply_lora(model, r=m.lora.r, alpha=m.lora.alpha, dropout=m.lora.dropout, targets=m.lora.targets,
-                   dora=m.lora.dora)
-    elif m.quantize != "none":
-        apply_freeze(model, "all")  # quantized weights cannot train without adapters
-    else:
-        names = [name for name, _ in model.named_parameters()]
-        # The contrastive logit scale/bias sit directly on a dual model and are unused by either half.
-        unused = [name for name, _ in model.named_parameters(recurse=False)] if dual else []
-        report = apply_freeze(model, m.freeze.preset, m.freeze.last_n,
-                              _matching(m.freeze.freeze_globs, names) + unused, _matching(m.freeze.train_globs, names))
-        log.info(f"{part} tower: {report.summary()}")
-    # A frozen tower runs without gradients: checkpointing it would only cost time.
-    if m.gradient_checkpointing and any(p.requires_grad for p in model.parameters()):
-        if getattr(model, "supports_gradient_checkpointing", False):
-            enable_gradient_checkpointing(model)
-        else:
-            log.info(f"{part} tower: {type(model).__name__} has no gradient checkpointing; left off")
+    names = [name for name, _ in model.named_parameters()]
+    # The contrastive logit scale/bias sit directly on a dual model and are unused by either half.
+    unused = [name for name, _ in model.named_parameters(recurse=False)] if dual else []
+    freeze = replace(m.freeze, freeze_globs=_matching(m.freeze.freeze_globs, names) + unused,
+                     train_globs=_matching(m.freeze.train_globs, names))
+    checkpointing = m.gradient_checkpointing
+    if checkpointing and not getattr(model, "supports_gradient_checkpointing", False):
+        log.info(f"{part} tower: {type(model).__name__} has no gradient checkpointing; left off")
+        checkpointing = False
+    set_up_backbone(model, f"{part} tower", freeze=freeze, lora=m.lora if m.lora.enabled and part in m.lora.towers
+                    else None, quantized=m.quantize != "none", checkpointing=checkpointing)
 
 
 def _matching(globs: Sequence[str], names: Sequence[str]) -> list[str]:

@@ -9,12 +9,13 @@ from torch import nn
 
 from mmtune.config import Config
 from mmtune.data.post import Post
-from mmtune.models.base import Example, ParamGroup
+from mmtune.models.base import Example
+from mmtune.models.trainable import TracksTrainable, TrainableSet
 from mmtune.models.vlm_inputs import VlmInputs
 from mmtune.models.vlm_loading import load_vlm
 
 
-class VlmClassifierBase(nn.Module):
+class VlmClassifierBase(TracksTrainable, nn.Module):
     """A loaded VLM (`self.vlm`) with its prompt inputs; subclasses add `forward` and maybe a head."""
 
     def __init__(self, cfg: Config, labels: list[str]) -> None:
@@ -35,23 +36,10 @@ class VlmClassifierBase(nn.Module):
 
     def _record_trainable(self) -> None:
         # Called once the head exists: every parameter any stage trains, what a run saves.
-        self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        self.trainable = TrainableSet(self, ("vlm.",))
 
     def prepare(self, posts: Sequence[Post], *, train: bool) -> list[Example]:
         return self.inputs.prepare(posts)
 
     def collate(self, examples: Sequence[Example], *, train: bool) -> dict[str, Any]:
         return self.inputs.encode(examples, train)
-
-    def parameter_groups(self) -> list[ParamGroup]:
-        named = dict(self.named_parameters())
-        head = [named[n] for n in sorted(self._trainable) if not n.startswith("vlm.")]
-        backbone = [named[n] for n in sorted(self._trainable) if n.startswith("vlm.")]
-        return [ParamGroup("head", head), ParamGroup("backbone", backbone)]
-
-    def set_backbone_trainable(self, trainable: bool) -> None:
-        for name, param in self.vlm.named_parameters():
-            param.requires_grad = trainable and f"vlm.{name}" in self._trainable
-
-    def trainable_parameter_names(self) -> list[str]:
-        return sorted(self._trainable)

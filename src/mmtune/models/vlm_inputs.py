@@ -13,16 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from mmtune.config import Config
-from mmtune.data.images import Augmenter, load_within
 from mmtune.data.post import Post
-from mmtune.data.text import TextNormalizer, pack_text
 from mmtune.errors import InputError
 from mmtune.models.base import Example
+from mmtune.models.examples import ExampleMaker
+from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.vlm_loading import LoadedVlm
 from mmtune.models.vlm_prompts import fill_template, resolve_label_words, resolve_template
 
@@ -52,8 +50,8 @@ class VlmInputs:
             raise InputError(f"model.vlm.chat_template: {cfg.model.name} ships no chat template; give one")
         if vlm.max_images < 1:
             raise InputError(f"model.vlm.max_images: must be at least 1, got {vlm.max_images}")
-        self.normalizer = TextNormalizer(cfg.data.text)
-        self.augmenter = Augmenter.for_images(cfg.data.image, seed=cfg.seed) if cfg.data.image.augment.enabled else None
+        self.examples = ExampleMaker(labels, cfg.data.text)
+        self.images = ImagePipeline(cfg.data.image, fit="within", side=vlm.image_size)
         self.flip_images = False
         self.nested_images = loaded.family.nested_images
         self.image_kwargs = image_budget_kwargs(loaded, vlm) if loaded.has_vision else {}
@@ -133,11 +131,8 @@ class VlmInputs:
         examples, trimmed = [], 0
         max_images = self.cfg.model.vlm.max_images
         for post in posts:
-            extra = {name: self.normalizer(value) for name, value in post.extra.items()}
-            text = pack_text(self.normalizer(post.text), extra, self.cfg.data.text)
-            target = self.labels.index(post.label) if post.label in self.labels else -1
             trimmed += len(post.images) > max_images
-            examples.append(Example(id=post.id, target=target, text=text, post=post))
+            examples.append(self.examples(post))
         if trimmed and self.loaded.has_vision:
             log.warning(f"{trimmed} of {len(posts)} posts have more than model.vlm.max_images={max_images} "
                         "images: only their first images are shown to the model")
@@ -145,26 +140,16 @@ class VlmInputs:
 
     def encode(self, examples: Sequence[Example], train: bool) -> dict[str, torch.Tensor]:
         """The prompts of a batch, left-padded, with their images (the processor's tensors, as it names them)."""
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))) if train and self.augmenter else None
-        per_post = [self._images(e.post, rng) if self.loaded.has_vision else [] for e in examples]
+        rng = self.images.batch_rng(train)
+        max_images = self.cfg.model.vlm.max_images
+        per_post = [self.images.load_all(e.post.images[:max_images], rng, self.flip_images) if self.loaded.has_vision
+                    else [] for e in examples]
         texts = [self.render(e.text, len(images)) for e, images in zip(examples, per_post)]
         if not any(per_post):
             return dict(self.loaded.tokenizer(texts, padding=True, return_tensors="pt"))
         images: Any = per_post if self.nested_images else [image for images in per_post for image in images]
         return dict(self.loaded.processor(text=texts, images=images, padding=True, return_tensors="pt",
                                           **self.image_kwargs))
-
-    def _images(self, post: Post, rng: np.random.Generator | None) -> list[Image.Image]:
-        side = self.cfg.model.vlm.image_size
-        images = []
-        for path in post.images[: self.cfg.model.vlm.max_images]:
-            image = load_within(path, self.cfg.data.image.max_pixels, side, max_bytes=self.cfg.data.image.max_bytes)
-            if rng is not None and self.augmenter is not None:
-                image = self.augmenter(image, rng)
-            if self.flip_images:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            images.append(image)
-        return images
 
 
 def _has_unknown_pieces(tokenizer: Any, ids: list[int], word: str) -> bool:

@@ -17,8 +17,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 
 from mmtune.config import ModelConfig
 from mmtune.errors import InputError
-from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
-from mmtune.models.freezing import apply_freeze
+from mmtune.models.backbone import load_pretrained, set_up_backbone
+from mmtune.models.freeze_presets import get_preset
 from mmtune.models.vlm_families import VlmFamily, family_of, load_processor
 
 log = logging.getLogger(__name__)
@@ -85,34 +85,22 @@ def load_weights(model_cls: Any, model_cfg: ModelConfig, remote: dict[str, Any])
 
 
 def _from_pretrained(model_cls: Any, model_cfg: ModelConfig, attention: str, remote: dict[str, Any]) -> nn.Module:
-    kwargs = {"attn_implementation": attention, **remote}
-    if model_cfg.quantize != "none":
-        bits = 4 if model_cfg.quantize == "4bit" else 8
-        return load_quantized(model_cls, model_cfg.name, bits, quantized_compute_dtype(), **kwargs)
-    return model_cls.from_pretrained(model_cfg.name, dtype=weights_dtype(model_cfg), **kwargs)
+    return load_pretrained(model_cls, model_cfg.name, model_cfg.quantize, weights_dtype(model_cfg),
+                           attn_implementation=attention, **remote)
 
 
 def _configure(model: nn.Module, model_cfg: ModelConfig) -> None:
-    """Freezing or adapters, then checkpointing; quantized weights train only through adapters."""
+    """The backbone set-up (backbone.py): LoRA on the language model (and the vision tower with lora_vision)."""
     model.config.use_cache = False  # caches are asked for explicitly where they pay (label scoring)
-    if model_cfg.lora.enabled:
-        apply_freeze(model, "all")
-        lora = model_cfg.lora
-        apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, dora=lora.dora,
-                   targets=lora_targets(model, lora.targets, model_cfg.vlm.lora_vision))
-    elif model_cfg.quantize != "none":
-        apply_freeze(model, "all")
-        log.info(f"{model_cfg.name}: quantized and frozen; enable model.lora to fine-tune it (QLoRA)")
-    else:
-        freeze = model_cfg.freeze
-        # The block presets read the language model: a vision tower's blocks (often as many or more) would win
-        # the search for "the" block list otherwise, and last_n would train the whole language model after them.
-        scope = _module_name(model, model.get_decoder()) if freeze.preset in ("last_n", "embeddings", "attention") \
-            else ""
-        report = apply_freeze(model, freeze.preset, freeze.last_n, freeze.freeze_globs, freeze.train_globs, scope)
-        log.info(f"{model_cfg.name}: {report.summary()}")
-    if model_cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
+    lora = model_cfg.lora
+    targets = lora_targets(model, lora.targets, model_cfg.vlm.lora_vision) if lora.enabled else None
+    # The block presets read the language model: a vision tower's blocks (often as many or more) would win
+    # the search for "the" block list otherwise, and last_n would train the whole language model after them.
+    scope = _module_name(model, model.get_decoder()) \
+        if not lora.enabled and get_preset(model_cfg.freeze.preset).language_model_only else ""
+    set_up_backbone(model, model_cfg.name or "", freeze=model_cfg.freeze, lora=lora if lora.enabled else None,
+                    quantized=model_cfg.quantize != "none", checkpointing=model_cfg.gradient_checkpointing,
+                    lora_targets=targets, scope=scope)
 
 
 def lora_targets(model: nn.Module, leaf_names: list[str] | None, with_vision: bool) -> list[str]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from PIL import ImageDraw
 
-from mmtune.data.synthetic.rules import IRONIC, NEG, NEUTRAL, POS, THEME_TOPIC
+from mmtune.demo.rules import IRONIC, NEG, NEUTRAL, POS, THEME_TOPIC
 
 RGB = tuple[int, int, int]
 Box = tuple[int, int, int, int]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmtune.data import synthetic as syn
+import mmtune.demo as syn
 from mmtune.sarcasm import IMAGE, MULTI, NOT, SARCASM_LABELS, TEXT
 
 N_TRAIN, N_TEST = 300, 60

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from mmtune.data.synthetic.rules import IRONIC, NEG, NEUTRAL, POS
+from mmtune.demo.rules import IRONIC, NEG, NEUTRAL, POS
 
 NFD_RATE = 0.03
 # Extra sentences after the main one: test captions come out about half as long as train ones.

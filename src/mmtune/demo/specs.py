@@ -6,9 +6,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from mmtune.data.synthetic.captions import EMOJI_ONLY, _compose_caption, _long_caption, _weighted
-from mmtune.data.synthetic.rules import KINDS, LABEL_COMBOS, LABEL_SHARES, NEG, NEUTRAL, POS, TOPIC_THEME, TOPICS
-from mmtune.data.synthetic.scenes import IRONIC_SCENES, NEUTRAL_SCENES
+from mmtune.demo.captions import EMOJI_ONLY, _compose_caption, _long_caption, _weighted
+from mmtune.demo.rules import KINDS, LABEL_COMBOS, LABEL_SHARES, NEG, NEUTRAL, POS, TOPIC_THEME, TOPICS
+from mmtune.demo.scenes import IRONIC_SCENES, NEUTRAL_SCENES
 
 CAPTION_REUSE_RATE = 0.14  # share of train posts that copy an earlier caption (~23% end up shared)
 LEAKED_TEST_POSTS = 2  # test posts that are exact copies (caption + image) of train posts

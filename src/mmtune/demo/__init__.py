@@ -39,7 +39,7 @@ leaks, faults) and `writer` (rendering the images and writing the files).
 
 from __future__ import annotations
 
-from mmtune.data.synthetic.rules import (
+from mmtune.demo.rules import (
     IRONIC,
     KINDS,
     LABEL_COMBOS,
@@ -50,7 +50,7 @@ from mmtune.data.synthetic.rules import (
     POS,
     THEME_TOPIC,
 )
-from mmtune.data.synthetic.specs import (
+from mmtune.demo.specs import (
     FAULTS,
     LEAKED_TEST_POSTS,
     _generate_specs,
@@ -59,7 +59,7 @@ from mmtune.data.synthetic.specs import (
     _Specs,
     fault_counts,
 )
-from mmtune.data.synthetic.writer import DemoData, make_demo_data
+from mmtune.demo.writer import DemoData, make_demo_data
 
 __all__ = [
     "DemoData", "make_demo_data", "LABEL_RULES", "LABEL_SHARES", "LABEL_COMBOS", "LEAKED_TEST_POSTS", "FAULTS",

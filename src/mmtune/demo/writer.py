@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmtune.data.synthetic.scenes import SCENES, _meme_bar
-from mmtune.data.synthetic.specs import _generate_specs, _ImageSpec, _PostSpec
+from mmtune.demo.scenes import SCENES, _meme_bar
+from mmtune.demo.specs import _generate_specs, _ImageSpec, _PostSpec
 
 MEME_BAR_RATE = 0.55
 

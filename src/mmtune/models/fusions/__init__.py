@@ -1,0 +1,24 @@
+"""The fusions of the `fusion` kind: one module per fusion, named as `model.fusion` names it.
+
+Each module defines `build(dim, n_post, dropout) -> nn.Module`: a module with an `out_dim` attribute whose
+`forward(t, i, post)` joins the projected text vector t [B, d] and image vector i [B, d] (d = `dim`, the
+projection size) with the post features [B, P] (None when `n_post` is 0) into [B, out_dim] for the head.
+
+The names are the modules found here, listed without importing them; adding a fusion is one new module plus
+its test (tests/models/test_fusions.py runs every fusion found).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from mmtune.registry import entry_module, entry_names
+
+
+def known_fusions() -> list[str]:
+    return entry_names(__path__)
+
+
+def make_fusion(name: str, dim: int, n_post: int, dropout: float) -> nn.Module:
+    """The fusion module `name` for projected vectors of size `dim` and `n_post` post features."""
+    return entry_module(__name__, __path__, name, "model.fusion", "fusion").build(dim, n_post, dropout)
