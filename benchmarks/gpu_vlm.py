@@ -48,9 +48,9 @@ from mmtune.models.adapters import quantized_compute_dtype
 from mmtune.models.tiny import CORPUS, make_tiny
 from mmtune.models.tiny_vlm import SavedProcessor
 from mmtune.models.vlm_loading import lora_targets
+from mmtune.recipes.train import build_model
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import TrainingLoop, make_accelerator
-from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 WORDS = {"image-sarcasm": "ảnh", "multi-sarcasm": "cả hai", "not-sarcasm": "không", "text-sarcasm": "chữ"}

@@ -40,7 +40,7 @@ from mmtune.data.synthetic import make_demo_data
 from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop
 from mmtune.models.tiny import make_tiny
 from mmtune.models.tiny_vlm import VLM_FAMILIES
-from mmtune.training.run import build_model
+from mmtune.recipes.train import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 
