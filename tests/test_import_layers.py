@@ -66,3 +66,48 @@ def test_objectives_import_neither_models_nor_training_nor_config():
 
 def test_models_get_their_output_size_from_the_caller_not_from_the_objectives():
     assert _offenders("mmtune.models", ("mmtune.objectives",)) == []
+
+
+# The house (issue 10): recipes wire components; the CLI and the API call recipes; components never look up.
+COMPONENTS = ("mmtune.data", "mmtune.models", "mmtune.training", "mmtune.evaluation", "mmtune.ensemble",
+              "mmtune.generative", "mmtune.objectives", "mmtune.config", "mmtune.errors", "mmtune.files",
+              "mmtune.terminal", "mmtune.outputs", "mmtune.compat", "mmtune.cli_args", "mmtune.durations")
+FRONT = ("mmtune.cli", "mmtune.api")
+
+
+def test_the_recipes_layer_is_read():
+    assert "mmtune.recipes.train" in GRAPH and "mmtune.recipes.train" in GRAPH["mmtune.recipes.cv"]
+
+
+def test_recipes_import_neither_the_cli_nor_the_api():
+    assert _offenders("mmtune.recipes", FRONT) == []
+
+
+@pytest.mark.parametrize("lower", COMPONENTS)
+def test_components_import_no_recipe_nor_the_cli_nor_the_api(lower):
+    assert _offenders(lower, ("mmtune.recipes", *FRONT)) == []
+
+
+@pytest.mark.parametrize("front", FRONT)
+def test_the_cli_and_the_api_reach_components_only_through_recipes(front):
+    allowed = ("mmtune.recipes", "mmtune.config", "mmtune.cli_args", "mmtune.errors", "mmtune.terminal",
+               "mmtune.outputs", *FRONT)
+    reached = sorted(f"{module} imports {target}" for module, targets in GRAPH.items() if _inside(module, front)
+                     for target in targets if target not in ("mmtune", "mmtune.__version__")
+                     and not any(_inside(target, p) for p in allowed))
+    assert reached == []
+
+
+def test_ensemble_does_not_import_training():
+    # cv orchestration (which trains) is a recipe; the ensemble package only reads and blends predictions.
+    assert _offenders("mmtune.ensemble", ("mmtune.training",)) == []
+
+
+def test_outputs_imports_no_mmtune_package():
+    packages = {_module_name(path.parent) for path in SRC.rglob("__init__.py")} - {"mmtune"}
+    assert _offenders("mmtune.outputs", tuple(sorted(packages))) == []
+
+
+def test_config_imports_no_training():
+    # time_budget is checked with mmtune.durations (standard library only), not the training package.
+    assert _offenders("mmtune.config", ("mmtune.training",)) == []
