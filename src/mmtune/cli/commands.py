@@ -27,12 +27,13 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    from mmtune.recipes.audit import AuditFiles, inspect
+    from mmtune.recipes.audit import AuditFiles, check_inspect, inspect
 
     cfg = _load(args)
     files = AuditFiles(args.data, args.images, args.test, args.test_images)
+    check_inspect(files, args.json, args.config)
     with _counting_progress("inspecting posts") as tick:
-        report = inspect(files, cfg.data, json_out=args.json, progress=tick, config_file=args.config)
+        report = inspect(files, cfg.data, json_out=args.json, progress=tick)
     render_audit(report, console)
     if args.json:
         console.print(f"audit written to {args.json}")

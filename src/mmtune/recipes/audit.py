@@ -22,11 +22,15 @@ class AuditFiles:
     test_images: Path | None = None
 
 
-def inspect(files: AuditFiles, data_cfg: DataConfig, json_out: Path | None = None,
-            progress: Callable[[], None] | None = None, config_file: Path | None = None) -> dict[str, Any]:
-    """The audit of the data file (and of the test file); with `json_out`, also written there. `progress` is
-    called once per post."""
+def check_inspect(files: AuditFiles, json_out: Path | None, config_file: Path | None = None) -> None:
+    """--json is no input (the data, the test file, the config)."""
     check_outputs({"--json": json_out}, {"data": files.data, "--test": files.test, "--config": config_file})
+
+
+def inspect(files: AuditFiles, data_cfg: DataConfig, json_out: Path | None = None,
+            progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The audit of the data file (and of the test file); with `json_out`, also written there (checked first with
+    `check_inspect`). `progress` is called once per post."""
     started = time.perf_counter()
     request = InspectRequest(files.data, files.images, files.test, files.test_images)
     report = inspect_data(request, data_cfg, progress=progress)
