@@ -111,3 +111,9 @@ def test_outputs_imports_no_mmtune_package():
 def test_config_imports_no_training():
     # time_budget is checked with mmtune.durations (standard library only), not the training package.
     assert _offenders("mmtune.config", ("mmtune.training",)) == []
+
+
+def test_predict_builds_no_training_loop():
+    # `mmtune predict` has its own small path (training.inference), shared with the loop's evaluation.
+    assert "mmtune.training.loop.TrainingLoop" not in GRAPH["mmtune.recipes.predict"]
+    assert "mmtune.training.inference.predict_probs" in GRAPH["mmtune.recipes.predict"]
