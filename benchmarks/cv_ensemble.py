@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mmtune.config import load_config
 from mmtune.demo import make_demo_data
-from mmtune.ensemble.demo import DEMO_CV_EPOCHS, cv_workflow
+from mmtune.recipes.demo import DEMO_CV_EPOCHS, cv_workflow
 
 
 def one_round(work: Path, data_seed: int, n_train: int, n_test: int, epochs: int) -> dict:

@@ -46,8 +46,9 @@ from accelerate.utils import set_seed
 import mmtune
 from mmtune.config import Config, load_config
 from mmtune.demo import make_demo_data
+from mmtune.recipes.train import Split, build_model, load_split
 from mmtune.training.loop import TrainingLoop, make_accelerator
-from mmtune.training.run import Split, build_model, config_hash, load_split
+from mmtune.training.resume import config_hash
 
 DEMO_CONFIG = Path(mmtune.__file__).parent / "resources" / "demo.yaml"
 

@@ -47,12 +47,12 @@ from mmtune.data.checks import load_posts
 from mmtune.models.adapters import quantized_compute_dtype
 from mmtune.models.vlm_families import load_processor
 from mmtune.models.vlm_loading import lora_targets
+from mmtune.recipes.train import build_model
 from mmtune.testing.corpus import CORPUS
 from mmtune.testing.tiny import make_tiny
 from mmtune.testing.tiny_vlm import SavedProcessor
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import TrainingLoop, make_accelerator
-from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 WORDS = {"image-sarcasm": "ảnh", "multi-sarcasm": "cả hai", "not-sarcasm": "không", "text-sarcasm": "chữ"}

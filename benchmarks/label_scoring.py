@@ -39,8 +39,8 @@ from mmtune.data.checks import load_posts
 from mmtune.demo import make_demo_data
 from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop
 from mmtune.models.vlm_families import family_names
+from mmtune.recipes.train import build_model
 from mmtune.testing.tiny import make_tiny
-from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 

@@ -54,10 +54,11 @@ from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.data.labels import infer_labels
 from mmtune.demo import make_demo_data
+from mmtune.recipes.train import build_model
 from mmtune.testing.tiny import make_tiny
 from mmtune.training.budget import StopSignals
-from mmtune.training.loop import BatchCollator, TrainingLoop, _Indexed, make_accelerator
-from mmtune.training.run import build_model
+from mmtune.training.inference import BatchCollator, _Indexed
+from mmtune.training.loop import TrainingLoop, make_accelerator
 from mmtune.training.sampler import EpochSampler
 
 SEED = 3

@@ -180,3 +180,56 @@ def test_registry_entries_import_only_their_package_and_below(registry):
 
 def test_the_registry_helper_is_foundation():
     assert all(_inside(target, "mmtune.errors") for target in GRAPH["mmtune.registry"])
+
+
+# The house (issue 10): recipes wire components; the CLI and the API call recipes; components never look up.
+COMPONENTS = ("mmtune.data", "mmtune.models", "mmtune.training", "mmtune.evaluation", "mmtune.ensemble",
+              "mmtune.generative", "mmtune.objectives", "mmtune.config", "mmtune.errors", "mmtune.files",
+              "mmtune.terminal", "mmtune.outputs", "mmtune.compat", "mmtune.cli_args", "mmtune.durations",
+              "mmtune.sarcasm", "mmtune.registry", "mmtune.demo", "mmtune.testing")
+FRONT = ("mmtune.cli", "mmtune.api")
+
+
+def test_the_recipes_layer_is_read():
+    assert "mmtune.recipes.train" in GRAPH and "mmtune.recipes.train" in GRAPH["mmtune.recipes.cv"]
+
+
+def test_recipes_import_neither_the_cli_nor_the_api():
+    assert _offenders("mmtune.recipes", FRONT) == []
+
+
+@pytest.mark.parametrize("lower", COMPONENTS)
+def test_components_import_no_recipe_nor_the_cli_nor_the_api(lower):
+    assert _offenders(lower, ("mmtune.recipes", *FRONT)) == []
+
+
+@pytest.mark.parametrize("front", FRONT)
+def test_the_cli_and_the_api_reach_components_only_through_recipes(front):
+    # The one Predictions type is what predicting recipes return: naming it is not reaching a component.
+    allowed = ("mmtune.recipes", "mmtune.config", "mmtune.cli_args", "mmtune.errors", "mmtune.terminal",
+               "mmtune.outputs", "mmtune.evaluation.predictions", *FRONT)
+    reached = sorted(f"{module} imports {target}" for module, targets in GRAPH.items() if _inside(module, front)
+                     for target in targets if target not in ("mmtune", "mmtune.__version__")
+                     and not any(_inside(target, p) for p in allowed))
+    assert reached == []
+
+
+def test_ensemble_does_not_import_training():
+    # cv orchestration (which trains) is a recipe; the ensemble package only reads and blends predictions.
+    assert _offenders("mmtune.ensemble", ("mmtune.training",)) == []
+
+
+def test_outputs_imports_no_mmtune_package():
+    packages = {_module_name(path.parent) for path in SRC.rglob("__init__.py")} - {"mmtune"}
+    assert _offenders("mmtune.outputs", tuple(sorted(packages))) == []
+
+
+def test_config_imports_no_training():
+    # time_budget is checked with mmtune.durations (standard library only), not the training package.
+    assert _offenders("mmtune.config", ("mmtune.training",)) == []
+
+
+def test_predict_builds_no_training_loop():
+    # `mmtune predict` has its own small path (training.inference), shared with the loop's evaluation.
+    assert "mmtune.training.loop.TrainingLoop" not in GRAPH["mmtune.recipes.predict"]
+    assert "mmtune.training.inference.predict_probs" in GRAPH["mmtune.recipes.predict"]

@@ -12,17 +12,17 @@ Bad input raises `mmtune.errors.InputError` with the line the CLI would print.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmtune.config import Config, build, load_config
-from mmtune.ensemble.cv import CVResult, run_cv
-from mmtune.ensemble.run import EnsembleRequest, EnsembleResult, run_ensemble
+from mmtune.config import Config, build, load_config, to_dict
 from mmtune.errors import InputError
-from mmtune.evaluation.predictions import Predictions, read_predictions
+from mmtune.evaluation.predictions import Predictions
+from mmtune.recipes.cv import CVResult, run_cv
+from mmtune.recipes.ensemble import EnsembleRequest, EnsembleResult, run_ensemble
+from mmtune.recipes.preflight import check_run
 
 
 def config(path: str | Path | None = None, overrides: Sequence[str] | None = None, **sections: Any) -> Config:
@@ -31,8 +31,6 @@ def config(path: str | Path | None = None, overrides: Sequence[str] | None = Non
     cfg = load_config(path, list(overrides or []))
     if not sections:
         return cfg
-    from mmtune.config import to_dict
-
     merged = _merge(to_dict(cfg), sections)
     return build(Config, merged, source=str(path) if path else "api.config")
 
@@ -46,30 +44,27 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Run:
-    """A trained run folder: what `fit` returns and `predict_proba` reads."""
+    """A trained run folder: what `fit` returns and `predict_proba` reads. `config`: the config the run resolved
+    (label order, batch plan), when `fit` trained it."""
 
     run_dir: Path
     stopped: str = "finished"
+    config: Config | None = None
 
     def predict_proba(self, data: str | Path, images: str | Path | None = None,
                       tta_flip: bool = False) -> Predictions:
-        from mmtune.training.run import predict
+        from mmtune.recipes.predict import predict
 
-        with tempfile.TemporaryDirectory() as folder:
-            out = predict(self.run_dir, Path(data), Path(images) if images else None, Path(folder) / "p.csv",
-                          tta_flip=tta_flip)
-            return read_predictions(out)
+        return predict(self.run_dir, Path(data), Path(images) if images else None, tta_flip=tta_flip)
 
 
 def fit(cfg: Config, resume: bool = False) -> Run:
     """Train one run into cfg.output_dir (`mmtune train`); train.time_budget counts from this call."""
-    from mmtune.outputs import check_run
-    from mmtune.training.budget import budget_clock
-    from mmtune.training.run import train
+    from mmtune.recipes.train import train
 
     check_run(cfg)  # what the CLI checks before any work: input files, output clashes, model folders
-    with budget_clock():
-        return Run(Path(cfg.output_dir), stopped=train(cfg, resume=resume))
+    run = train(cfg, resume=resume, budget_from_call=True)
+    return Run(Path(cfg.output_dir), stopped=run.stopped, config=run.config)
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -81,12 +76,8 @@ def load_run(run_dir: str | Path) -> Run:
 
 def cv(cfg: Config) -> CVResult:
     """k-fold cross-validation into cfg.output_dir (`mmtune cv`); train.time_budget counts from this call."""
-    from mmtune.outputs import check_run
-    from mmtune.training.budget import budget_clock
-
     check_run(cfg)
-    with budget_clock():
-        return run_cv(cfg)
+    return run_cv(cfg, budget_from_call=True)
 
 
 def ensemble(inputs: Sequence[str | Path], out: str | Path, method: str = "mean",

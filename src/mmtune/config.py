@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from mmtune.durations import parse_duration
 from mmtune.errors import InputError, describe, lone_surrogate, shown
 from mmtune.files import IsNotRegular, open_regular
 from mmtune.objectives import known_objectives
@@ -266,8 +267,6 @@ class TrainConfig:
     log_every_steps: int = doc(10, "write the training loss and learning rate to the trackers every N steps", ge=1)
 
     def check_relations(self, source: str, prefix: str) -> None:
-        from mmtune.training.budget import parse_duration  # stdlib only; the training package itself is lazy
-
         if self.time_budget is not None:
             parse_duration(self.time_budget, f"{source}: '{prefix}time_budget'")  # an unreadable one: exit 2 now
 

@@ -64,18 +64,15 @@ def config_inputs(cfg: Any) -> dict[str, Path | None]:
     return {key: Path(value).expanduser() if value else None for key, value in named.items()}
 
 
-def check_run(cfg: Any) -> None:
-    """Before a run (train, cv, sft, dpo, build-vlm) starts any work: its input files are there, its
-    outputs are sane, and the model folders it names are model folders of the right kind."""
-    from mmtune.models.sources import check_config_models
-
+def check_run_files(cfg: Any) -> None:
+    """Before a run (train, cv, sft, dpo, build-vlm) starts any work: its input files are there and its
+    outputs are sane."""
     for name, path in config_inputs(cfg).items():
         if path is not None and not path.is_file():
             what = ("is a folder, not a file" if path.is_dir() else
                     "is not a regular file (a FIFO, device or socket)" if path.exists() else "file not found")
             raise InputError(f"{name}: {what}: {path}")
     check_run_outputs(cfg)
-    check_config_models(cfg)
 
 
 def check_run_dir(run_dir: Path) -> None:

@@ -10,9 +10,9 @@ import pytest
 from mmtune import api
 from mmtune.config import load_config
 from mmtune.data.folds import read_folds
-from mmtune.ensemble.cv import fold_config, run_cv
 from mmtune.errors import InputError
-from mmtune.training.run import train
+from mmtune.recipes.cv import fold_config, run_cv
+from mmtune.recipes.train import train
 from tests.training.conftest import fusion_config, write_config
 
 

@@ -2,8 +2,9 @@
 
 import zipfile
 
+from mmtune.cli.tables import workflow_table
 from mmtune.config import load_config
-from mmtune.ensemble.demo import cv_workflow, workflow_table
+from mmtune.recipes.demo import cv_workflow
 from tests.training.conftest import fusion_config, write_config
 
 

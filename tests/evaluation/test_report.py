@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from mmtune.config import load_config
-from mmtune.ensemble.cv import run_cv
 from mmtune.evaluation.report import _posts_by_id, write_report
+from mmtune.recipes.cv import run_cv
 from tests.hostile.test_report_markup import HOSTILE_RUN_NAME, INJECTIONS, POSTS_PER_LABEL, make_cv
 from tests.training.conftest import demo_small, fusion_config, run_mmtune, tiny_models, write_config  # noqa: F401
 

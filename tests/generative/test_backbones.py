@@ -8,7 +8,7 @@ from mmtune.demo import make_demo_data
 from mmtune.evaluation.predictions import read_predictions
 from mmtune.generative.sft import run_sft
 from mmtune.generative.stages import run_build
-from mmtune.training.run import train
+from mmtune.recipes.train import train
 from tests.generative.conftest import run_config
 
 
@@ -25,7 +25,7 @@ def classify(model_dir, demo, out, kind: str):
         "train.epochs=1", "train.batch_size=4", "train.log_with=[]", "train.feature_cache=false", "cv.folds=3",
         "model.vlm.image_size=32", "model.max_length=64",
     ])
-    assert train(cfg) == "finished"
+    assert train(cfg).stopped == "finished"
     pred = read_predictions(out / "test_predictions.csv")
     assert len(pred.ids) == 8 and np.allclose(pred.probs.sum(axis=1), 1.0, atol=1e-5)
 

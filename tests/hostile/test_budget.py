@@ -23,10 +23,10 @@ from transformers import TrainerControl, TrainerState
 import mmtune
 from mmtune.cli import main
 from mmtune.config import load_config
-from mmtune.ensemble.cv import run_cv
 from mmtune.generative.trainer_setup import RunCallback
 from mmtune.models import towers
 from mmtune.models.feature_cache import ExtractionStopped, FeatureCache, extraction_budget, text_key
+from mmtune.recipes.cv import run_cv
 from mmtune.training import budget
 from mmtune.training.budget import StopSignals, TimeBudget
 from tests.hostile.conftest import fusion_config, run_mmtune, write_config

@@ -26,7 +26,7 @@ from mmtune.errors import InputError
 from mmtune.evaluation.report import _posts_by_id
 from mmtune.generative.chat_data import ReadRequest, read_rows
 from mmtune.models.feature_cache import file_digest as cache_digest
-from mmtune.training.run import train
+from mmtune.recipes.train import train
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
 from tests.hostile.deadline import within
 

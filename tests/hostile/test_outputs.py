@@ -58,14 +58,14 @@ def test_ensemble_out_is_an_input_under_another_name(tmp_path):
     (tmp_path / "link.csv").symlink_to(a)
     os.link(b, tmp_path / "hard.csv")
     with pytest.raises(InputError, match="is also the input input 1"):
-        from mmtune.ensemble.run import EnsembleRequest, run_ensemble
+        from mmtune.recipes.ensemble import EnsembleRequest, run_ensemble
         run_ensemble(EnsembleRequest([a, b], out=tmp_path / "link.csv"))
     with pytest.raises(InputError, match="is also the input input 2"):
         run_ensemble(EnsembleRequest([a, b], out=tmp_path / "sub" / ".." / "hard.csv"))
 
 
 def test_ensemble_oof_output_equal_to_a_test_input(tmp_path):
-    from mmtune.ensemble.run import EnsembleRequest, run_ensemble
+    from mmtune.recipes.ensemble import EnsembleRequest, run_ensemble
 
     a, b = oof(tmp_path / "a.csv"), oof(tmp_path / "b.csv", seed=1)
     test_a, test_b = oof(tmp_path / "e.oof.csv", seed=2), oof(tmp_path / "tb.csv", seed=3)

@@ -344,7 +344,8 @@ def test_folds_prints_markup_labels_as_typed(tmp_path, wide_terminal):
 
 
 def test_cv_and_ensemble_tables_print_markup_as_typed(tmp_path, wide_terminal):
-    from mmtune.cli_workflow import console, cv_table
+    from mmtune.cli.commands import console
+    from mmtune.cli.tables import cv_table
 
     cv = make_cv(tmp_path, "[/]", MARKUP, MARKUP)
     with console.capture() as captured:

@@ -18,7 +18,8 @@ import yaml
 from mmtune.config import load_config
 from mmtune.errors import InputError
 from mmtune.evaluation.report import gather
-from mmtune.training.run import predict, train
+from mmtune.recipes.predict import predict
+from mmtune.recipes.train import train
 from mmtune.training.run_folder import LOCK_FILE, locked
 from tests.hostile.conftest import assert_one_line_error, fusion_config, run_mmtune, write_config
 
@@ -43,7 +44,7 @@ def finished(demo_small, tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
     run_dir = root / "run"
     assert train(load_config(write_config(fusion_config(demo_small, tiny_models, run_dir, epochs=1),
-                                          root / "c.yaml"))) == "finished"
+                                          root / "c.yaml"))).stopped == "finished"
     return run_dir
 
 
@@ -62,11 +63,11 @@ def _cut(path, keep=0.5):
 
 
 def _resume(config, *overrides):
-    return train(load_config(config, list(overrides)), resume=True)
+    return train(load_config(config, list(overrides)), resume=True).stopped
 
 
 def _predict(run_dir, demo, tmp_path):
-    return predict(run_dir, demo.test, demo.test_images, tmp_path / "p.csv")
+    return predict(run_dir, demo.test, demo.test_images, tmp_path / "p.csv").path
 
 
 # ------------------------------------------------------------------------------------ no code from a run folder

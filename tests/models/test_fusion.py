@@ -17,8 +17,8 @@ from mmtune.config import Config, load_config
 from mmtune.data.post import Post
 from mmtune.models.base import Classifier, build_classifier
 from mmtune.models.post_features import POST_FEATURE_NAMES, post_counts, post_feature_vector
+from mmtune.recipes.train import build_model
 from mmtune.testing.tiny import make_tiny
-from mmtune.training.run import build_model
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 CAPTIONS = ["Trời đẹp quá 😂 #xuhuong", "Mưa to quá, kẹt xe hai tiếng", "Được tăng lương, đời đẹp quá :))",

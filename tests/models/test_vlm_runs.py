@@ -14,7 +14,8 @@ import pytest
 from safetensors.torch import load_file
 
 from mmtune.config import load_config
-from mmtune.training.run import predict, train
+from mmtune.recipes.predict import predict
+from mmtune.recipes.train import train
 from tests.training.conftest import run_mmtune, train_then_sigkill, write_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -62,13 +63,13 @@ def assert_probabilities(path: Path, count: int) -> None:
 @pytest.mark.parametrize(("family", "kind"), [("qwen2-vl", "vlm-generative"), ("idefics3", "vlm-head")])
 def test_a_lora_run_resumes_exactly_at_an_epoch_boundary(family, kind, tiny_vlm, vlm_demo, tmp_path):
     straight = vlm_run_config(vlm_demo, tiny_vlm(family), tmp_path / "straight", kind)
-    assert train(load_config(write_config(straight, tmp_path / "a.yaml"))) == "finished"
+    assert train(load_config(write_config(straight, tmp_path / "a.yaml"))).stopped == "finished"
     assert_probabilities(tmp_path / "straight" / "test_predictions.csv", 8)
     assert metrics(tmp_path / "straight")[-1]["macro_f1"] >= 0
     split = vlm_run_config(vlm_demo, tiny_vlm(family), tmp_path / "split", kind, epochs=1)
     path = write_config(split, tmp_path / "b.yaml")
-    assert train(load_config(path)) == "finished"
-    assert train(load_config(path, ["train.epochs=2"]), resume=True) == "finished"
+    assert train(load_config(path)).stopped == "finished"
+    assert train(load_config(path, ["train.epochs=2"]), resume=True).stopped == "finished"
     same_weights(tmp_path / "straight", tmp_path / "split")
     assert metrics(tmp_path / "straight") == metrics(tmp_path / "split")
 
@@ -76,11 +77,11 @@ def test_a_lora_run_resumes_exactly_at_an_epoch_boundary(family, kind, tiny_vlm,
 def test_lm_objective_run_lowers_its_loss_and_predicts(tiny_vlm, vlm_demo, tmp_path):
     config = vlm_run_config(vlm_demo, tiny_vlm("internvl"), tmp_path / "run",
                             model={"vlm": {"prompt": "vi_short", "image_size": 32, "objective": "lm"}}, epochs=3)
-    assert train(load_config(write_config(config, tmp_path / "c.yaml"))) == "finished"
+    assert train(load_config(write_config(config, tmp_path / "c.yaml"))).stopped == "finished"
     losses = [line["train_loss"] for line in metrics(tmp_path / "run")]
     assert losses[-1] < losses[0], losses
     assert_probabilities(tmp_path / "run" / "val_predictions.csv", len(rows(tmp_path / "run" / "val_predictions.csv")))
-    out = predict(tmp_path / "run", vlm_demo.test, vlm_demo.test_images, tmp_path / "pred.csv")
+    out = predict(tmp_path / "run", vlm_demo.test, vlm_demo.test_images, tmp_path / "pred.csv").path
     assert rows(out) == rows(tmp_path / "run" / "test_predictions.csv")
 
 
@@ -113,7 +114,7 @@ def test_recipe_trains_on_a_tiny_model_of_its_family(name, tiny_vlm, vlm_demo, t
         "model.vlm.image_size=32", "train.log_with=[]",
     ]
     cfg = load_config(CONFIGS / name, overrides)
-    assert train(cfg) in ("finished", "early_stopping")
+    assert train(cfg).stopped in ("finished", "early_stopping")
     assert_probabilities(tmp_path / "run" / "test_predictions.csv", 8)
 
 
@@ -137,8 +138,8 @@ def test_time_budget_stops_a_vlm_run_with_a_resumable_checkpoint(tiny_vlm, vlm_d
     run_dir = tmp_path / "run"
     config = vlm_run_config(vlm_demo, tiny_vlm("llava"), run_dir, epochs=50, time_budget="2s")
     path = write_config(config, tmp_path / "c.yaml")
-    assert train(load_config(path)) == "time_budget"
+    assert train(load_config(path)).stopped == "time_budget"
     state = json.loads((run_dir / "last" / "trainer_state.json").read_text())
     assert not state["finished"] and state["global_step"] > 0
-    assert train(load_config(path, ["train.time_budget=2s"]), resume=True) == "time_budget"
+    assert train(load_config(path, ["train.time_budget=2s"]), resume=True).stopped == "time_budget"
     assert json.loads((run_dir / "last" / "trainer_state.json").read_text())["global_step"] > state["global_step"]

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from mmtune.config import load_config
+from mmtune.recipes.train import train
 from mmtune.testing.tiny import make_tiny
-from mmtune.training.run import train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -45,5 +45,5 @@ def test_config_trains_on_tiny_models(name, demo_small, tiny_dirs, tmp_path):
         *_tiny_overrides(name, tiny_dirs),
     ]
     cfg = load_config(CONFIGS / name, overrides)
-    assert train(cfg) in ("finished", "early_stopping")
+    assert train(cfg).stopped in ("finished", "early_stopping")
     assert (tmp_path / "run" / "test_predictions.csv").exists()

@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from mmtune.config import load_config
-from mmtune.training.run import predict, train
+from mmtune.recipes.predict import predict
+from mmtune.recipes.train import train
 from tests.training.conftest import fusion_config, write_config
 
 
@@ -21,7 +22,7 @@ def run(demo, tiny, tmp_path, **settings):
     model = settings.pop("model", None)
     if model:
         config["model"] |= model
-    return train(load_config(write_config(config, tmp_path / "c.yaml"))), tmp_path / "run"
+    return train(load_config(write_config(config, tmp_path / "c.yaml"))).stopped, tmp_path / "run"
 
 
 def test_evaluation_every_n_steps(demo_small, tiny_models, tmp_path):
@@ -69,7 +70,7 @@ def test_lora_run_predicts_after_reloading_adapters(demo_small, tiny_models, tmp
     train(load_config(write_config(config, tmp_path / "c.yaml")))
     saved = load_file(str(tmp_path / "run" / "best" / "trainable.safetensors"))
     assert any("lora_A" in name for name in saved)
-    out = predict(tmp_path / "run", demo_small.test, demo_small.test_images, tmp_path / "p.csv")
+    out = predict(tmp_path / "run", demo_small.test, demo_small.test_images, tmp_path / "p.csv").path
     lines = out.read_text().splitlines()
     assert len(lines) == 25
     # The reloaded model reproduces the run's own test predictions.

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from mmtune.config import load_config
 from mmtune.errors import InputError
-from mmtune.training.run import build_model, train
+from mmtune.recipes.train import build_model, train
 from tests.training.conftest import fusion_config, run_mmtune, train_then_sigkill, write_config
 
 
@@ -30,7 +30,7 @@ def metrics_lines(run_dir):
 def test_train_writes_the_run_folder(demo_small, tiny_models, tmp_path):
     run_dir = tmp_path / "run"
     path = write_config(fusion_config(demo_small, tiny_models, run_dir), tmp_path / "c.yaml")
-    assert train(load_config(path)) == "finished"
+    assert train(load_config(path)).stopped == "finished"
     saved = load_config(run_dir / "config.yaml")
     assert saved.data.labels == sorted(saved.data.labels) and len(saved.data.labels) == 4
     assert len(metrics_lines(run_dir)) == 2
@@ -160,9 +160,14 @@ def test_predict_writes_the_csv_contract(demo_small, tiny_models, tmp_path):
 def test_automatic_batch_size_is_written_into_the_run_config(demo_small, tiny_models, tmp_path):
     run_dir = tmp_path / "run"
     config = fusion_config(demo_small, tiny_models, run_dir, epochs=1, batch_size=0, effective_batch_size=16)
-    assert train(load_config(write_config(config, tmp_path / "c.yaml"))) == "finished"
-    saved = load_config(run_dir / "config.yaml").train
-    assert saved.batch_size * saved.grad_accum == 16 and saved.batch_size > 0
+    requested = load_config(write_config(config, tmp_path / "c.yaml"))
+    run = train(requested)
+    assert run.stopped == "finished"
+    saved = load_config(run_dir / "config.yaml")
+    assert saved.train.batch_size * saved.train.grad_accum == 16 and saved.train.batch_size > 0
+    # The run returns what it resolved (the config.yaml it wrote); the caller's config still leaves it open.
+    assert run.config == saved
+    assert requested.train.batch_size == 0 and requested.data.labels is None
     # Resuming with batch_size 0 again keeps what was found, instead of calling it a changed config.
     again = run_mmtune("train", tmp_path / "c.yaml", "--resume", "train.epochs=2")
     assert again.returncode == 0, again.stderr

@@ -19,14 +19,15 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mmtune.config import Config, save_config
 from mmtune.data.images import ImageError, load_within
+from mmtune.durations import budget_seconds
 from mmtune.errors import InputError
 from mmtune.models.adapters import check_lora_numbers
 from mmtune.models.vlm_families import load_processor
 from mmtune.models.vlm_loading import load_weights, lora_targets
-from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
+from mmtune.training.budget import StopSignals, TimeBudget
 from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
-from mmtune.training.run import check_resume
+from mmtune.training.resume import check_resume
 from mmtune.training.run_folder import make_run_dir
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,7 @@ class RunCallback(TrainerCallback):
     def __init__(self, cfg: Config, run_dir: Path, signals: StopSignals, started: float | None = None,
                  accelerator: Any = None) -> None:
         self.accelerator = accelerator  # the trainer's: under a launcher the processes agree on when to stop
-        seconds = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
-        self.budget = TimeBudget(seconds, started=started)
+        self.budget = TimeBudget(budget_seconds(cfg.train.time_budget), started=started)
         self.signals = signals
         self.metrics = run_dir / "metrics.jsonl"
         self.stopped = "finished"

@@ -7,11 +7,8 @@ job scheduler kills the process, not the training loop).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import gc
 import os
-import re
 import signal
 import sys
 import time
@@ -20,22 +17,6 @@ from pathlib import Path
 from types import FrameType
 
 import mmtune
-from mmtune.errors import InputError
-
-_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-
-
-def parse_duration(text: str, key: str = "train.time_budget") -> float:
-    """'11h30m' / '90m' / '45s' / '1d2h' / a plain number of seconds -> seconds."""
-    cleaned = text.strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
-        return float(cleaned)
-    parts = _PART.findall(cleaned)
-    if not parts or "".join(n + u for n, u in parts) != cleaned:
-        raise InputError(f"{key}: cannot read duration '{text}' (examples: 11h30m, 90m, 3600)")
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
-
 
 _clock_started: float | None = None  # set by `budget_clock` while a call from Python code runs
 
@@ -79,17 +60,6 @@ def _process_age() -> float | None:
         return None
     # The start time counts whole ticks: a process a few milliseconds old may read as slightly negative.
     return max(0.0, age) if age > -1.0 else None
-
-
-def quick_exit() -> None:
-    """Let the process end in a fraction of a second instead of seconds: the exit is part of the budget.
-
-    Why: at exit CPython's final garbage collections walk every object torch and transformers created (seconds
-    on a busy machine); frozen objects are skipped. Registered before the command imports them, the freeze runs
-    after their exit handlers (the latest registered runs first), so trackers and worker pools still close.
-    """
-    atexit.unregister(gc.freeze)  # once, however often the CLI runs in one process
-    atexit.register(gc.freeze)
 
 
 class TimeBudget:

@@ -23,16 +23,18 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mmtune.compat import cache_accelerate_lomo_check
 from mmtune.config import Config, flat_dict
+from mmtune.durations import budget_seconds
 from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
 from mmtune.models.base import Example
 from mmtune.objectives import get_objective
 from mmtune.training import checkpoint as ckpt
-from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
+from mmtune.training.budget import StopSignals, TimeBudget
+from mmtune.training.inference import eval_batch_size, make_loader, predict_probs
 from mmtune.training.optim import build_optimizer, build_scheduler, scale_backbone_lr, scaled_learning_rates
 from mmtune.training.sampler import EpochSampler, balanced_weights
 
@@ -50,32 +52,6 @@ def agreed_stop(accelerator: Accelerator, stop: str | None) -> str | None:
         return stop
     code = torch.tensor([_STOPS.index(stop)], device=accelerator.device)
     return _STOPS[int(accelerator.reduce(code, reduction="max").item())]
-
-
-class _Indexed(Dataset):
-    def __init__(self, examples: Sequence[Example]) -> None:
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> tuple[int, Example]:
-        return index, self.examples[index]
-
-
-class BatchCollator:
-    """The kind's collate plus the two tensors the loop needs: dataset positions and targets."""
-
-    def __init__(self, classifier: nn.Module, train: bool) -> None:
-        self.classifier = classifier
-        self.train = train
-
-    def __call__(self, items: list[tuple[int, Example]]) -> dict[str, Any]:
-        examples = [example for _, example in items]
-        batch = self.classifier.collate(examples, train=self.train)
-        batch["index"] = torch.tensor([index for index, _ in items])
-        batch["target"] = torch.tensor([example.target for example in examples])
-        return batch
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -126,7 +102,7 @@ class TrainingLoop:
         self.labels: list[str] = list(classifier.labels)
         self.objective = get_objective(cfg.train.loss)
         self.state = ckpt.LoopState(config_hash=config_hash)
-        self.budget = TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)
+        self.budget = TimeBudget(budget_seconds(cfg.train.time_budget))
         self.trainable_names = list(classifier.trainable_parameter_names())
         # Kinds with their own training loss (vlm-generative's lm objective) return it from forward in training.
         self._kind_loss = bool(getattr(classifier, "provides_loss", False))
@@ -172,12 +148,9 @@ class TrainingLoop:
         return balanced_weights(targets, power=1.0 if sampler == "balanced" else 0.5)
 
     def make_loader(self, examples: Sequence[Example], sampler: EpochSampler | None, train: bool) -> DataLoader:
-        batch_size = self.cfg.train.batch_size if train else max(1, self.cfg.train.batch_size * 2)
-        # Why a private generator: DataLoader draws a seed from the global RNG whenever an iterator
-        # starts; that would shift dropout masks between an interrupted+resumed run and a straight one.
-        return DataLoader(_Indexed(examples), batch_size=batch_size, sampler=sampler, shuffle=False,
-                          collate_fn=BatchCollator(self.classifier, train), num_workers=self.cfg.train.num_workers,
-                          generator=torch.Generator().manual_seed(self.cfg.seed))
+        train_cfg = self.cfg.train
+        batch_size = train_cfg.batch_size if train else eval_batch_size(train_cfg.batch_size)
+        return make_loader(self.classifier, examples, batch_size, self.cfg.seed, train_cfg.num_workers, sampler, train)
 
     # ------------------------------------------------------------------------------------ train
 
@@ -287,21 +260,10 @@ class TrainingLoop:
     # ------------------------------------------------------------------------------- evaluation
 
     def predict_probs(self, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-        """[N, K] class probabilities and targets in dataset order, gathered over processes once each."""
-        self.model.eval()
-        indices, probs, targets = [], [], []
-        with torch.no_grad():
-            for batch in loader:
-                index, target = batch.pop("index"), batch.pop("target")
-                outputs = self.model(batch)
-                prob = self.objective.class_log_probs(outputs.float(), self.labels).exp()
-                index, prob, target = self.accelerator.gather_for_metrics((index, prob, target))
-                indices.append(index.cpu())
-                probs.append(prob.cpu())
-                targets.append(target.cpu())
+        """[N, K] class probabilities and targets in dataset order; the model trains on afterwards."""
+        probs = predict_probs(self.model, loader, self.objective, self.labels, self.accelerator)
         self.model.train()
-        order = torch.cat(indices).argsort()
-        return torch.cat(probs)[order].numpy().astype(np.float64), torch.cat(targets)[order].numpy()
+        return probs
 
     def evaluate(self) -> EvalResult:
         probs, targets = self.predict_probs(self.val_loader)

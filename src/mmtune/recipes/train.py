@@ -1,28 +1,28 @@
-"""`mmtune train` and `mmtune predict` as recipes: data -> classifier -> loop -> run folder.
+"""`mmtune train`: data -> classifier -> loop -> run folder.
 
-Run folder (DESIGN.md): config.yaml (resolved: the label order is written in), folds.csv when the
-validation split comes from folds, metrics.jsonl, best/, last/, val_predictions.csv,
+Run folder (DESIGN.md): config.yaml (resolved: the label order and an automatic batch plan are written in),
+folds.csv when the validation split comes from folds, metrics.jsonl, best/, last/, val_predictions.csv,
 test_predictions.csv when data.test is set, learning_curve.png.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from mmtune.config import Config, flat_dict, load_saved_config, save_config
+from mmtune.config import Config, load_saved_config, save_config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import make_folds, read_folds, write_folds
 from mmtune.data.labels import infer_labels
 from mmtune.data.post import Post
+from mmtune.durations import budget_seconds
 from mmtune.errors import InputError
 from mmtune.evaluation.figures import learning_curves
 from mmtune.evaluation.predictions import Predictions, write_predictions
@@ -31,17 +31,12 @@ from mmtune.models.feature_cache import ExtractionStopped, extraction_budget
 from mmtune.objectives import get_objective
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
-from mmtune.training.budget import TimeBudget, parse_duration
-from mmtune.training.loop import TrainingLoop, agreed_stop, make_accelerator, resolve_mixed_precision
+from mmtune.training.budget import TimeBudget, budget_clock
+from mmtune.training.loop import TrainingLoop, agreed_stop, make_accelerator
+from mmtune.training.resume import check_resume, config_hash
 from mmtune.training.run_folder import locked, make_run_dir
 
 log = logging.getLogger(__name__)
-
-# Keys that may change when a run is resumed: they steer how long or how it runs, not what it learns.
-RESUMABLE_CHANGES = {
-    "output_dir", "train.epochs", "train.time_budget", "train.early_stopping_patience", "train.num_workers",
-    "train.eval_every_steps", "train.save_every_steps", "train.log_with",
-}
 
 
 @dataclass
@@ -50,6 +45,15 @@ class Split:
     train: list[Post]
     val: list[Post]
     test: list[Post] | None
+
+
+@dataclass
+class TrainResult:
+    """Why the loop stopped (finished, early_stopping, time_budget or signal) and the config the run resolved:
+    the one its config.yaml holds (label order, batch plan), which the caller's config leaves open."""
+
+    stopped: str
+    config: Config
 
 
 def load_split(cfg: Config, run_dir: Path, write: bool = True) -> Split:
@@ -85,11 +89,6 @@ def load_split(cfg: Config, run_dir: Path, write: bool = True) -> Split:
     return Split(labels, train, val, test)
 
 
-def config_hash(cfg: Config) -> str:
-    flat = {k: v for k, v in flat_dict(cfg).items() if k not in RESUMABLE_CHANGES}
-    return hashlib.sha256(yaml.safe_dump(flat, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def build_model(cfg: Config, labels: list[str]) -> torch.nn.Module:
     """The classifier of `model.kind` with the outputs `train.loss` needs; refuses labels the objective cannot use
     before any model is loaded."""
@@ -98,69 +97,54 @@ def build_model(cfg: Config, labels: list[str]) -> torch.nn.Module:
     return build_classifier(cfg, labels, objective.output_size(len(labels)))
 
 
-def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
-    """A fresh run never overwrites one; a resumed run must have the config it started with."""
-    saved = run_dir / "config.yaml"
-    if not resume:
-        if ckpt.resolve(run_dir / "last") is not None:
-            raise InputError(f"{run_dir} already holds a run (last/): pass --resume to continue it, "
-                             "or set another output_dir")
-        return
-    if not saved.exists():
-        return
-    old, new = flat_dict(load_saved_config(saved)), flat_dict(cfg)
-    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
-    if changed:
-        raise InputError(f"{saved}: the config changed since the run started ({'; '.join(changed)}); "
-                         "resume with the same config or start a new output_dir")
-
-
-def train(cfg: Config, resume: bool = False) -> str:
-    """Train one run end to end; returns why the loop stopped."""
+def train(cfg: Config, resume: bool = False, budget_from_call: bool = False) -> TrainResult:
+    """Train one run end to end. `budget_from_call`: train.time_budget counts from this call (a notebook)
+    instead of the process start (a command)."""
     run_dir = Path(cfg.output_dir)
     if cfg.model.kind not in known_kinds():  # before minutes of data loading
         raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(known_kinds())})")
-    set_seed(cfg.seed)
-    accelerator = make_accelerator(cfg, run_dir)
-    if accelerator.is_main_process:
-        make_run_dir(run_dir)
-    accelerator.wait_for_everyone()
-    with locked(run_dir, accelerator):
-        return _train_in(run_dir, cfg, accelerator, resume)
+    with budget_clock() if budget_from_call else contextlib.nullcontext():
+        set_seed(cfg.seed)
+        accelerator = make_accelerator(cfg, run_dir)
+        if accelerator.is_main_process:
+            make_run_dir(run_dir)
+        accelerator.wait_for_everyone()
+        with locked(run_dir, accelerator):
+            return _train_in(run_dir, cfg, accelerator, resume)
 
 
-def _train_in(run_dir: Path, cfg: Config, accelerator: Accelerator, resume: bool) -> str:
+def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume: bool) -> TrainResult:
     """`train` once output_dir exists and this command holds it."""
+    saved = run_dir / "config.yaml"
     last = ckpt.resolve(run_dir / "last") if resume else None
     if last is not None:  # a damaged run folder is named before minutes of data loading
-        load_saved_config(run_dir / "config.yaml")
+        load_saved_config(saved)
         ckpt.check_checkpoint(last)
-    split = load_split(cfg, run_dir, write=accelerator.is_main_process)
-    cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
-    if resume and cfg.train.batch_size == 0 and (run_dir / "config.yaml").exists():
-        cfg = _with_batch_plan(cfg, load_saved_config(run_dir / "config.yaml").train)  # found when the run started
+    split = load_split(requested, run_dir, write=accelerator.is_main_process)
+    cfg = replace(requested, data=replace(requested.data, labels=split.labels))
     check_resume(run_dir, cfg, resume)
+    if resume and cfg.train.batch_size == 0 and saved.exists():
+        cfg = _with_batch_plan(cfg, load_saved_config(saved).train)  # found when the run started
     log.info(f"{len(split.train)} training and {len(split.val)} validation posts, labels {split.labels}")
     set_seed(cfg.seed)
     classifier = build_model(cfg, split.labels)
     with accelerator.main_process_first():  # rank 0 fills the feature cache, the others read it
         prepared = prepare_within_budget(cfg, classifier, split)
     if agreed_stop(accelerator, None if prepared else "time_budget"):
-        return "time_budget"
+        return TrainResult("time_budget", cfg)
     train_examples, val_examples, test_examples = prepared
     if cfg.train.batch_size == 0:
         cfg = _with_batch_plan(cfg, _find_batch_plan(cfg, classifier, train_examples, accelerator))
         set_seed(cfg.seed)  # the probe must not change what the run draws afterwards
     if accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, saved)
     loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
     loop.setup(train_examples, val_examples, resume=resume)
     stopped = loop.train()
     if stopped in ("finished", "early_stopping"):
-        _write_outputs(cfg, run_dir, loop, split, val_examples, test_examples, accelerator)
+        _write_outputs(cfg, run_dir, loop, split, val_examples, test_examples)
     loop.cleanup()
-    return stopped
+    return TrainResult(stopped, cfg)
 
 
 def prepare_within_budget(cfg: Config, classifier: object, split: Split) -> tuple[list, list, list | None] | None:
@@ -169,7 +153,7 @@ def prepare_within_budget(cfg: Config, classifier: object, split: Split) -> tupl
     Why the test posts too, before training: their encoding pass belongs to the budget as much as the others',
     and the final predictions then take only the head's time. What was encoded stays in the feature cache."""
     try:
-        with extraction_budget(TimeBudget(parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None)):
+        with extraction_budget(TimeBudget(budget_seconds(cfg.train.time_budget))):
             return (classifier.prepare(split.train, train=True), classifier.prepare(split.val, train=False),
                     classifier.prepare(split.test, train=False) if split.test else None)
     except ExtractionStopped as stop:
@@ -194,10 +178,11 @@ def _with_batch_plan(cfg: Config, plan: BatchPlan | object) -> Config:
 
 
 def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split, val_examples: list,
-                   test_examples: list | None, accelerator: Accelerator) -> None:
+                   test_examples: list | None) -> None:
     best = ckpt.resolve(run_dir / "best")
     if best is None:
         return
+    accelerator = loop.accelerator
     if accelerator.is_main_process:
         probs = read_val_probs(best, len(val_examples), len(split.labels))
         val = Predictions([e.id for e in val_examples], probs, split.labels, gold=[e.post.label for e in val_examples])
@@ -206,7 +191,7 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
             (run_dir / "learning_curve.png").write_bytes(learning_curves({"run": loop.state.history}, cfg.train.metric))
     if split.test:
         ckpt.load_weights(accelerator.unwrap_model(loop.model), best, split.labels)
-        probs = predict_examples(loop, test_examples)
+        probs = loop.predict_probs(accelerator.prepare(loop.make_loader(test_examples, None, train=False)))[0]
         if accelerator.is_main_process:
             write_predictions(run_dir / "test_predictions.csv",
                               Predictions([e.id for e in test_examples], probs, split.labels))
@@ -226,41 +211,3 @@ def read_val_probs(best: Path, rows: int, labels: int) -> np.ndarray:
         raise InputError(f"{path}: expected {rows} x {labels} finite probabilities, found {probs.dtype} "
                          f"{list(probs.shape)}; the file was damaged or belongs to another run")
     return probs
-
-
-def predict_examples(loop: TrainingLoop, examples: list) -> np.ndarray:
-    loader = loop.accelerator.prepare(loop.make_loader(examples, None, train=False))
-    return loop.predict_probs(loader)[0]
-
-
-def predict(run_dir: Path, data: Path, images: Path | None, out: Path, tta_flip: bool = False) -> Path:
-    """Predict a data file with a finished run's best weights."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
-        raise InputError(f"{run_dir}: not a run folder (no config.yaml)")
-    best = ckpt.resolve(run_dir / "best")
-    if best is None:
-        raise InputError(f"{run_dir}: no best/ checkpoint yet (the run has not evaluated once)")
-    cfg = load_saved_config(config_path)
-    labels = list(cfg.data.labels or [])
-    weights = best / ckpt.WEIGHTS  # a damaged or edited run folder is named before the data is read
-    ckpt.check_labels(ckpt.check_safetensors(weights), labels, weights)
-    posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
-    classifier = build_model(cfg, labels)
-    ckpt.load_weights(classifier, best, labels)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
-    loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
-    loop.model = accelerator.prepare(classifier)
-    with accelerator.main_process_first():  # under a launcher: rank 0 fills the feature cache, the others read it
-        examples = classifier.prepare(posts, train=False)
-    probs = predict_examples(loop, examples)
-    if tta_flip or cfg.train.tta_flip:
-        # Test-time augmentation: the mean of the plain and the mirrored images' probabilities.
-        classifier.flip_images = True
-        probs = (probs + predict_examples(loop, examples)) / 2
-        classifier.flip_images = False
-    if accelerator.is_main_process:  # every rank holds all probabilities (gathered); one writes them
-        write_predictions(out, Predictions([e.id for e in examples], probs, labels))
-    accelerator.wait_for_everyone()
-    return out

@@ -1,0 +1,82 @@
+"""The `mmtune` command line. Exit codes: 0 success, 2 bad input or config (one line), 1 internal error."""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import logging
+import sys
+from collections.abc import Sequence
+
+from rich.logging import RichHandler
+
+from mmtune.cli.parser import build_parser
+from mmtune.errors import InputError
+from mmtune.terminal import plain_console, printable, printable_record
+
+log = logging.getLogger("mmtune")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    # Overrides may come before or after options; argparse alone only takes them in one place.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    handler = RichHandler(console=plain_console(stderr=True), show_path=False, show_time=False)
+    handler.addFilter(printable_record)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[handler], force=True)
+    # bitsandbytes warns at import, on AVX512-BF16 CPUs, that it cannot fetch a CPU inference kernel from the Hub;
+    # mmtune keeps 4-bit layers off that path (compat.keep_bnb_4bit_training_layout), so the line is only noise.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quick_exit()
+    try:
+        code = args.run(args)
+        _release_process_group()
+    except InputError as exc:
+        _report_error(printable(exc))  # why: messages quote ids and names from data
+        return 2
+    except KeyboardInterrupt:
+        print("mmtune: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _report_error(message: str) -> None:
+    """The error as the last line of stderr, on a line of its own: progress bars still drawn are closed
+    first (a bar leaves its cursor mid-line), and what was buffered on stdout goes out before it."""
+    tqdm_module = sys.modules.get("tqdm")  # only where something used tqdm (transformers, the training loop)
+    if tqdm_module is not None:
+        for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+            bar.leave = False
+            bar.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(f"mmtune: error: {message}", file=sys.stderr, flush=True)
+
+
+def _release_process_group() -> None:
+    """Under torchrun / accelerate launch: every rank leaves the process group together at the end."""
+    distributed = sys.modules.get("torch.distributed")  # never import torch for commands that did not
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+        distributed.destroy_process_group()
+
+
+def quick_exit() -> None:
+    """Let the process end in a fraction of a second instead of seconds: the exit is part of the budget.
+
+    Why: at exit CPython's final garbage collections walk every object torch and transformers created (seconds
+    on a busy machine); frozen objects are skipped. Registered before the command imports them, the freeze runs
+    after their exit handlers (the latest registered runs first), so trackers and worker pools still close.
+    """
+    atexit.unregister(gc.freeze)  # once, however often the CLI runs in one process
+    atexit.register(gc.freeze)

@@ -1,0 +1,150 @@
+"""The `mmtune` command line: its verbs, their arguments and help (each verb runs a command of
+mmtune.cli.commands)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mmtune import __version__
+from mmtune.cli.commands import (
+    cmd_config,
+    cmd_cv,
+    cmd_demo,
+    cmd_ensemble,
+    cmd_folds,
+    cmd_inspect,
+    cmd_make_tiny,
+    cmd_predict,
+    cmd_report,
+    cmd_submit,
+    cmd_train,
+    generative_command,
+)
+from mmtune.cli_args import bounded_int, seed
+from mmtune.recipes.ensemble import known_methods
+
+DESCRIPTION = "The `mmtune` command line. Exit codes: 0 success, 2 bad input or config (one line), 1 internal error."
+
+GENERATIVE_COMMANDS: dict[str, str] = {
+    "sft": "supervised fine-tuning of a VLM on chat data (TRL SFTTrainer; only answers are trained)",
+    "dpo": "preference tuning of a VLM on (images, prompt, chosen, rejected) rows (TRL DPOTrainer)",
+    "build-vlm": "build a LLaVA-style VLM from a vision encoder and an LLM (build.stage 0, 1 or 2)",
+}
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config (for data.format, data.columns, data.text, ...)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are bad input too: one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"mmtune: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="mmtune", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"mmtune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    inspect = commands.add_parser("inspect", help="audit a data file: labels, duplicates, faults, images, leakage")
+    inspect.add_argument("data", type=Path, help="ViMMSD JSON, JSONL or CSV file")
+    inspect.add_argument("--images", type=Path, help="folder the image names are relative to")
+    inspect.add_argument("--test", type=Path, help="a test file to compare with (shift, leakage)")
+    inspect.add_argument("--test-images", type=Path, help="image folder of the test file")
+    inspect.add_argument("--json", type=Path, help="write the full audit here")
+    _config_args(inspect)
+    inspect.set_defaults(run=cmd_inspect)
+
+    folds = commands.add_parser("folds", help="write folds.csv: stratified, grouped by caption and image")
+    folds.add_argument("data", type=Path)
+    folds.add_argument("--images", type=Path)
+    folds.add_argument("--out", type=Path, required=True, help="folds.csv to write")
+    folds.add_argument("-k", "--folds", type=bounded_int(2), help="number of folds (default: cv.folds)")
+    folds.add_argument("--seed", type=seed, help="seed (default: seed)")
+    _config_args(folds)
+    folds.set_defaults(run=cmd_folds)
+
+    train = commands.add_parser("train", help="train one run: writes output_dir/{best,last,metrics.jsonl,...}")
+    train.add_argument("config", type=Path, help="YAML config")
+    train.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    train.add_argument("--resume", action="store_true", help="continue the run in output_dir from last/")
+    train.set_defaults(run=cmd_train)
+
+    predict = commands.add_parser("predict", help="predict a data file with a run's best weights -> CSV")
+    predict.add_argument("run_dir", type=Path)
+    predict.add_argument("data", type=Path)
+    predict.add_argument("--images", type=Path)
+    predict.add_argument("--out", type=Path, required=True)
+    predict.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped images")
+    predict.set_defaults(run=cmd_predict)
+
+    tiny = commands.add_parser("make-tiny", help="write a tiny random model of a family, for smoke tests")
+    tiny.add_argument("family")
+    tiny.add_argument("out", type=Path)
+    tiny.add_argument("--seed", type=seed, default=0)
+    tiny.set_defaults(run=cmd_make_tiny)
+
+    demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
+    demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")
+    demo.add_argument("--n-train", type=bounded_int(40), default=2000, help="training posts (at least 40)")
+    demo.add_argument("--n-test", type=bounded_int(1), default=400)
+    demo.add_argument("--seed", type=seed, default=0)
+    demo.add_argument("--run-dir", type=Path, default=Path("demo-runs/fusion"), help="where the demo run goes")
+    demo.add_argument("overrides", nargs="*", metavar="section.key=value", help="overrides of the demo config")
+    demo.set_defaults(run=cmd_demo)
+
+    cv = commands.add_parser("cv", help="k-fold CV: output_dir/fold-K/ runs, oof.csv, test.csv, cv_summary.json")
+    cv.add_argument("config", type=Path, help="YAML config (cv.folds, cv.only, cv.folds_file)")
+    cv.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    cv.set_defaults(run=cmd_cv)
+
+    methods = known_methods()
+    ensemble = commands.add_parser("ensemble", help=f"blend prediction files fitted on OOF: {', '.join(methods)}; "
+                                                    "optional macro-F1 calibration")
+    ensemble.add_argument("inputs", type=Path, nargs="+", help="OOF files (with gold, fold) or cv folders")
+    ensemble.add_argument("--out", type=Path, required=True, help="ensemble predictions CSV (+ .oof.csv, .json)")
+    ensemble.add_argument("--method", default="mean", help=" | ".join(methods))
+    ensemble.add_argument("--test", type=Path, nargs="+", help="test prediction files, one per input, in order")
+    ensemble.add_argument("--rules", type=Path, help="YAML priority rules (for --method rules)")
+    ensemble.add_argument("--label-map", type=Path, help="YAML 'source_label: [target labels]' for other label sets")
+    ensemble.add_argument("--calibrate", nargs="?", const="auto", choices=["auto", "always"],
+                          help="temperature + per-class biases fitted on OOF for macro-F1, applied to test; "
+                               "auto (default) keeps the biases only when their nested-CV gain is positive")
+    ensemble.add_argument("--seed", type=seed, default=0)
+    ensemble.set_defaults(run=cmd_ensemble)
+
+    submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv)")
+    submit.add_argument("predictions", type=Path)
+    submit.add_argument("--out", type=Path, required=True, help="results.zip (or a .csv with --format csv)")
+    submit.add_argument("--phase", choices=["dev", "test"], default="test")
+    submit.add_argument("--format", dest="fmt", choices=["vimmsd", "csv"], default="vimmsd")
+    submit.add_argument("--ids", type=Path, help="the test data file: every post in it must be predicted")
+    submit.add_argument("--labels", help="comma-separated known labels (default: the ViMMSD four for vimmsd)")
+    submit.add_argument("--config", type=Path, help="YAML config whose data.format / data.columns read --ids")
+    submit.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    submit.set_defaults(run=cmd_submit)
+
+    report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder")
+    report.add_argument("run_dir", type=Path, help="a run folder (mmtune train) or a cv folder (mmtune cv)")
+    report.add_argument("--out", type=Path, help="HTML file (default: RUN_DIR/report.html)")
+    report.add_argument("--gallery", type=bounded_int(0), default=120,
+                        help="most misclassified posts shown (0 = no gallery)")
+    report.set_defaults(run=cmd_report)
+
+
+    config = commands.add_parser("config", help="print the resolved config, or every key with its doc")
+    _config_args(config)
+    config.add_argument("--schema", action="store_true", help="list every key, its default and doc")
+    config.set_defaults(run=cmd_config)
+    for verb, help_text in GENERATIVE_COMMANDS.items():
+        command = commands.add_parser(verb, help=help_text)
+        command.add_argument("config", type=Path, help="YAML config")
+        command.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+        command.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in output_dir")
+        command.set_defaults(run=generative_command(verb))
+    return parser

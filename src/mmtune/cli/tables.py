@@ -1,0 +1,94 @@
+"""The tables the commands print: what a recipe returned, laid out for the terminal.
+
+Labels, ids and file names come from the data: they go into the tables as `literal` text."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.table import Table
+
+from mmtune.terminal import literal
+
+
+def folds_table(folds: dict[str, int], labels: dict[str, str | None], k: int) -> Table:
+    counts = Counter((fold, labels[pid]) for pid, fold in folds.items())
+    names = sorted({str(label) for label in labels.values()})
+    table = Table(title="posts per fold and label", title_justify="left")
+    table.add_column("fold")
+    for name in names:
+        table.add_column(literal(name), justify="right")
+    for fold in range(k):
+        table.add_row(str(fold), *(str(counts[(fold, name)]) for name in names))
+    return table
+
+
+def cv_table(summary: dict[str, Any]) -> Table:
+    folds = [str(k) for k in summary["folds"]]
+    table = Table(title=f"cv: macro-F1 {summary['macro_f1']['mean']:.3f} ± {summary['macro_f1']['std']:.3f} "
+                        f"over {len(folds)} folds; OOF macro-F1 {summary['oof']['macro_f1']:.3f}",
+                  title_justify="left")
+    table.add_column("")
+    for fold in folds:
+        table.add_column(f"fold {fold}", justify="right")
+    table.add_column("mean ± std", justify="right")
+    macro = summary["macro_f1"]
+    table.add_row("macro-F1", *(f"{macro['folds'][f]:.3f}" for f in folds), f"{macro['mean']:.3f} ± {macro['std']:.3f}")
+    for label, row in summary["per_class_f1"].items():
+        table.add_row(literal(f"F1 {label}"), *(f"{v:.3f}" for v in row["folds"]),
+                      f"{row['mean']:.3f} ± {row['std']:.3f}")
+    return table
+
+
+def ensemble_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"ensemble ({summary['method']}) on {summary['n_oof']} OOF posts", title_justify="left")
+    for name in ("input", "weight", "OOF macro-F1"):
+        table.add_column(name, justify="left" if name == "input" else "right")
+    weights = summary.get("weights") or [None] * len(summary["inputs"])
+    scores = summary.get("members_oof_macro_f1") or [None] * len(summary["inputs"])
+    for path, weight, score in zip(summary["inputs"], weights, scores):
+        table.add_row(literal(path), "" if weight is None else f"{weight:.3f}", "" if score is None else f"{score:.3f}")
+    if "ensemble_oof_macro_f1" in summary:
+        note = " (in-sample: fitted on these rows)" if summary.get("ensemble_oof_is_in_sample") else ""
+        table.add_row(f"ensemble{note}", "", f"{summary['ensemble_oof_macro_f1']:.3f}")
+    for rule in summary.get("rules", []):
+        table.add_row(literal(f"rule: {rule['rule']} (fires {rule['fires']}, right {rule['correct']})"), "",
+                      f"{rule['macro_f1_before']:.3f} -> {rule['macro_f1_after']:.3f}")
+    calibration = summary.get("calibration")
+    if calibration:
+        nested = calibration["nested_cv"]
+        biases = "with biases" if calibration["biases_applied"] else "temperature only (biases did not help)"
+        table.add_row(f"calibrated (T={calibration['temperature']:.2f}, {biases}), in-sample", "",
+                      f"{calibration['oof_macro_f1_before']:.3f} -> {calibration['oof_macro_f1_after']:.3f}")
+        table.add_row("gain of the biases, nested CV", "", f"{nested['gain']:+.3f}")
+    return table
+
+
+def demo_run_table(labels: list[str], validation: dict[str, Any], held_out: dict[str, Any]) -> Table:
+    """The demo run's scores on its validation fold and on the held-out test split."""
+    table = Table(title="demo results", title_justify="left")
+    for name in ("", "validation fold", "held-out test"):
+        table.add_column(name, justify="right" if name else "left")
+    for title, key in (("macro-F1", "macro_f1"), ("accuracy", "accuracy")):
+        table.add_row(title, f"{validation[key]:.3f}", f"{held_out[key]:.3f}")
+    for label in labels:
+        table.add_row(literal(f"F1 {label}"), f"{validation['per_class'][label]['f1']:.3f}",
+                      f"{held_out['per_class'][label]['f1']:.3f}")
+    return table
+
+
+def workflow_table(figures: dict[str, Any]) -> Table:
+    calibration = figures["calibration"]
+    applied = "applied" if calibration["biases_applied"] else "not applied, temperature only"
+    table = Table(title=f"demo cv on the held-out test split (macro-F1 biases: nested-CV gain on OOF "
+                        f"{calibration['nested_cv']['gain']:+.3f}, {applied})", title_justify="left")
+    table.add_column("")
+    table.add_column("macro-F1", justify="right")
+    table.add_column("accuracy", justify="right")
+    rows = [(f"best single fold (fold {figures['best_fold']}, by validation)", figures["best_fold_test"]),
+            ("mean of the 5 fold models", figures["mean_test"]),
+            ("calibrated 5-fold ensemble", figures["calibrated_test"])]
+    for name, scores in rows:
+        table.add_row(name, f"{scores['macro_f1']:.3f}", f"{scores['accuracy']:.3f}")
+    return table
