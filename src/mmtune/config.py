@@ -335,7 +335,7 @@ class Config:
         self._check_folds(source)
 
     def _check_kind_settings(self, source: str) -> None:
-        from mmtune.data.labels import SARCASM_LABELS, is_sarcasm_scheme  # stdlib only
+        from mmtune.sarcasm import SARCASM_LABELS, is_sarcasm_scheme
 
         labels = self.data.labels
         # The bits objective checks the same rule again on the labels a training file gives (objectives/bits.py);

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from mmtune.config import DataConfig
 from mmtune.data.csvfile import read_table
-from mmtune.data.labels import SARCASM_LABELS
 from mmtune.data.readers import iter_records
 from mmtune.errors import InputError
 from mmtune.outputs import atomic_open, check_outputs
+from mmtune.sarcasm import SARCASM_LABELS
 
 PHASES = ("dev", "test")
 RESULTS_JSON = "results.json"

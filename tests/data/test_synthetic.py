@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from mmtune.data import synthetic as syn
-from mmtune.data.labels import IMAGE, MULTI, NOT, SARCASM_LABELS, TEXT
+from mmtune.sarcasm import IMAGE, MULTI, NOT, SARCASM_LABELS, TEXT
 
 N_TRAIN, N_TEST = 300, 60
 

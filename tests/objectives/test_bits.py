@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmtune.data.labels import SARCASM_LABELS, to_bits
 from mmtune.errors import InputError
 from mmtune.objectives import get_objective
 from mmtune.objectives.bits import BitsLoss, bits_to_class_log_probs
+from mmtune.sarcasm import SARCASM_LABELS, to_bits
 from tests.objectives.helpers import build, logits_and_targets
 
 SARCASM = sorted(SARCASM_LABELS)  # image, multi, not, text: the inferred (sorted) order

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from mmtune.config import TrainConfig
-from mmtune.data.labels import SARCASM_LABELS
 from mmtune.errors import InputError
 from mmtune.objectives import get_objective, known_objectives
+from mmtune.sarcasm import SARCASM_LABELS
 from tests.objectives.helpers import build, logits_and_targets
 
 SARCASM = sorted(SARCASM_LABELS)  # image, multi, not, text: the inferred (sorted) order

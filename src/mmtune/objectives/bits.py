@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtune.data.labels import SARCASM_LABELS, is_sarcasm_scheme, to_bits
 from mmtune.errors import InputError
 from mmtune.objectives import LossSettings, Objective, register_objective
 from mmtune.objectives._common import check_label_smoothing, loss_weights, optional_float
+from mmtune.sarcasm import SARCASM_LABELS, is_sarcasm_scheme, to_bits
 
 
 def check_labels(labels: Sequence[str]) -> None:

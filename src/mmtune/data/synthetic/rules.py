@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmtune.data.labels import IMAGE, MULTI, NOT, TEXT
+from mmtune.sarcasm import IMAGE, MULTI, NOT, TEXT
 
 POS, NEG, NEUTRAL, IRONIC = "pos", "neg", "neutral", "ironic"
 KINDS = (POS, NEG, NEUTRAL, IRONIC)
