@@ -66,3 +66,34 @@ def test_objectives_import_neither_models_nor_training_nor_config():
 
 def test_models_get_their_output_size_from_the_caller_not_from_the_objectives():
     assert _offenders("mmtune.models", ("mmtune.objectives",)) == []
+
+
+# The foundation modules (DESIGN.md, Layout: L0) besides the package itself: they import no other layer.
+FOUNDATION = tuple(f"mmtune.{name}" for name in ("errors", "files", "terminal", "outputs", "compat", "cli_args",
+                                                  "durations", "sarcasm"))
+
+
+def test_config_imports_only_the_foundation_and_the_objectives():
+    allowed = (*FOUNDATION, "mmtune.objectives")
+    assert sorted(t for t in GRAPH["mmtune.config"] if t != "mmtune" and not any(_inside(t, p) for p in allowed)) == []
+
+
+def _cycle_through(start: str) -> list[str]:
+    """A chain of module imports from `start` back to itself ([] if there is none); edges to a module's package
+    (`from mmtune.models import x` is an edge to mmtune.models.x) count only where the module exists."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        module, path = stack.pop()
+        for target in sorted(t for t in GRAPH.get(module, ()) if t in GRAPH):
+            if target == start:
+                return [*path, start]
+            if target not in seen:
+                seen.add(target)
+                stack.append((target, [*path, target]))
+    return []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m == "mmtune.models.base" or
+                                          _inside(m, "mmtune.models.kinds")))
+def test_the_kind_registry_and_the_kinds_import_in_no_cycle(module):
+    assert _cycle_through(module) == []

@@ -7,7 +7,7 @@
 The LayerNorm puts both modalities on one scale (CLIP text and image norms differ; EfficientNet
 features are large and non-negative, e5's are unit-norm), which products and differences need.
 
-Fusion variants (`model.fusion`, d = `model.projection_dim`, P = post features when enabled):
+Fusion variants (`model.fusion.method`, d = `model.fusion.projection_dim`, P = post features when enabled):
     concat           [t; i; t*i; |t-i|; P] (4d + P): the classic matching features, so the head sees the
                      agreement and the contrast between caption and image, which sarcasm lives on
     gated            gated multimodal unit (Arevalo et al. 2017): z = sigmoid(W[t; i]),
@@ -41,7 +41,7 @@ from torch import nn
 from mmtune.config import Config
 from mmtune.data.post import Post
 from mmtune.data.text import TextNormalizer, pack_text
-from mmtune.models.base import Example, ParamGroup, register_kind
+from mmtune.models.base import Example, ParamGroup
 from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
@@ -134,7 +134,7 @@ def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
 class FusionClassifier(nn.Module):
     def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__()
-        m = cfg.model
+        m = cfg.model.fusion
         self.cfg = cfg
         self.labels = list(labels)
         self.output_size = output_size
@@ -144,7 +144,7 @@ class FusionClassifier(nn.Module):
         check_globs(cfg, [self.text_tower, self.image_tower])
         self.text_proj = projection(self.text_tower.dim, m.projection_dim, m.dropout)
         self.image_proj = projection(self.image_tower.dim, m.projection_dim, m.dropout)
-        self.fusion = make_fusion(m.fusion, m.projection_dim, NUM_POST_FEATURES if m.post_features else 0, m.dropout)
+        self.fusion = make_fusion(m.method, m.projection_dim, NUM_POST_FEATURES if m.post_features else 0, m.dropout)
         self.head = nn.Sequential(nn.Linear(self.fusion.out_dim, m.hidden_size), nn.GELU(), nn.Dropout(m.dropout),
                                   nn.Linear(m.hidden_size, self.output_size))
         self.normalizer = TextNormalizer(cfg.data.text)
@@ -186,7 +186,7 @@ class FusionClassifier(nn.Module):
         text = pack_text(self.normalizer(post.text), extra, self.cfg.data.text)
         target = self.labels.index(post.label) if post.label in self.labels else -1
         example = Example(id=post.id, target=target, text=text, post=post)
-        if self.cfg.model.post_features:
+        if self.cfg.model.fusion.post_features:
             example.features["post"] = post_feature_vector(post.text)
         return example
 
@@ -223,7 +223,7 @@ class FusionClassifier(nn.Module):
         else:
             posts = [e.post for e in examples]
             batch.update(_prefixed("image", self.image_tower.preprocess(posts, train=train, flip=self.flip_images)))
-        if self.cfg.model.post_features:
+        if self.cfg.model.fusion.post_features:
             batch["post_features"] = torch.stack([e.features["post"] for e in examples])
         return batch
 
@@ -285,7 +285,3 @@ class FusionClassifier(nn.Module):
 def _prefixed(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {f"{name}_{key}": value for key, value in inputs.items()}
 
-
-@register_kind("fusion")
-def build_fusion(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
-    return FusionClassifier(cfg, labels, output_size)

@@ -24,7 +24,7 @@ from mmtune.data.post import Post
 from mmtune.data.text import TextNormalizer, pack_text
 from mmtune.errors import InputError
 from mmtune.models.adapters import apply_lora, enable_gradient_checkpointing, load_quantized, quantized_compute_dtype
-from mmtune.models.base import Example, ParamGroup, register_kind
+from mmtune.models.base import Example, ParamGroup
 from mmtune.models.freezing import apply_freeze
 from mmtune.models.sources import check_model_source, note_fixed_image_size
 
@@ -55,10 +55,10 @@ class ViltClassifier(nn.Module):
         note_fixed_image_size("ViLT", _vilt_side(self.processor), cfg.data.image.size, ImageConfig().size)
         hidden = self.backbone.config.hidden_size
         self.head = nn.Sequential(
-            nn.Linear(hidden, hidden * 2), nn.LayerNorm(hidden * 2), nn.GELU(), nn.Dropout(cfg.model.dropout),
+            nn.Linear(hidden, hidden * 2), nn.LayerNorm(hidden * 2), nn.GELU(), nn.Dropout(cfg.model.vilt.dropout),
             nn.Linear(hidden * 2, self.output_size),
         )
-        self.max_length = min(cfg.model.max_length, self.backbone.config.max_position_embeddings)
+        self.max_length = min(cfg.model.vilt.max_length, self.backbone.config.max_position_embeddings)
         self.normalizer = TextNormalizer(cfg.data.text)
         self.augmenter = Augmenter.for_images(cfg.data.image, seed=cfg.seed) if cfg.data.image.augment.enabled else None
         self.flip_images = False
@@ -160,7 +160,3 @@ class ViltClassifier(nn.Module):
     def trainable_parameter_names(self) -> list[str]:
         return sorted(self._trainable)
 
-
-@register_kind("vilt")
-def build_vilt(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
-    return ViltClassifier(cfg, labels, output_size)

@@ -26,8 +26,8 @@ from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.evaluation.figures import learning_curves
 from mmtune.evaluation.predict import write_predictions
-from mmtune.models.base import build_classifier, known_kinds
 from mmtune.models.feature_cache import ExtractionStopped, extraction_budget
+from mmtune.models.kinds import build_classifier, check_kind
 from mmtune.objectives import get_objective
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
@@ -119,8 +119,7 @@ def check_resume(run_dir: Path, cfg: Config, resume: bool) -> None:
 def train(cfg: Config, resume: bool = False) -> str:
     """Train one run end to end; returns why the loop stopped."""
     run_dir = Path(cfg.output_dir)
-    if cfg.model.kind not in known_kinds():  # before minutes of data loading
-        raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(known_kinds())})")
+    check_kind(cfg)  # the kind and its config section, before minutes of data loading
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg, run_dir)
     if accelerator.is_main_process:
