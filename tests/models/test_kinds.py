@@ -47,11 +47,12 @@ def test_building_a_classifier_runs_the_same_check():
         build_classifier(cfg, ["a", "b"], 2)
 
 
-def test_a_vilt_run_with_a_fusion_key_is_refused_before_any_work(tmp_path):
+@pytest.mark.parametrize("command", ["train", "cv"])
+def test_a_vilt_run_with_a_fusion_key_is_refused_before_any_work(tmp_path, command):
     run_dir = tmp_path / "run"
     config = tmp_path / "vilt.yaml"
     config.write_text(f"output_dir: {run_dir}\nmodel:\n  kind: vilt\n  name: dandelin/vilt-b32-mlm\n", encoding="utf-8")
-    result = run_mmtune("train", config, "model.fusion.text_encoder=bert-base", cwd=tmp_path)
+    result = run_mmtune(command, config, "model.fusion.text_encoder=bert-base", cwd=tmp_path)
     assert_one_line_error(result, "model.fusion.text_encoder: belongs to kind fusion, but model.kind is vilt")
     assert not run_dir.exists()
 

@@ -113,8 +113,11 @@ def fold_is_done(run_dir: Path, needs_test: bool) -> bool:
 
 def run_cv(cfg: Config) -> CVResult:
     """Train every selected fold (skipping done ones, resuming interrupted ones), then collect."""
+    from mmtune.models.kinds import check_kind
+
     if cfg.data.val:
         raise InputError("data.val: cv validates on folds of data.train; unset data.val (data.val=null)")
+    check_kind(cfg)  # the kind and its config section, before the cv folder is made
     cv_dir = Path(cfg.output_dir)
     processes = process_state()  # under torchrun / accelerate launch every rank runs this, in step
     if processes.is_main_process:
