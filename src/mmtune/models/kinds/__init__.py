@@ -1,10 +1,11 @@
 """The registry of model kinds (`model.kind`): one module of this package per kind, found with pkgutil.
 
 A kind module registers a `Kind`: its name, the `model.<section>` of the config it reads (config.py defines
-the sections; the kind says which one is its own), its builder and its pre-flight checks. `check_kind` runs
-before any data or weights load: the kind is known, no section of another kind is set, and the kind's own
-checks pass; `build_classifier` runs it too, then builds. Adding a kind is one new module here (its
-classifier may live in it or in a module of mmtune.models) plus its test.
+the sections; the kind says which one is its own), its builder and its pre-flight checks. `check_kind` is what
+a run checks before any data or weights load: the kind is known, no section of another kind is set, and the
+kind's own checks pass. `build_classifier` only looks the kind up: a run folder's config.yaml holds every
+section, and the defaults of other kinds' sections may have changed since it was written. Adding a kind is one
+new module here (its classifier may live in it or in a module of mmtune.models) plus its test.
 
 This package imports no kind module by name (pkgutil finds them, as objectives/__init__.py does): the kind
 modules import it, never the other way, so there is no module cycle and no list of kinds to keep in step.
@@ -62,14 +63,18 @@ def known_kinds() -> list[str]:
     return sorted(_registry())
 
 
+def get_kind(name: str) -> Kind:
+    kinds = _registry()
+    if name not in kinds:
+        raise InputError(f"model.kind: unknown kind '{name}' (known: {', '.join(sorted(kinds))})")
+    return kinds[name]
+
+
 def check_kind(cfg: Config) -> Kind:
     """The kind of `model.kind`, once the config suits it: what a run checks before any data or weights load."""
-    kinds = _registry()
-    kind = kinds.get(cfg.model.kind)
-    if kind is None:
-        raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(sorted(kinds))})")
+    kind = get_kind(cfg.model.kind)
     owners: dict[str, list[str]] = {}
-    for other in kinds.values():
+    for other in _registry().values():
         if other.section is not None:
             owners.setdefault(other.section, []).append(other.name)
     for section, names in sorted(owners.items()):
@@ -91,4 +96,4 @@ def _refuse_section(model: ModelConfig, section: str, owners: list[str], kind: s
 
 def build_classifier(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
     """The classifier of kind `cfg.model.kind` for `labels` (in model order), `output_size` outputs per post."""
-    return check_kind(cfg).build(cfg, labels, output_size)
+    return get_kind(cfg.model.kind).build(cfg, labels, output_size)
