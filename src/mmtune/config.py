@@ -368,10 +368,10 @@ class Config:
 
     def check_relations(self, source: str, prefix: str) -> None:
         """Keys whose meaning depends on another key, checked here so that a run never starts on them."""
-        self._check_settings(source)
+        self._check_kind_settings(source)
         self._check_folds(source)
 
-    def _check_settings(self, source: str) -> None:
+    def _check_kind_settings(self, source: str) -> None:
         from mmtune.sarcasm import SARCASM_LABELS, is_sarcasm_scheme
 
         labels = self.data.labels
