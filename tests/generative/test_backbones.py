@@ -23,7 +23,7 @@ def classify(model_dir, demo, out, kind: str):
         f"output_dir={out}", f"model.kind={kind}", f"model.name={model_dir}", f"data.train={demo.train}",
         f"data.train_images={demo.train_images}", f"data.test={demo.test}", f"data.test_images={demo.test_images}",
         "train.epochs=1", "train.batch_size=4", "train.log_with=[]", "train.feature_cache=false", "cv.folds=3",
-        "model.vlm.image_size=32", "model.max_length=64",
+        "model.vlm.image_size=32",
     ])
     assert train(cfg).stopped == "finished"
     pred = read_predictions(out / "test_predictions.csv")

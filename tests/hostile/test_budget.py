@@ -251,9 +251,10 @@ def test_the_command_with_a_cold_cache_ends_within_its_budget_and_resume_finishe
     config = fusion_config(demo_small, tiny_models, tmp_path / "run", epochs=2, feature_cache=True,
                            cache_dir=str(tmp_path / "cache"), time_budget=f"{budget_s}s")
     # About 225 distinct texts and images at 0.15 s each: 34 s of encoding after the start-up, past a 30 s budget.
-    config["model"] |= {"text_encoder": str(_slow_copy(tiny_models["bert"], tmp_path / "bert", "BertModel", 0.15)),
-                        "image_encoder": str(_slow_copy(tiny_models["vit"], tmp_path / "vit", "ViTModel", 0.15)),
-                        "trust_remote_code": True, "freeze": {"preset": "all"}}
+    config["model"]["fusion"] |= {
+        "text_encoder": str(_slow_copy(tiny_models["bert"], tmp_path / "bert", "BertModel", 0.15)),
+        "image_encoder": str(_slow_copy(tiny_models["vit"], tmp_path / "vit", "ViTModel", 0.15))}
+    config["model"] |= {"trust_remote_code": True, "freeze": {"preset": "all"}}
     path = write_config(config, tmp_path / "c.yaml")
     started = time.monotonic()
     result = run_mmtune("train", path, timeout=300)

@@ -234,8 +234,8 @@ def test_missing_data_file_is_the_only_line(tmp_path, demo_small, tiny_models):
         (("vilt", "{tmp}/empty"), ("model.name", "has no config.json")),
         (("vilt", "{tmp}/file.bin"), ("model.name", "is a file, not a model folder")),
         (("vilt", "{tmp}/badjson"), ("model.name", "config.json is not valid JSON")),
-        (("fusion-text", "{tmp}/no-such-bert"), ("model.text_encoder", "not found")),
-        (("fusion-image", "{tmp}/empty"), ("model.image_encoder", "has no config.json")),
+        (("fusion-text", "{tmp}/no-such-bert"), ("model.fusion.text_encoder", "not found")),
+        (("fusion-image", "{tmp}/empty"), ("model.fusion.image_encoder", "has no config.json")),
     ],
 )
 def test_model_folders_that_are_not(tmp_path, demo_small, tiny_models, kind_and_path, fragments):
@@ -249,7 +249,7 @@ def test_model_folders_that_are_not(tmp_path, demo_small, tiny_models, kind_and_
     if kind == "vilt":
         config["model"] = {"kind": "vilt", "name": path}
     else:
-        config["model"]["text_encoder" if kind == "fusion-text" else "image_encoder"] = path
+        config["model"]["fusion"]["text_encoder" if kind == "fusion-text" else "image_encoder"] = path
     result = run_mmtune("train", write_config(config, tmp_path / "c.yaml"), cwd=tmp_path)
     assert_one_line_error(result, *fragments)
     assert result.stderr.strip().count("\n") == 0

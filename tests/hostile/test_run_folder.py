@@ -145,13 +145,16 @@ def test_resume_with_last_weights_cut_short_names_the_file(run):
 def _edit_config(run_dir, section, key, value):
     path = run_dir / "config.yaml"
     data = yaml.safe_load(path.read_text())
-    data[section][key] = value
+    node = data
+    for part in section.split("."):
+        node = node[part]
+    node[key] = value
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def test_predict_after_config_yaml_edited_names_the_weights_that_no_longer_fit(run, demo_small, tmp_path):
     run_dir, _ = run
-    _edit_config(run_dir, "model", "hidden_size", 8)
+    _edit_config(run_dir, "model.fusion", "hidden_size", 8)
     with pytest.raises(InputError, match=r"best/trainable.safetensors: tensor shapes do not fit the model built "
                                          r"from the run's config \(.*\[16.*vs \[8"):
         _predict(run_dir, demo_small, tmp_path)
@@ -188,9 +191,9 @@ def test_an_empty_optimizer_pt_is_named_in_words(run):
 
 def test_resume_with_config_and_weights_of_another_size_names_the_weights(run):
     run_dir, config = run
-    _edit_config(run_dir, "model", "hidden_size", 8)  # the user resumes with the same edit: configs agree
+    _edit_config(run_dir, "model.fusion", "hidden_size", 8)  # the user resumes with the same edit: configs agree
     with pytest.raises(InputError, match=r"last/trainable.safetensors: tensor shapes do not fit"):
-        _resume(config, "model.hidden_size=8")
+        _resume(config, "model.fusion.hidden_size=8")
 
 
 def test_resume_with_trainer_state_cut_short_exits_2_naming_it(run):

@@ -12,7 +12,7 @@ from mmtune.config import Config, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.post import Post
 from mmtune.demo import make_demo_data
-from mmtune.models.base import build_classifier
+from mmtune.models.kinds import build_classifier
 
 SARCASM = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 
@@ -37,7 +37,8 @@ def vlm_setup(tiny_vlm, vlm_demo) -> Callable[..., VlmSetup]:
 
     def make(family: str, kind: str = "vlm-generative", *overrides: str) -> VlmSetup:
         cfg = load_config(None, [f"model.kind={kind}", f"model.name={tiny_vlm(family)}", "model.vlm.prompt=vi_short",
-                                 "model.vlm.image_size=32", "model.dropout=0.0", "model.hidden_size=16", *overrides])
+                                 "model.vlm.image_size=32", "model.vlm.dropout=0.0", "model.vlm.hidden_size=16",
+                                 *overrides])
         posts = load_posts(vlm_demo.train, vlm_demo.train_images, cfg.data, labels=SARCASM,
                            require_label=True).posts
         return VlmSetup(cfg, posts)

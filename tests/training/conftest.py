@@ -35,9 +35,9 @@ def fusion_config(demo, tiny_models, out: Path, **train) -> dict:
         "name": "tiny", "output_dir": str(out), "seed": 3,
         "data": {"train": str(demo.train), "train_images": str(demo.train_images),
                  "test": str(demo.test), "test_images": str(demo.test_images), "image": {"size": 32}},
-        "model": {"kind": "fusion", "text_encoder": str(tiny_models["bert"]),
-                  "image_encoder": str(tiny_models["vit"]), "projection_dim": 16, "hidden_size": 16,
-                  "max_length": 24},
+        "model": {"kind": "fusion", "fusion": {"text_encoder": str(tiny_models["bert"]),
+                                               "image_encoder": str(tiny_models["vit"]), "projection_dim": 16,
+                                               "hidden_size": 16, "max_length": 24}},
         "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "head_lr": 3e-3, "feature_cache": False} | train,
         "cv": {"folds": 4},
     }

@@ -66,7 +66,8 @@ def test_tensorboard_tracker_writes_events(demo_small, tiny_models, tmp_path):
 
 def test_lora_run_predicts_after_reloading_adapters(demo_small, tiny_models, tmp_path):
     config = fusion_config(demo_small, tiny_models, tmp_path / "run", epochs=1)
-    config["model"]["lora"] = {"enabled": True, "r": 4, "towers": ["text"]}
+    config["model"]["lora"] = {"enabled": True, "r": 4}
+    config["model"]["fusion"]["lora_towers"] = ["text"]
     train(load_config(write_config(config, tmp_path / "c.yaml")))
     saved = load_file(str(tmp_path / "run" / "best" / "trainable.safetensors"))
     assert any("lora_A" in name for name in saved)

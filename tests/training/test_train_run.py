@@ -120,10 +120,11 @@ def test_resume_with_a_changed_config_names_the_keys(demo_small, tiny_models, tm
     assert run_mmtune("train", config).returncode == 0
     again = run_mmtune("train", config)
     assert again.returncode == 2 and "already holds a run" in again.stderr
-    changed = run_mmtune("train", config, "--resume", "train.lr=0.5", "model.hidden_size=8", "train.epochs=2")
+    changed = run_mmtune("train", config, "--resume", "train.lr=0.5", "model.fusion.hidden_size=8", "train.epochs=2")
     assert changed.returncode == 2
     line = changed.stderr.strip()
-    assert "model.hidden_size: 16 -> 8" in line and "train.lr: 0.001 -> 0.5" in line and "train.epochs" not in line
+    assert "model.fusion.hidden_size: 16 -> 8" in line and "train.lr: 0.001 -> 0.5" in line
+    assert "train.epochs" not in line
 
 
 @pytest.mark.parametrize(

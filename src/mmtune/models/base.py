@@ -10,22 +10,19 @@ metrics, CV, ensembling and prediction only ever see this.
 A kind may set `provides_loss = True`: then, in training mode, `forward` returns the training loss itself
 (a scalar; vlm-generative's `lm` objective) instead of class outputs; in eval mode it returns class outputs.
 
-Kinds register a builder with `@register_kind("name")` (timm's register_model / create_model);
-`build_classifier(cfg, labels, output_size)` looks the kind up. Adding a kind is one new module.
+The kinds themselves are registered in mmtune/models/kinds (one module per kind).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from mmtune.config import Config
 from mmtune.data.post import Post
-from mmtune.errors import InputError
 
 
 @dataclass
@@ -66,37 +63,3 @@ class Classifier(Protocol):
     def trainable_parameter_names(self) -> list[str]:
         """Every parameter training may change in any stage: what a run saves."""
         ...
-
-
-Builder = Callable[[Config, list[str], int], nn.Module]
-_KINDS: dict[str, Builder] = {}
-
-
-def register_kind(name: str) -> Callable[[Builder], Builder]:
-    def decorator(builder: Builder) -> Builder:
-        if name in _KINDS:
-            raise ValueError(f"model kind '{name}' is registered twice")
-        _KINDS[name] = builder
-        return builder
-
-    return decorator
-
-
-def known_kinds() -> list[str]:
-    _import_kinds()
-    return sorted(_KINDS)
-
-
-def build_classifier(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
-    """The classifier of kind `cfg.model.kind` for `labels` (in model order), `output_size` outputs per post."""
-    _import_kinds()
-    try:
-        builder = _KINDS[cfg.model.kind]
-    except KeyError:
-        raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(sorted(_KINDS))})") from None
-    return builder(cfg, labels, output_size)
-
-
-def _import_kinds() -> None:
-    # Importing the kind modules runs their @register_kind decorators.
-    from mmtune.models import fusion, vilt, vlm_kinds  # noqa: F401

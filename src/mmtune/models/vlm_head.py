@@ -25,8 +25,8 @@ class VlmHeadClassifier(VlmClassifierBase):
         self.pooling = cfg.model.vlm.pooling
         hidden = self.vlm.config.get_text_config().hidden_size
         self.head = nn.Sequential(
-            nn.LayerNorm(hidden), nn.Dropout(cfg.model.dropout), nn.Linear(hidden, cfg.model.hidden_size),
-            nn.GELU(), nn.Dropout(cfg.model.dropout), nn.Linear(cfg.model.hidden_size, self.output_size),
+            nn.LayerNorm(hidden), nn.Dropout(cfg.model.vlm.dropout), nn.Linear(hidden, cfg.model.vlm.hidden_size),
+            nn.GELU(), nn.Dropout(cfg.model.vlm.dropout), nn.Linear(cfg.model.vlm.hidden_size, self.output_size),
         )
         output = self.vlm.get_output_embeddings()
         if output is not None and output.weight is not self.vlm.get_input_embeddings().weight:

@@ -51,6 +51,9 @@ class Objective:
 
 _OBJECTIVES: dict[str, Objective] = {}
 
+# `train.class_weights`: the schemes objectives/_common.py computes; config.py checks the key against them.
+CLASS_WEIGHT_SCHEMES = ("none", "inverse", "sqrt_inverse", "effective_number")
+
 
 def register_objective(objective: Objective) -> Objective:
     if objective.name in _OBJECTIVES:

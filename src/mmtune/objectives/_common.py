@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mmtune.errors import InputError
-
-CLASS_WEIGHT_SCHEMES = ("none", "inverse", "sqrt_inverse", "effective_number")
+from mmtune.objectives import CLASS_WEIGHT_SCHEMES
 
 
 def _raw_weights(counts: Sequence[int], scheme: str, beta: float) -> list[float]:

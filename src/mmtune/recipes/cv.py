@@ -80,6 +80,9 @@ def run_cv(cfg: Config, budget_from_call: bool = False) -> CVResult:
     `budget_from_call`: train.time_budget counts from this call (a notebook) instead of the process start."""
     if cfg.data.val:
         raise InputError("data.val: cv validates on folds of data.train; unset data.val (data.val=null)")
+    from mmtune.models.kinds import check_kind  # torch: not for `import mmtune.api`
+
+    check_kind(cfg)  # the kind and its config section, before the cv folder is made
     cv_dir = Path(cfg.output_dir)
     with budget_clock() if budget_from_call else contextlib.nullcontext():
         processes = process_state()  # under torchrun / accelerate launch every rank runs this, in step

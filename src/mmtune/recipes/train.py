@@ -26,8 +26,8 @@ from mmtune.durations import budget_seconds
 from mmtune.errors import InputError
 from mmtune.evaluation.figures import learning_curves
 from mmtune.evaluation.predictions import Predictions, write_predictions
-from mmtune.models.base import build_classifier, known_kinds
 from mmtune.models.feature_cache import ExtractionStopped, extraction_budget
+from mmtune.models.kinds import build_classifier, check_kind
 from mmtune.objectives import get_objective
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
@@ -101,8 +101,7 @@ def train(cfg: Config, resume: bool = False, budget_from_call: bool = False) -> 
     """Train one run end to end. `budget_from_call`: train.time_budget counts from this call (a notebook)
     instead of the process start (a command)."""
     run_dir = Path(cfg.output_dir)
-    if cfg.model.kind not in known_kinds():  # before minutes of data loading
-        raise InputError(f"model.kind: unknown kind '{cfg.model.kind}' (known: {', '.join(known_kinds())})")
+    check_kind(cfg)  # the kind and its config section, before minutes of data loading
     with budget_clock() if budget_from_call else contextlib.nullcontext():
         set_seed(cfg.seed)
         accelerator = make_accelerator(cfg, run_dir)

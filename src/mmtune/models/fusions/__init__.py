@@ -1,4 +1,4 @@
-"""The fusions of the `fusion` kind: one module per fusion, named as `model.fusion` names it.
+"""The fusions of the `fusion` kind: one module per fusion, named as `model.fusion.method` names it.
 
 Each module defines `build(dim, n_post, dropout) -> nn.Module`: a module with an `out_dim` attribute whose
 `forward(t, i, post)` joins the projected text vector t [B, d] and image vector i [B, d] (d = `dim`, the
@@ -10,6 +10,8 @@ its test (tests/models/test_fusions.py runs every fusion found).
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from torch import nn
 
 from mmtune.registry import entry_module, entry_names
@@ -19,6 +21,11 @@ def known_fusions() -> list[str]:
     return entry_names(__path__)
 
 
+def get_fusion(name: str) -> ModuleType:
+    """The module of fusion `name` (exit 2 naming model.fusion.method when there is none)."""
+    return entry_module(__name__, __path__, name, "model.fusion.method", "fusion")
+
+
 def make_fusion(name: str, dim: int, n_post: int, dropout: float) -> nn.Module:
     """The fusion module `name` for projected vectors of size `dim` and `n_post` post features."""
-    return entry_module(__name__, __path__, name, "model.fusion", "fusion").build(dim, n_post, dropout)
+    return get_fusion(name).build(dim, n_post, dropout)
