@@ -89,6 +89,13 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=seed, default=0)
     tiny.set_defaults(run=cmd_make_tiny)
 
+    convert = commands.add_parser("convert", help="convert a checkpoint to transformers' native format")
+    formats = convert.add_subparsers(dest="format", required=True)
+    internvl = formats.add_parser("internvl", help="InternVL2/2.5/Vintern chat (internvl_chat) -> InternVL")
+    internvl.add_argument("src", type=Path, help="folder of the original checkpoint")
+    internvl.add_argument("dst", type=Path, help="new or empty folder for the native one")
+    internvl.set_defaults(run=cmd_convert_internvl)
+
     demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
     demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")
     demo.add_argument("--n-train", type=bounded_int(40), default=2000, help="training posts (at least 40)")
@@ -307,6 +314,12 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
 
     path = make_tiny(args.family, args.out, seed=args.seed)
     console.print(f"tiny {args.family} model written to {path}")
+
+
+def cmd_convert_internvl(args: argparse.Namespace) -> None:
+    from mmtune.models.internvl_chat.convert import convert
+
+    console.print(f"converted to transformers' InternVL: {convert(args.src, args.dst)}")
 
 
 def cmd_config(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from mmtune.config import Config, save_config
 from mmtune.data.images import ImageError, load_within
 from mmtune.errors import InputError
 from mmtune.models.adapters import check_lora_numbers
+from mmtune.models.internvl_chat.cache import native_checkpoint
 from mmtune.models.vlm_families import load_processor
 from mmtune.models.vlm_loading import load_weights, lora_targets
 from mmtune.training.budget import StopSignals, TimeBudget, parse_duration
@@ -107,6 +108,7 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
     name = name or cfg.model.name
     if not name:
         raise InputError("model.name: the VLM to fine-tune (a Hub id or a folder)")
+    name = native_checkpoint(name)
     kwargs = {"trust_remote_code": cfg.model.trust_remote_code}
     try:
         processor = load_processor(name, **kwargs)
