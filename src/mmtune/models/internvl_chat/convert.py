@@ -203,14 +203,15 @@ def _tokenizer(original: Original) -> Any:
 
 
 def _image_processor(original: Original) -> GotOcr2ImageProcessorPil:
-    """The originals' transform (RGB, bicubic resize to the tile size, ImageNet normalization) and dynamic tiling
-    with a thumbnail; mmtune sets the tiling per run (model.vlm.max_tiles)."""
+    """The originals' transform (RGB, bicubic resize to the tile size, ImageNet normalization); tiling (up to the
+    release's max_dynamic_patch tiles and a thumbnail) off by default, as in mmtune's other InternVL folders:
+    the VLM kinds set it per run (model.vlm.max_tiles), and 13 tiles of 256 tokens would not fit a T4 batch."""
     config = original.config
     size = config.get("force_image_size") or config["vision_config"]["image_size"]
     return GotOcr2ImageProcessorPil(
         size={"height": size, "width": size}, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
-        crop_to_patches=bool(config.get("dynamic_image_size", True)),
-        min_patches=config.get("min_dynamic_patch", 1), max_patches=config.get("max_dynamic_patch", 12),
+        crop_to_patches=False, min_patches=config.get("min_dynamic_patch", 1),
+        max_patches=config.get("max_dynamic_patch", 12),
     )
 
 

@@ -57,7 +57,9 @@ _INTERNLM2 = (
 
 
 def _qwen2_config(llm: dict[str, Any]) -> PreTrainedConfig:
-    return Qwen2Config.from_dict({key: value for key, value in llm.items() if key not in _NOT_ARCHITECTURE})
+    # The originals save use_cache false (training); generation wants it.
+    kept = {key: value for key, value in llm.items() if key not in _NOT_ARCHITECTURE}
+    return Qwen2Config.from_dict({**kept, "use_cache": True})
 
 
 def _llama_config(llm: dict[str, Any]) -> PreTrainedConfig:
