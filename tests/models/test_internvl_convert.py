@@ -143,7 +143,9 @@ def original_logits(src: Path, input_ids: torch.Tensor, pixel_values: torch.Tens
     embedding = "language_model.model." + ("tok_embeddings" if "internlm2" in config["llm_config"]["model_type"]
                                            else "embed_tokens") + ".weight"
     embeds = w[embedding][input_ids].clone()
-    context = input_ids == load_processor(str(src.parent / "converted")).tokenizer.context_image_token_id
+    # The original tokenizer's <IMG_CONTEXT> (InternLM2's tokenizer class is remote code: read its file).
+    added = json.loads((src / "tokenizer.json").read_text())["added_tokens"]
+    context = input_ids == next(token["id"] for token in added if token["content"] == "<IMG_CONTEXT>")
     features = image_embeds(w, config, pixel_values)
     embeds[context] = features.reshape(-1, features.shape[-1])
     lm = internlm2_logits if "internlm2" in config["llm_config"]["model_type"] else qwen2_logits
