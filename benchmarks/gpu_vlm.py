@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from mmtune.compat import keep_bnb_4bit_training_layout
+from mmtune.compat import SavedProcessor, keep_bnb_4bit_training_layout
 from mmtune.config import Config, build
 from mmtune.data.checks import load_posts
 from mmtune.models.adapters import quantized_compute_dtype
@@ -50,7 +50,6 @@ from mmtune.models.vlm_loading import lora_targets
 from mmtune.recipes.train import build_model
 from mmtune.testing.corpus import CORPUS
 from mmtune.testing.tiny import make_tiny
-from mmtune.testing.tiny_vlm import SavedProcessor
 from mmtune.training.budget import StopSignals
 from mmtune.training.loop import TrainingLoop, make_accelerator
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -89,6 +91,25 @@ class SmolVLMProcessorWithoutVideo(SmolVLMProcessor):
     def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
         # SmolVLMProcessor's version only adds video frame defaults read from the (absent) video processor.
         return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
+
+
+class SavedProcessor:
+    """Saves a processor in the Hub layout: processor_config.json names the real class (e.g. Qwen2VLProcessor)
+    even when one of the torchvision-free subclasses here built it."""
+
+    def __init__(self, processor: Any, class_name: str) -> None:
+        self.processor = processor
+        self.class_name = class_name
+
+    def save_pretrained(self, out: Path | str) -> None:
+        self.processor.save_pretrained(out)
+        for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+            path = Path(out) / name
+            if path.exists():
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if "processor_class" in data:
+                    data["processor_class"] = self.class_name
+                    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def torchvision_available() -> bool:

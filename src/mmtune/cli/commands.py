@@ -122,6 +122,12 @@ def cmd_make_tiny(args: argparse.Namespace) -> None:
     console.print(f"tiny {args.family} model written to {path}")
 
 
+def cmd_convert_internvl(args: argparse.Namespace) -> None:
+    from mmtune.recipes.convert import convert_internvl
+
+    console.print(f"converted to transformers' InternVL: {convert_internvl(args.src, args.dst)}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """Demo data -> inspect -> folds -> train the demo config offline -> held-out macro-F1 -> the cv workflow."""
     from mmtune.recipes import demo

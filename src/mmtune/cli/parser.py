@@ -9,6 +9,7 @@ from pathlib import Path
 from mmtune import __version__
 from mmtune.cli.commands import (
     cmd_config,
+    cmd_convert_internvl,
     cmd_cv,
     cmd_demo,
     cmd_ensemble,
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("out", type=Path)
     tiny.add_argument("--seed", type=seed, default=0)
     tiny.set_defaults(run=cmd_make_tiny)
+
+    convert = commands.add_parser("convert", help="convert a checkpoint to transformers' native format")
+    formats = convert.add_subparsers(dest="format", required=True)
+    internvl = formats.add_parser("internvl", help="InternVL2/2.5/Vintern chat (internvl_chat) -> InternVL")
+    internvl.add_argument("src", type=Path, help="folder of the original checkpoint")
+    internvl.add_argument("dst", type=Path, help="new or empty folder for the native one")
+    internvl.set_defaults(run=cmd_convert_internvl)
 
     demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
     demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")

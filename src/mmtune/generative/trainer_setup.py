@@ -22,6 +22,7 @@ from mmtune.data.images import ImageError, load_within
 from mmtune.durations import budget_seconds
 from mmtune.errors import InputError
 from mmtune.models.adapters import check_lora_numbers
+from mmtune.models.internvl_chat.cache import native_checkpoint
 from mmtune.models.vlm_families import load_processor
 from mmtune.models.vlm_loading import load_weights, lora_targets
 from mmtune.training.budget import StopSignals, TimeBudget
@@ -108,6 +109,7 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
     name = name or cfg.model.name
     if not name:
         raise InputError("model.name: the VLM to fine-tune (a Hub id or a folder)")
+    name = native_checkpoint(name)
     kwargs = {"trust_remote_code": cfg.model.trust_remote_code}
     try:
         processor = load_processor(name, **kwargs)

@@ -8,7 +8,7 @@ vision tower), freezing, and gradient checkpointing. Both VLM kinds use it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from mmtune.config import ModelConfig
 from mmtune.errors import InputError
 from mmtune.models.backbone import load_pretrained, set_up_backbone
 from mmtune.models.freeze_presets import get_preset
+from mmtune.models.internvl_chat.cache import native_checkpoint
 from mmtune.models.vlm_families import VlmFamily, family_of, load_processor
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class LoadedVlm:
 def load_vlm(model_cfg: ModelConfig) -> LoadedVlm:
     if not model_cfg.name:
         raise InputError(f"model.name: kind {model_cfg.kind} needs a VLM checkpoint (Hub id or folder)")
+    model_cfg = replace(model_cfg, name=native_checkpoint(model_cfg.name))
     remote = {"trust_remote_code": model_cfg.trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(model_cfg.name, **remote)

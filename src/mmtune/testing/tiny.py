@@ -58,6 +58,7 @@ from mmtune.errors import InputError
 from mmtune.models.vlm_families import family_names
 from mmtune.testing import corpus
 from mmtune.testing.corpus import HEADS, HIDDEN, INTERMEDIATE, LAYERS, VOCAB_SIZE
+from mmtune.testing.tiny_internvl_chat import ORIGINAL_LAYOUTS
 from mmtune.testing.tiny_vlm import build_family
 
 TEXT_MAX_LENGTH = 128
@@ -71,8 +72,9 @@ VILT_PATCH_SIZE = 16
 
 
 def tiny_families() -> list[str]:
-    """Every family `make_tiny` builds: the encoders here and every registered VLM family."""
-    return [*ENCODER_FAMILIES, *family_names()]
+    """Every family `make_tiny` builds: the encoders here, every registered VLM family, and the original
+    remote-code layouts that mmtune converts (tiny_internvl_chat.py)."""
+    return [*ENCODER_FAMILIES, *family_names(), *ORIGINAL_LAYOUTS]
 
 
 def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
@@ -88,7 +90,8 @@ def make_tiny(family: str, out_dir: Path | str, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model, parts = _BUILDERS[family]() if family in _BUILDERS else build_family(family)
+        builder = _BUILDERS.get(family) or ORIGINAL_LAYOUTS.get(family)
+        model, parts = builder() if builder else build_family(family)
     model.save_pretrained(out)
     for part in parts:
         part.save_pretrained(out)

@@ -15,13 +15,12 @@ patches are merged 2x2), so each image costs 4 to 16 tokens.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from tokenizers import AddedToken, pre_tokenizers
 from transformers import LlamaTokenizer, PreTrainedModel, Qwen2Tokenizer
 
+from mmtune.compat import SavedProcessor
 from mmtune.models.vlm_families import TinySizes, TinySpec, VlmFamily, get_family
 from mmtune.testing import corpus
 from mmtune.testing.corpus import HEADS, HIDDEN, INTERMEDIATE, LAYERS, VOCAB_SIZE
@@ -45,11 +44,11 @@ def build_family(name: str) -> tuple[PreTrainedModel, list[Any]]:
 def _tokenizer(spec: TinySpec, family: VlmFamily) -> Any:
     template = spec.chat_template.replace("IMAGE", family.image_placeholder)
     if spec.tokenizer == "byte_level":
-        return _byte_level_tokenizer(list(spec.specials), dict(spec.named_specials), template)
-    return _byte_fallback_tokenizer(list(spec.specials), template)
+        return byte_level_tokenizer(list(spec.specials), dict(spec.named_specials), template)
+    return byte_fallback_tokenizer(list(spec.specials), template)
 
 
-def _byte_level_tokenizer(specials: list[str], named: dict[str, str], chat_template: str) -> Qwen2Tokenizer:
+def byte_level_tokenizer(specials: list[str], named: dict[str, str], chat_template: str) -> Qwen2Tokenizer:
     """Qwen2's byte-level BPE trained on CORPUS; every byte is a piece, so nothing is unknown."""
     pipeline = Qwen2Tokenizer().backend_tokenizer
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -64,7 +63,7 @@ def _byte_level_tokenizer(specials: list[str], named: dict[str, str], chat_templ
     return tokenizer
 
 
-def _byte_fallback_tokenizer(extra: list[str], chat_template: str) -> LlamaTokenizer:
+def byte_fallback_tokenizer(extra: list[str], chat_template: str) -> LlamaTokenizer:
     """LLaMA's BPE with byte fallback: the Vietnamese letters and learned merges are pieces, any other character
     (emoji, CJK) becomes <0xNN> byte pieces, as in SentencePiece vocabularies."""
     pipeline = LlamaTokenizer().backend_tokenizer
@@ -76,22 +75,3 @@ def _byte_fallback_tokenizer(extra: list[str], chat_template: str) -> LlamaToken
     vocab = corpus.numbered(specials + bytes_ + letters + [a + b for a, b in merges] + extra)
     return LlamaTokenizer(vocab=vocab, merges=merges, pad_token="<unk>", chat_template=chat_template,
                           extra_special_tokens=extra or None)
-
-
-class SavedProcessor:
-    """Saves a processor in the Hub layout: processor_config.json names the real class (e.g. Qwen2VLProcessor)
-    even when a torchvision-free subclass from compat.py built it."""
-
-    def __init__(self, processor: Any, class_name: str) -> None:
-        self.processor = processor
-        self.class_name = class_name
-
-    def save_pretrained(self, out: Path | str) -> None:
-        self.processor.save_pretrained(out)
-        for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-            path = Path(out) / name
-            if path.exists():
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if "processor_class" in data:
-                    data["processor_class"] = self.class_name
-                    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

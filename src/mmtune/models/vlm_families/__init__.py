@@ -143,8 +143,8 @@ def family_of(config: Any, name: str) -> VlmFamily:
     for other in families():
         if model_type in other.remote_code_types:
             raise InputError(f"model.name: {name!r} is in {other.remote_code_types[model_type]}'s remote-code "
-                             "format, whose model has its own forward; convert it to transformers' native class "
-                             "(README: Vintern-1B) and point model.name at the converted folder")
+                             "format, whose model has its own forward; point model.name at its downloaded folder "
+                             "(converted on first use) or convert it: mmtune convert internvl SRC DST")
     # A text-only family's model type with a vision part too (Phi-3.5-vision is a phi3 with `img_processor`).
     if not family.has_vision and has_vision_part(config):
         raise InputError(f"model.name: {name!r} is a vision-language model of type {model_type!r}, whose family "
