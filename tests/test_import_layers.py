@@ -236,3 +236,68 @@ def test_predict_builds_no_training_loop():
 def test_config_imports_only_the_foundation_and_the_objectives():
     allowed = (*L0, "mmtune.objectives")
     assert sorted(t for t in GRAPH["mmtune.config"] if t != "mmtune" and not any(_inside(t, p) for p in allowed)) == []
+
+
+# The whole house, bottom up (README, "Where to add X"): a unit imports only units of its own layer or below.
+LAYERS: list[tuple[str, ...]] = [
+    ("mmtune", "mmtune.errors", "mmtune.files", "mmtune.terminal", "mmtune.outputs", "mmtune.compat",
+     "mmtune.cli_args", "mmtune.durations", "mmtune.sarcasm", "mmtune.registry"),
+    ("mmtune.objectives",),
+    ("mmtune.config",),
+    ("mmtune.data",),
+    ("mmtune.demo", "mmtune.models", "mmtune.evaluation"),
+    ("mmtune.training", "mmtune.ensemble"),
+    ("mmtune.generative",),
+    ("mmtune.testing",),
+    ("mmtune.recipes",),
+    ("mmtune.api", "mmtune.cli", "mmtune.__main__"),
+]
+
+
+def _unit(module: str) -> str:
+    """The layer unit a module belongs to: its top-level package or module under mmtune."""
+    return ".".join(module.split(".")[:2])
+
+
+def _layer(module: str) -> int:
+    unit = _unit(module)
+    return next(level for level, units in enumerate(LAYERS) if unit in units)
+
+
+def test_every_module_has_a_layer():
+    assert sorted({_unit(module) for module in GRAPH} - {unit for units in LAYERS for unit in units}) == []
+
+
+def test_imports_run_down_the_layers():
+    upward = sorted(f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})"
+                    for module, targets in GRAPH.items() for target in targets
+                    if target in GRAPH and _layer(target) > _layer(module))
+    assert upward == []
+
+
+def test_no_import_cycle_between_any_modules():
+    assert _cycles("mmtune") == []
+
+
+def test_no_import_cycle_between_packages():
+    units = sorted({_unit(module) for module in GRAPH})
+    edges = {unit: set() for unit in units}
+    for module, targets in GRAPH.items():
+        edges[_unit(module)] |= {_unit(t) for t in targets if t in GRAPH and _unit(t) not in (_unit(module), "mmtune")}
+    reached = {unit: set() for unit in units}
+    for unit in units:  # depth-first reachability: a unit that reaches itself sits on a cycle
+        stack = list(edges[unit])
+        while stack:
+            target = stack.pop()
+            if target not in reached[unit]:
+                reached[unit].add(target)
+                stack.extend(edges[target])
+    assert sorted(unit for unit in units if unit in reached[unit]) == []
+
+
+def test_an_upward_import_and_a_package_cycle_are_found(monkeypatch):
+    monkeypatch.setitem(GRAPH, "mmtune.data.post", GRAPH["mmtune.data.post"] | {"mmtune.recipes.train"})
+    with pytest.raises(AssertionError, match="mmtune.data.post \\(layer 3\\) imports mmtune.recipes.train"):
+        test_imports_run_down_the_layers()
+    with pytest.raises(AssertionError, match="mmtune.data"):
+        test_no_import_cycle_between_packages()
