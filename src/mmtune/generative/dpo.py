@@ -15,9 +15,9 @@ from mmtune.config import Config
 from mmtune.errors import InputError
 from mmtune.generative.sft import ChatSplits, datasets_for, read_chat_splits
 from mmtune.generative.trainer_setup import (
+    make_trainer,
     train_with_trl,
     trainer_arguments,
-    upcast_trainable,
 )
 
 # TRL 1.16's DPO loss variants; TRL itself only rejects an unknown one at the first step, minutes in.
@@ -47,14 +47,8 @@ def dpo_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
 
     train_set, val_set = datasets_for(splits, cfg)
     args = dpo_arguments(cfg, run_dir, has_eval=val_set is not None)
-    try:
-        trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_set,
-                             eval_dataset=val_set, processing_class=processor, peft_config=peft_config)
-    except ValueError as error:
-        raise InputError(f"dpo: {error}") from None
-    if cfg.model.quantize == "none":
-        upcast_trainable(trainer.model)
-    return trainer
+    return make_trainer("dpo", DPOTrainer, cfg, model=model, ref_model=None, args=args, train_dataset=train_set,
+                        eval_dataset=val_set, processing_class=processor, peft_config=peft_config)
 
 
 def run_dpo(cfg: Config, resume: bool = False) -> str:

@@ -18,9 +18,9 @@ from mmtune.config import Config
 from mmtune.errors import InputError
 from mmtune.generative.chat_data import ChatRows, ReadRequest, read_rows
 from mmtune.generative.trainer_setup import (
+    make_trainer,
     train_with_trl,
     trainer_arguments,
-    upcast_trainable,
     with_images,
 )
 
@@ -66,14 +66,8 @@ def sft_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
 
     train_set, val_set = datasets_for(splits, cfg)
     args = SFTConfig(**trainer_arguments(cfg, run_dir, has_eval=val_set is not None), completion_only_loss=True)
-    try:
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                             processing_class=processor, peft_config=peft_config)
-    except ValueError as error:
-        raise InputError(f"sft: {error}") from None
-    if cfg.model.quantize == "none":
-        upcast_trainable(trainer.model)
-    return trainer
+    return make_trainer("sft", SFTTrainer, cfg, model=model, args=args, train_dataset=train_set,
+                        eval_dataset=val_set, processing_class=processor, peft_config=peft_config)
 
 
 def run_sft(cfg: Config, resume: bool = False) -> str:

@@ -139,6 +139,17 @@ def upcast_trainable(model: torch.nn.Module) -> None:
             param.data = param.data.float()
 
 
+def make_trainer(verb: str, trainer_cls: type, cfg: Config, **kwargs: Any) -> Any:
+    """A TRL trainer built from `kwargs`; the ValueErrors TRL raises on data or settings are exit 2 naming `verb`."""
+    try:
+        trainer = trainer_cls(**kwargs)
+    except ValueError as error:
+        raise InputError(f"{verb}: {error}") from None
+    if cfg.model.quantize == "none":
+        upcast_trainable(trainer.model)
+    return trainer
+
+
 def lora_config(cfg: Config, model: torch.nn.Module, modules_to_save: list[str] | None = None) -> Any:
     """peft's LoraConfig on the language model's projections (the same layers the classifier kinds adapt; the
     vision tower too with model.vlm.lora_vision), with the number and target checks of `apply_lora`."""
