@@ -182,6 +182,15 @@ def test_a_cached_id_of_the_wrong_kind_is_named(files, closed_port, tiny_models)
     assert_one_line_error(result, "model.name", "is a bert model", "needs a vilt checkpoint")
 
 
+def test_a_cached_id_passes_the_model_check_in_offline_mode(files, silent_hub, tiny_models):  # noqa: F811
+    cache_model(files["cache"], "mmtune-test/tiny-vilt", tiny_models["vilt"])
+    result, seconds, _ = run_case("train vilt", files, "mmtune-test/tiny-vilt", endpoint=silent_hub.url,
+                                  offline=True)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "data.train" in last and "model.name" not in last, result.stderr  # next check
+    assert silent_hub.connections == [] and seconds < SECONDS
+
+
 def test_a_cached_id_trains_with_the_hub_unreachable_after_one_probe(tmp_path, demo_small, tiny_models,  # noqa: F811
                                                                     silent_hub):
     cache = tmp_path / "hub"
