@@ -205,6 +205,33 @@ def test_a_cached_id_trains_with_the_hub_unreachable_after_one_probe(tmp_path, d
     assert (tmp_path / "run" / "best").is_dir()
 
 
+API_FIT = """
+import sys, time
+import huggingface_hub.constants
+from mmtune import api
+from mmtune.config import load_config
+from mmtune.errors import InputError
+cfg = load_config(sys.argv[1], sys.argv[2:])
+start = time.monotonic()
+try:
+    api.fit(cfg)
+except InputError as exc:
+    print(f"{time.monotonic() - start:.2f}", huggingface_hub.constants.HF_HUB_OFFLINE, exc, sep="\\n")
+"""
+
+
+def test_api_fit_says_it_as_the_cli_does_with_the_libraries_already_imported(files, silent_hub):
+    # transformers (so huggingface_hub) is imported before the probe, as in a notebook: compat tells it
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_HUB_CACHE": str(files["cache"]), "HF_ENDPOINT": silent_hub.url}
+    result = subprocess.run([sys.executable, "-c", API_FIT, files["config"], f"data.train={files['train']}",
+                             f"output_dir={files['out']}", "model.kind=vilt", f"model.name={MISSING}"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    seconds, offline, message = result.stdout.strip().splitlines()
+    assert float(seconds) < SECONDS and offline == "True"
+    assert message.startswith(f"model.name: '{MISSING}' is neither") and silent_hub.url in message
+
+
 # ---- the probe itself, in this process
 
 
