@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.mmtune-installed
 
-.PHONY: demo test test-all lint bench-inspect clean
+.PHONY: demo test test-all lint bench-inspect wheelhouse clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,5 +31,32 @@ lint: $(STAMP)
 bench-inspect: $(STAMP)
 	$(BIN)/python benchmarks/inspect_scale.py
 
+# `make wheelhouse`: every wheel mmtune[WHEEL_EXTRAS] needs, torch included, for a machine without internet, in
+# one folder to attach as a Kaggle dataset (README, "Kaggle without internet"). The defaults are a Kaggle
+# notebook's: CPython 3.11, x86_64 Linux, glibc 2.35. pip takes each --platform tag literally (a manylinux_2_35
+# machine also runs manylinux_2_17 wheels, but pip will not infer it), so every glibc from 2.17 up is listed.
+# pip evaluates dependencies' environment markers on the machine it runs on: build on Linux for Linux.
+# WHEEL_TORCH=cuda: PyPI's torch (CUDA build, with its nvidia-* wheels: several GB);
+# WHEEL_TORCH=cpu: the CPU-only build from download.pytorch.org (about 200 MB).
+WHEELHOUSE      ?= wheelhouse
+WHEEL_PYTHON    ?= 3.11
+WHEEL_ARCH      ?= x86_64
+WHEEL_GLIBC     ?= 35
+WHEEL_EXTRAS    ?= demo,vi
+WHEEL_TORCH     ?= cuda
+TORCH_INDEX_cuda :=
+TORCH_INDEX_cpu  := --extra-index-url https://download.pytorch.org/whl/cpu
+MMTUNE_VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEEL_PLATFORMS := $(foreach minor,$(shell seq 17 $(WHEEL_GLIBC)),--platform manylinux_2_$(minor)_$(WHEEL_ARCH)) \
+                   --platform manylinux2014_$(WHEEL_ARCH)
+
+wheelhouse:
+	$(if $(filter cpu cuda,$(WHEEL_TORCH)),,$(error WHEEL_TORCH must be cpu or cuda, not '$(WHEEL_TORCH)'))
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir "$(WHEELHOUSE)" .
+	$(PYTHON) -m pip download --dest "$(WHEELHOUSE)" --only-binary=:all: --implementation cp \
+		--python-version $(WHEEL_PYTHON) $(WHEEL_PLATFORMS) $(TORCH_INDEX_$(WHEEL_TORCH)) "$(TORCH)" \
+		"mmtune[$(WHEEL_EXTRAS)] @ file://$(abspath $(WHEELHOUSE))/mmtune-$(MMTUNE_VERSION)-py3-none-any.whl"
+	@echo "$(WHEELHOUSE): $$(ls "$(WHEELHOUSE)" | wc -l) wheels for CPython $(WHEEL_PYTHON), $(WHEEL_ARCH) Linux (glibc 2.$(WHEEL_GLIBC)), torch: $(WHEEL_TORCH)"
+
 clean:
-	rm -rf $(VENV) demo-data build *.egg-info
+	rm -rf $(VENV) demo-data build *.egg-info $(WHEELHOUSE)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,20 @@ def cache_accelerate_lomo_check() -> None:
     check = accelerated_optimizer.is_lomo_available
     if not hasattr(check, "cache_info"):
         accelerated_optimizer.is_lomo_available = functools.cache(check)
+
+
+def hub_offline_for_imported_libraries() -> None:
+    """Offline mode also for the Hugging Face libraries imported before mmtune.hub found the Hub unreachable.
+
+    huggingface_hub 2.4 reads HF_HUB_OFFLINE once, at import, into `constants.HF_HUB_OFFLINE`, which its
+    requests and transformers 5.x's loaders (`is_offline_mode()`) read on every call; datasets 4.x copies it
+    into `datasets.config.HF_HUB_OFFLINE` at its own import. Setting the variable reaches only later imports.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    for name in ("huggingface_hub.constants", "datasets.config"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.HF_HUB_OFFLINE = True
 
 
 class Qwen2VLProcessorWithoutVideo(Qwen2VLProcessor):

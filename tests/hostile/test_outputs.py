@@ -270,7 +270,7 @@ def test_vilt_hub_id_offline_is_one_line(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = load_config(None, ["model.kind=vilt", "model.name=nobody-here/not-a-vilt-model"])
-    with pytest.raises(InputError, match=r"model\.name: cannot load a ViLT model from 'nobody-here/not-a-vilt"):
+    with pytest.raises(InputError, match=r"model\.name: 'nobody-here/not-a-vilt-model' is neither a model folder"):
         ViltClassifier(cfg, ["a", "b"], 2)
 
 

@@ -1,4 +1,5 @@
-"""Model ids and folders named by a config, checked before anything loads (no torch, no network).
+"""Model ids and folders named by a config, checked before anything loads (no torch; at most one short
+probe of the Hub, see mmtune.hub).
 
 A value that looks like a local path is a folder and must be one: a Hugging Face model folder (with
 config.json) of the architecture the kind needs. Without this, a mistyped folder name becomes a Hub
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.errors import InputError
+from mmtune.hub import check_hub_model
 
 log = logging.getLogger("mmtune")
 
@@ -35,14 +37,20 @@ def looks_local(value: str) -> bool:
 def check_model_source(value: str | None, key: str, model_types: set[str] | None = None,
                        kind: str | None = None) -> None:
     """A local model folder exists, has a readable config.json and (given `model_types`) the right
-    architecture; Hub ids and `pypi:` encoders are left to their loaders."""
-    if not value or value.startswith("pypi:") or not looks_local(value):
+    architecture; a Hub id is cached or the Hub answers (mmtune.hub); `pypi:` encoders are left to their loaders."""
+    if not value or value.startswith("pypi:"):
         return
-    folder = Path(value).expanduser()
-    if not folder.exists():
-        raise InputError(f"{key}: model folder '{value}' not found")
-    if not folder.is_dir():
-        raise InputError(f"{key}: '{value}' is a file, not a model folder (a folder with config.json)")
+    if looks_local(value):
+        folder = Path(value).expanduser()
+        if not folder.exists():
+            raise InputError(f"{key}: model folder '{value}' not found")
+        if not folder.is_dir():
+            raise InputError(f"{key}: '{value}' is a file, not a model folder (a folder with config.json)")
+    else:
+        cached = check_hub_model(value, key)
+        if cached is None:  # not cached, and the Hub answers: the loader downloads it
+            return
+        folder = cached.parent
     model_type = read_model_type(folder, key)
     if model_types and model_type not in model_types:
         wanted = " or ".join(sorted(model_types))
