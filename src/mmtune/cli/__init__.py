@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import errno
 import gc
 import logging
 import sys
@@ -40,6 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         _report_error(printable(exc))  # why: messages quote ids and names from data
         return 2
+    except OSError as exc:
+        if exc.errno not in PATH_ERRORS:
+            raise
+        _report_error(printable(path_error(exc)))  # a path the system refuses is bad input, not a crash
+        return 2
+    except RuntimeError as exc:
+        # Python 3.11's Path.resolve() reports a loop of symlinks as RuntimeError (3.13: OSError ELOOP).
+        if not str(exc).startswith("Symlink loop from "):
+            raise
+        _report_error(printable(str(exc)))
+        return 2
     except KeyboardInterrupt:
         print("mmtune: interrupted", file=sys.stderr)
         return 130
@@ -48,6 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
+
+# What the system says of a path a user gave (too long, a loop of links, a file where a folder should be, no
+# permission, a read-only or full disk): one line naming the path. Other OSErrors stay internal errors.
+PATH_ERRORS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+               errno.ENOSPC, errno.EDQUOT}
+
+
+def path_error(exc: OSError, limit: int = 120) -> str:
+    name = str(exc.filename) if exc.filename is not None else ""
+    shown = name if len(name) <= limit else f"{name[:limit]}... ({len(name)} characters)"
+    return f"{shown}: {exc.strerror}" if shown else str(exc.strerror or exc)
 
 
 def _report_error(message: str) -> None:
