@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--images", type=Path)
     predict.add_argument("--out", type=Path, required=True)
     predict.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped images")
+    predict.add_argument("--batch-size", type=bounded_int(1), metavar="N",
+                         help="posts per forward pass (default: twice the run's train.batch_size)")
     predict.set_defaults(run=cmd_predict)
 
     tiny = commands.add_parser("make-tiny", help="write a tiny random model of a family, for smoke tests")
