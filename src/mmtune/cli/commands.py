@@ -60,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     scores = result.scores
     if scores is not None:
         console.print(scores_table(scores, f"best evaluation: step {scores.step}, {scores.posts} validation posts"))
-        console.print("files written: " + ", ".join(path.name for path in scores.files), highlight=False)
+        console.print(f"files written in {cfg.output_dir}: " + ", ".join(path.name for path in scores.files),
+                      highlight=False)
     console.print(f"done ({result.stopped}): {cfg.output_dir}")
     return 0
 
