@@ -49,7 +49,8 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="mmtune", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mmtune {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the third-party warnings hidden by default")
     commands = parser.add_subparsers(dest="command", required=True)
 
     inspect = commands.add_parser("inspect", help="audit a data file: labels, duplicates, faults, images, leakage")
