@@ -30,7 +30,7 @@ def restore_logging():
     """configure_output changes the process's logging: put it back for the other tests."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    noisy = {name: logging.getLogger(name).filters[:] for name in terminal._NOISY_LOGGERS}
+    noisy = {name: logging.getLogger(name).filters[:] for name in [*terminal._NOISY_LOGGERS, "py.warnings"]}
     environ = dict(os.environ)
     yield
     root.handlers[:], root.level = handlers, level
@@ -161,6 +161,18 @@ def test_known_third_party_noise_is_hidden_unless_verbose(restore_logging, capsy
     assert "a real warning" in err
     for noise in ("gemm_4bit_forward", "`foo` is deprecated", "pin_memory"):
         assert (noise in err) == verbose, err
+
+
+def test_a_warning_is_one_timestamped_line_without_the_source_line(restore_logging, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        configure_output(verbose=False)
+        configure_output(verbose=False)
+        warnings.warn_explicit("something odd", UserWarning, __file__, 1, module="somelib")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and STAMP.match(lines[0]), lines
+    assert lines[0].endswith(f"WARNING {__file__}:1: UserWarning: something odd"), lines
+    assert logging.getLogger("py.warnings").filters.count(terminal.warning_source_dropped) == 1
 
 
 def test_hiding_the_noise_twice_adds_one_filter(restore_logging):

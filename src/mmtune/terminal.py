@@ -115,6 +115,9 @@ def configure_output(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[log_handler()], force=True)
     logging.captureWarnings(True)  # warnings then carry the time and the rank like every other line
+    warning_logger = logging.getLogger("py.warnings")
+    if warning_source_dropped not in warning_logger.filters:
+        warning_logger.addFilter(warning_source_dropped)
     if not interactive():
         # Libraries' own bars (model loading, downloads, dataset maps) are carriage-return lines in a log file.
         # tqdm reads TQDM_* variables as its defaults; huggingface_hub's switch also covers transformers'.
@@ -123,6 +126,19 @@ def configure_output(verbose: bool) -> None:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if not verbose:
         quiet_known_noise()
+
+
+def warning_source_dropped(record: logging.LogRecord) -> bool:
+    """A captured warning on one line: `file:line: Category: message` without the source line Python's
+    formatting appends below it (a second line, indented, that quotes the library's code)."""
+    try:
+        lines = record.getMessage().rstrip().splitlines()
+    except (TypeError, ValueError):
+        return True
+    if len(lines) > 1 and lines[-1].startswith((" ", "\t")):
+        lines = lines[:-1]
+    record.msg, record.args = "\n".join(lines), ()
+    return True
 
 
 # Messages libraries log or warn on every run that tell a mmtune user nothing they can act on.
