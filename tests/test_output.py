@@ -182,10 +182,10 @@ def test_hiding_the_noise_twice_adds_one_filter(restore_logging):
 
 
 def test_library_progress_bars_are_off_outside_a_terminal(restore_logging, monkeypatch):
-    for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+    for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
         monkeypatch.delenv(name, raising=False)
     configure_output(verbose=False)  # pytest's stderr is not a terminal
-    assert os.environ["TQDM_DISABLE"] == "1" and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
 
 
 _SCRIPT = """
@@ -199,13 +199,13 @@ with progress(40, "epoch 1", unit="batch") as bar:
         time.sleep(0.01)
         bar.update()
 logging.getLogger("mmtune").info("ended")
-print("TQDM_DISABLE" in os.environ)
+print("HF_HUB_DISABLE_PROGRESS_BARS" in os.environ)
 """
 
 
 def _run_script(terminal_: bool) -> str:
     env = {**os.environ, "MMTUNE_PROGRESS_SECONDS": "0.1"}
-    env.pop("TQDM_DISABLE", None)
+    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
     if not terminal_:
         result = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=60)
         assert result.returncode == 0, result.stderr

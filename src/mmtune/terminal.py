@@ -119,9 +119,8 @@ def configure_output(verbose: bool) -> None:
     if warning_source_dropped not in warning_logger.filters:
         warning_logger.addFilter(warning_source_dropped)
     if not interactive():
-        # Libraries' own bars (model loading, downloads, dataset maps) are carriage-return lines in a log file.
-        # tqdm reads TQDM_* variables as its defaults; huggingface_hub's switch also covers transformers'.
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        # Libraries' own bars (model loading and saving, downloads, dataset maps) are carriage-return lines in a
+        # log file. Read when the libraries are imported, after this; huggingface_hub's switch covers transformers'.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if not verbose:

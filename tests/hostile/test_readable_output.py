@@ -101,3 +101,19 @@ def test_a_time_budget_stop_says_how_to_give_a_new_budget(tmp_path, capsys, demo
     # What the hint gives may change on --resume: the run's config hash ignores it.
     assert config_hash(load_config(config, given)) == config_hash(cfg)
     assert load_config(config, given).train.time_budget == "2h"
+
+
+@pytest.mark.parametrize("verb", ["predict", "submit"])
+def test_every_argument_of_predict_and_submit_has_help(verb):
+    from mmtune.cli.parser import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    actions = [a for a in commands.choices[verb]._actions if a.dest != "help"]
+    assert actions and [a.dest for a in actions if not a.help] == []
+
+
+def test_library_bars_stay_out_of_a_log_file(tmp_path):
+    # transformers draws "Writing model shards" when a model is saved: a carriage-return bar in a log file.
+    result = run_mmtune("make-tiny", "bert", tmp_path / "bert")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stderr and "shards" not in result.stderr, result.stderr
