@@ -91,15 +91,33 @@ def test_the_interval_comes_from_the_environment(monkeypatch):
     assert LineProgress(3, "x").interval == progress_module.DEFAULT_INTERVAL_S
 
 
-def test_a_terminal_gets_a_bar_and_a_log_file_a_line_record(monkeypatch):
-    monkeypatch.setattr(progress_module, "interactive", lambda: False)
-    assert isinstance(progress(10, "x"), LineProgress)
-    monkeypatch.setattr(progress_module, "interactive", lambda: True)
-    bar = progress(10, "x")
+@pytest.mark.parametrize(("terminal_", "notebook", "bar"), [(False, False, False), (True, False, True),
+                                                           (False, True, True)])
+def test_a_terminal_or_a_notebook_gets_a_bar_and_a_log_file_a_line_record(monkeypatch, terminal_, notebook, bar):
+    monkeypatch.setattr(progress_module, "interactive", lambda: terminal_)
+    monkeypatch.setattr(progress_module, "in_notebook", lambda: notebook)
+    drawn = progress(10, "x")
     try:
-        assert type(bar).__module__.startswith("tqdm")
+        assert type(drawn).__module__.startswith("tqdm") == bar and isinstance(drawn, LineProgress) != bar
     finally:
-        bar.close()
+        drawn.close()
+
+
+def test_a_notebook_is_a_jupyter_kernel(monkeypatch):
+    class Shell:
+        config = {"IPKernelApp": {}}
+
+    class IPython:
+        shell: object = None
+
+        def get_ipython(self):
+            return self.shell
+
+    fake = IPython()
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert not terminal.in_notebook()  # IPython imported, no shell
+    fake.shell = Shell()
+    assert terminal.in_notebook()
 
 
 def test_log_lines_outside_a_terminal_carry_the_time_and_do_not_wrap(restore_logging):

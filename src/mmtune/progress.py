@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mmtune.terminal import interactive
+from mmtune.terminal import in_notebook, interactive
 
 log = logging.getLogger("mmtune.progress")
 
@@ -20,9 +20,9 @@ DEFAULT_INTERVAL_S = 30.0
 
 def progress(total: int, desc: str, unit: str = "it", initial: int = 0, disable: bool = False,
              delay: float = 0.0) -> Any:
-    """A bar for `total` units (a tqdm bar in a terminal, a `LineProgress` elsewhere); `delay`: seconds before a
-    terminal bar appears (short passes draw nothing); a context manager either way."""
-    if not disable and interactive():
+    """A bar for `total` units (a tqdm bar in a terminal or a notebook, a `LineProgress` elsewhere); `delay`:
+    seconds before a bar appears (short passes draw nothing); a context manager either way."""
+    if not disable and (interactive() or in_notebook()):
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False, delay=delay, dynamic_ncols=True)

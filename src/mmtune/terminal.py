@@ -60,6 +60,13 @@ def interactive(stream: TextIO | None = None) -> bool:
         return False
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (mmtune.api in a notebook), where tqdm draws widget bars."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def process_rank() -> int:
     """This process's rank under torchrun / accelerate launch (they set RANK); 0 when run alone."""
     try:
