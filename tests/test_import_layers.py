@@ -70,7 +70,7 @@ def test_models_get_their_output_size_from_the_caller_not_from_the_objectives():
 
 
 L0 = ("mmtune.errors", "mmtune.files", "mmtune.terminal", "mmtune.outputs", "mmtune.compat", "mmtune.cli_args",
-      "mmtune.durations", "mmtune.sarcasm", "mmtune.registry", "mmtune.hub")
+      "mmtune.durations", "mmtune.sarcasm", "mmtune.registry", "mmtune.hub", "mmtune.progress")
 
 
 def test_evaluation_imports_neither_ensemble_nor_training_nor_models_nor_recipes():
@@ -184,7 +184,7 @@ def test_the_registry_helper_is_foundation():
 COMPONENTS = ("mmtune.data", "mmtune.models", "mmtune.training", "mmtune.evaluation", "mmtune.ensemble",
               "mmtune.generative", "mmtune.objectives", "mmtune.config", "mmtune.errors", "mmtune.files",
               "mmtune.terminal", "mmtune.outputs", "mmtune.compat", "mmtune.cli_args", "mmtune.durations",
-              "mmtune.sarcasm", "mmtune.registry", "mmtune.hub", "mmtune.demo", "mmtune.testing")
+              "mmtune.sarcasm", "mmtune.registry", "mmtune.hub", "mmtune.progress", "mmtune.demo", "mmtune.testing")
 FRONT = ("mmtune.cli", "mmtune.api")
 
 
@@ -241,7 +241,7 @@ def test_config_imports_only_the_foundation_and_the_objectives():
 # The whole house, bottom up (README, "Where to add X"): a unit imports only units of its own layer or below.
 LAYERS: list[tuple[str, ...]] = [
     ("mmtune", "mmtune.errors", "mmtune.files", "mmtune.terminal", "mmtune.outputs", "mmtune.compat",
-     "mmtune.cli_args", "mmtune.durations", "mmtune.sarcasm", "mmtune.registry", "mmtune.hub"),
+     "mmtune.cli_args", "mmtune.durations", "mmtune.sarcasm", "mmtune.registry", "mmtune.hub", "mmtune.progress"),
     ("mmtune.objectives",),
     ("mmtune.config",),
     ("mmtune.data",),

@@ -115,3 +115,17 @@ def test_a_bad_template_exits_2(tiny_vlm, vlm_demo, tmp_path):
     result = run_mmtune("train", write_config(config, tmp_path / "c.yaml"))
     assert result.returncode == 2, result.stderr
     assert "model.vlm.prompt: unknown placeholder {caption}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_label_words_are_logged_as_text_not_as_byte_level_pieces(vlm_setup, caplog):
+    words = "model.vlm.label_words={image-sarcasm: ảnh, multi-sarcasm: cả hai, not-sarcasm: không, text-sarcasm: chữ}"
+    with caplog.at_level("INFO", logger="mmtune.models.vlm_inputs"):
+        classifier = build(vlm_setup("qwen2", "vlm-generative", words))
+    report = classifier.inputs.report
+    pieces, texts = report.pieces["text-sarcasm"], report.texts["text-sarcasm"]
+    assert "".join(texts) == "chữ<|im_end|>" and "\ufffd" not in "".join(texts)
+    assert texts[-1] == "<|im_end|>" and len(texts) <= len(pieces)
+    assert "ữ" not in "".join(pieces)  # the tokenizer's byte-level pieces: what the log showed before
+    line = next(message for message in caplog.messages if message.startswith("label 'text-sarcasm'"))
+    assert line == f"label 'text-sarcasm': answer in {len(pieces)} tokens {texts}"
+    assert "Ã" not in caplog.text and "»" not in caplog.text  # no byte-level spelling (ữ is 'á»¯' there)

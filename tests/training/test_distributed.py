@@ -40,6 +40,11 @@ def test_two_process_ddp_trains_and_predicts_every_post_once(demo_small, tiny_mo
         pytest.skip(f"{command[0]} not installed")
     result = launch(*command)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Logs and results once, from the main process (issue 11): every rank used to print all of them.
+    assert result.stdout.count("done (finished)") == 1 and result.stdout.count("macro-F1 (selection)") == 1
+    logged = [line.split(" INFO ", 1)[1] for line in result.stderr.splitlines() if " INFO " in line]
+    assert logged and len(logged) == len(set(logged)), logged
+    assert sum("training and 24 validation posts" in line for line in logged) == 1
     with open(run_dir / "folds.csv", encoding="utf-8", newline="") as handle:
         val_ids = [row["id"] for row in csv.DictReader(handle) if row["fold"] == "0"]
     predicted = read_ids(run_dir / "val_predictions.csv")
@@ -54,6 +59,7 @@ def test_two_process_ddp_trains_and_predicts_every_post_once(demo_small, tiny_mo
                            str(demo_small.test), "--images", str(demo_small.test_images), "--out", str(out))
         assert predicted.returncode == 0, predicted.stderr[-3000:]
         assert sorted(read_ids(out)) == sorted(test_ids)
+        assert predicted.stdout.count("predictions written to") == 1
 
 
 def _children(pid: int) -> list[int]:

@@ -9,11 +9,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from rich.logging import RichHandler
-
 from mmtune.cli.parser import build_parser
 from mmtune.errors import InputError
-from mmtune.terminal import plain_console, printable, printable_record
+from mmtune.terminal import configure_output, printable, process_rank
 
 log = logging.getLogger("mmtune")
 
@@ -27,13 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    handler = RichHandler(console=plain_console(stderr=True), show_path=False, show_time=False)
-    handler.addFilter(printable_record)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        handlers=[handler], force=True)
-    # bitsandbytes warns at import, on AVX512-BF16 CPUs, that it cannot fetch a CPU inference kernel from the Hub;
-    # mmtune keeps 4-bit layers off that path (compat.keep_bnb_4bit_training_layout), so the line is only noise.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    configure_output(verbose=args.verbose)
     quick_exit()
     try:
         code = args.run(args)
@@ -83,7 +75,8 @@ def _report_error(message: str) -> None:
             bar.close()
     sys.stdout.flush()
     sys.stderr.flush()
-    print(f"mmtune: error: {message}", file=sys.stderr, flush=True)
+    rank = process_rank()
+    print(f"mmtune: error: {f'[rank {rank}] ' if rank else ''}{message}", file=sys.stderr, flush=True)
 
 
 def _release_process_group() -> None:

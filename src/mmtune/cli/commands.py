@@ -14,7 +14,7 @@ import yaml
 from rich.text import Text
 
 from mmtune.cli.audit_view import render_audit
-from mmtune.cli.tables import cv_table, demo_run_table, ensemble_table, folds_table, workflow_table
+from mmtune.cli.tables import cv_table, demo_run_table, ensemble_table, folds_table, scores_table, workflow_table
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.recipes.preflight import check_predict, check_run
 from mmtune.terminal import literal, plain_console
@@ -53,20 +53,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_run(cfg)
     from mmtune.recipes.train import train  # torch and transformers: only once the config is known to be sound
 
-    stopped = train(cfg, resume=args.resume).stopped
-    if stopped in ("time_budget", "signal"):
-        console.print(f"stopped ({stopped}); continue with: mmtune train {args.config} --resume "
-                      f"{' '.join(args.overrides)}".rstrip())
-        return 0 if stopped == "time_budget" else 130
-    console.print(f"done ({stopped}): {cfg.output_dir}")
+    result = train(cfg, resume=args.resume)
+    if result.stopped in ("time_budget", "signal"):
+        _print_resume_hint(["train", str(args.config), "--resume"], args.overrides, result.stopped, cfg)
+        return 0 if result.stopped == "time_budget" else 130
+    scores = result.scores
+    if scores is not None:
+        console.print(scores_table(scores, f"best evaluation: step {scores.step}, {scores.posts} validation posts"))
+        console.print(f"files written in {cfg.output_dir}: " + ", ".join(path.name for path in scores.files),
+                      highlight=False)
+    console.print(f"done ({result.stopped}): {cfg.output_dir}")
     return 0
+
+
+def _print_resume_hint(command: list[str], overrides: list[str], stopped: str, cfg: Config) -> None:
+    """How to continue a stopped run: the same command, and after a time-budget stop how to give it a new budget
+    (train.time_budget may change on --resume: mmtune.training.resume.RESUMABLE_CHANGES)."""
+    console.print(f"stopped ({stopped}); continue with: mmtune {' '.join([*command, *overrides])}", highlight=False)
+    if stopped == "time_budget":
+        kept = [item for item in overrides if not item.startswith("train.time_budget=")]
+        console.print(f"that gives it {cfg.train.time_budget} again; for another budget: mmtune "
+                      f"{' '.join([*command, *kept, 'train.time_budget=2h'])} (any duration: 90m, 2h, 1h30m)",
+                      highlight=False)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     check_predict(args.run_dir, args.data, args.out)
     from mmtune.recipes.predict import predict  # torch and transformers: only once the paths are known to be sound
+    from mmtune.recipes.scores import prediction_scores, run_metric
 
-    predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
+    predictions = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip,
+                          batch_size=args.batch_size)
+    scores = prediction_scores(predictions, run_metric(args.run_dir))
+    if scores is not None:
+        console.print(scores_table(scores, f"scores on {args.data.name} ({scores.posts} labelled posts)"))
     console.print(f"predictions written to {args.out}")
 
 
@@ -79,6 +99,9 @@ def cmd_cv(args: argparse.Namespace) -> int:
     if not result.complete:
         fold, why = next(iter(result.stopped.items()))
         console.print(f"fold {fold} stopped ({why}); run the same command again to continue it")
+        if why == "time_budget":
+            console.print(f"that gives it {cfg.train.time_budget} again; for another budget add "
+                          "train.time_budget=2h (any duration: 90m, 2h, 1h30m)", highlight=False)
         return 0 if why == "time_budget" else 130
     console.print(cv_table(result.summary))
     console.print(f"cv done: {result.oof}" + (f", {result.test}" if result.test else "")
@@ -174,8 +197,7 @@ def generative_command(verb: str) -> Callable[[argparse.Namespace], int]:
 
         stopped = train_generative(verb, cfg, resume=args.resume)
         if stopped in ("time_budget", "signal"):
-            hint = f"mmtune {verb} {args.config} --resume {' '.join(args.overrides)}".rstrip()
-            console.print(f"stopped ({stopped}); continue with: {hint}")
+            _print_resume_hint([verb, str(args.config), "--resume"], args.overrides, stopped, cfg)
             return 0 if stopped == "time_budget" else 130
         console.print(f"done: {Path(cfg.output_dir) / 'model'}")
         return 0

@@ -49,7 +49,8 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="mmtune", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mmtune {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the third-party warnings hidden by default")
     commands = parser.add_subparsers(dest="command", required=True)
 
     inspect = commands.add_parser("inspect", help="audit a data file: labels, duplicates, faults, images, leakage")
@@ -77,11 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     predict = commands.add_parser("predict", help="predict a data file with a run's best weights -> CSV")
-    predict.add_argument("run_dir", type=Path)
-    predict.add_argument("data", type=Path)
-    predict.add_argument("--images", type=Path)
-    predict.add_argument("--out", type=Path, required=True)
+    predict.add_argument("run_dir", type=Path, help="a run folder (output_dir of `mmtune train`): its best/ weights")
+    predict.add_argument("data", type=Path, help="posts to predict (JSON, JSONL or CSV, read as data.format says); "
+                         "when every post has a label, its scores are printed")
+    predict.add_argument("--images", type=Path, help="folder the data file's image names are relative to")
+    predict.add_argument("--out", type=Path, required=True, help="prediction CSV: id,label,p_<label>...")
     predict.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped images")
+    predict.add_argument("--batch-size", type=bounded_int(1), metavar="N",
+                         help="posts per forward pass (default: twice the run's train.batch_size)")
     predict.set_defaults(run=cmd_predict)
 
     tiny = commands.add_parser("make-tiny", help="write a tiny random model of a family, for smoke tests")
@@ -127,10 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.set_defaults(run=cmd_ensemble)
 
     submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv)")
-    submit.add_argument("predictions", type=Path)
+    submit.add_argument("predictions", type=Path, help="a prediction CSV (predict, cv's test.csv, ensemble)")
     submit.add_argument("--out", type=Path, required=True, help="results.zip (or a .csv with --format csv)")
-    submit.add_argument("--phase", choices=["dev", "test"], default="test")
-    submit.add_argument("--format", dest="fmt", choices=["vimmsd", "csv"], default="vimmsd")
+    submit.add_argument("--phase", choices=["dev", "test"], default="test",
+                        help="the ViMMSD phase written into results.json (default test)")
+    submit.add_argument("--format", dest="fmt", choices=["vimmsd", "csv"], default="vimmsd",
+                        help="vimmsd: results.zip holding results.json; csv: id,label for Kaggle (default vimmsd)")
     submit.add_argument("--ids", type=Path, help="the test data file: every post in it must be predicted")
     submit.add_argument("--labels", help="comma-separated known labels (default: the ViMMSD four for vimmsd)")
     submit.add_argument("--config", type=Path, help="YAML config whose data.format / data.columns read --ids")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from mmtune.terminal import literal
@@ -91,4 +92,18 @@ def workflow_table(figures: dict[str, Any]) -> Table:
             ("calibrated 5-fold ensemble", figures["calibrated_test"])]
     for name, scores in rows:
         table.add_row(name, f"{scores['macro_f1']:.3f}", f"{scores['accuracy']:.3f}")
+    return table
+
+
+def scores_table(scores: Any, title: str) -> Table:
+    """A run's or a prediction file's scores (mmtune.recipes.scores.Scores): the selection metric, macro-F1 and
+    each class's F1, one plain row each."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE)
+    table.add_column("score")
+    table.add_column("value", justify="right")
+    if scores.metric != "macro_f1":
+        table.add_row(f"{scores.metric} (selection)", f"{scores.value:.4f}")
+    table.add_row("macro-F1" + (" (selection)" if scores.metric == "macro_f1" else ""), f"{scores.macro_f1:.4f}")
+    for label, f1 in scores.per_class_f1.items():
+        table.add_row(literal(f"F1 {label}"), f"{f1:.4f}")
     return table

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, TrainerCallback
+from transformers import AutoModelForImageTextToText, PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from mmtune.config import Config, save_config
@@ -25,6 +25,7 @@ from mmtune.models.adapters import check_lora_numbers
 from mmtune.models.internvl_chat.cache import native_checkpoint
 from mmtune.models.vlm_families import load_processor
 from mmtune.models.vlm_loading import load_weights, lora_targets
+from mmtune.progress import progress
 from mmtune.training.budget import StopSignals, TimeBudget
 from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
@@ -218,7 +219,46 @@ class RunCallback(TrainerCallback):
                 handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
 
+class LogCallback(TrainerCallback):
+    """TRL's steps and metrics as mmtune shows them: one bar (a progress line outside a terminal) and one log line
+    of numbers per logging step, in place of transformers' printed dicts of quoted strings and the evaluation bar
+    it nests inside the training bar (cursor-up `[A` sequences in a log file)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.done = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            self.done = state.global_step
+            self.bar = progress(state.max_steps, "training", unit="step", initial=self.done)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.done)
+            self.done = state.global_step
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs:
+            log.info(metrics_line(state.global_step, logs))
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def metrics_line(step: int, logs: dict[str, Any]) -> str:
+    """`step 10: loss 0.6931, grad_norm 1.52, learning_rate 5e-05, epoch 0.5`: numbers as numbers."""
+    shown = [f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+             for key, value in logs.items() if key != "total_flos"]
+    return f"step {step}: {', '.join(shown)}"
+
+
 def run_trainer(trainer: Any, callback: RunCallback, resume: bool) -> str:
+    for printer in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(printer)
+    trainer.add_callback(LogCallback())
     trainer.add_callback(callback)
     with callback.signals:
         trainer.train(resume_from_checkpoint=True if resume else None)

@@ -35,9 +35,9 @@ from typing import Any, Protocol
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from mmtune.data.textfile import file_digest as regular_file_digest
+from mmtune.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,8 @@ class FeatureStore:
             log.info(f"{desc}: computing {len(missing)} of {len(keys)} ({self.identity})")
         extraction = _ACTIVE.get()
         namespace = namespace_id(self.identity, self.signature)
-        with tqdm(total=len(missing), desc=desc, unit="item", disable=not progress or not missing,
-                  delay=_PROGRESS_DELAY_S) as bar:
+        with progress_bar(len(missing), desc, unit="item", disable=not progress or not missing,
+                          delay=_PROGRESS_DELAY_S) as bar:
             start = 0
             while start < len(missing):
                 size = max(1, batch_size)

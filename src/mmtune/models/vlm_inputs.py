@@ -32,6 +32,7 @@ class LabelWordReport:
     """What the start-up check found in the label answers' tokens."""
 
     pieces: dict[str, list[str]] = field(default_factory=dict)  # label -> answer pieces
+    texts: dict[str, list[str]] = field(default_factory=dict)  # label -> the pieces' text as a person reads it
     byte_fallback: list[str] = field(default_factory=list)  # labels spelled partly in <0xNN> byte pieces
     shared_first: list[tuple[str, str]] = field(default_factory=list)  # label pairs with the same first token
 
@@ -101,6 +102,7 @@ class VlmInputs:
                                  "(they become unk or are dropped); choose words in its vocabulary")
             pieces = tokenizer.convert_ids_to_tokens(ids)
             report.pieces[label] = pieces
+            report.texts[label] = piece_texts(tokenizer, ids)
             if any(piece.startswith("<0x") and piece.endswith(">") for piece in pieces):
                 report.byte_fallback.append(label)
             answers.append(ids)
@@ -112,7 +114,7 @@ class VlmInputs:
 
     def _log_report(self, report: LabelWordReport) -> None:
         for label in self.labels:
-            log.info(f"label {label!r}: answer pieces {report.pieces[label]}")
+            log.info(f"label {label!r}: answer in {len(report.pieces[label])} tokens {report.texts[label]}")
         if report.byte_fallback:
             log.warning(f"labels {report.byte_fallback} are partly spelled in byte pieces (<0xNN>): the model "
                         "reads them as raw UTF-8 bytes; words in its vocabulary usually learn faster "
@@ -150,6 +152,21 @@ class VlmInputs:
         images: Any = per_post if self.nested_images else [image for images in per_post for image in images]
         return dict(self.loaded.processor(text=texts, images=images, padding=True, return_tensors="pt",
                                           **self.image_kwargs))
+
+
+def piece_texts(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each answer token's text, decoded: a byte-level piece reads 'há»' for the bytes of 'hữ'. A token that ends
+    inside a character (its decode ends in U+FFFD) is shown joined to the tokens that complete the character."""
+    texts: list[str] = []
+    group: list[int] = []
+    for position, token in enumerate(ids):
+        group.append(token)
+        text = tokenizer.decode(group, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd") and position + 1 < len(ids):
+            continue
+        texts.append(text)
+        group = []
+    return texts
 
 
 def _has_unknown_pieces(tokenizer: Any, ids: list[int], word: str) -> bool:

@@ -40,8 +40,11 @@ def load_run(run_dir: Path) -> tuple[Config, Path]:
 
 
 def predict(run_dir: Path, data: Path, images: Path | None = None, out: Path | None = None,
-            tta_flip: bool = False) -> Predictions:
-    """Predict a data file with a finished run's best weights; with `out`, also write the prediction CSV."""
+            tta_flip: bool = False, batch_size: int | None = None) -> Predictions:
+    """Predict a data file with a finished run's best weights; with `out`, also write the prediction CSV.
+
+    `batch_size`: posts per forward pass (default: twice the run's train.batch_size). The returned predictions
+    carry the file's gold labels when every post has one (the CSV does not: it is what a submission reads)."""
     cfg, best = load_run(run_dir)
     labels = list(cfg.data.labels or [])
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
@@ -52,8 +55,8 @@ def predict(run_dir: Path, data: Path, images: Path | None = None, out: Path | N
     model = accelerator.prepare(classifier)
     with accelerator.main_process_first():  # under a launcher: rank 0 fills the feature cache, the others read it
         examples = classifier.prepare(posts, train=False)
-    loader = accelerator.prepare(make_loader(classifier, examples, eval_batch_size(cfg.train.batch_size), cfg.seed,
-                                             cfg.train.num_workers))
+    size = batch_size or eval_batch_size(cfg.train.batch_size)
+    loader = accelerator.prepare(make_loader(classifier, examples, size, cfg.seed, cfg.train.num_workers))
     probs = _class_probs(cfg, model, loader, labels, accelerator)
     if tta_flip or cfg.train.tta_flip:
         # Test-time augmentation: the mean of the plain and the mirrored images' probabilities.
@@ -64,7 +67,8 @@ def predict(run_dir: Path, data: Path, images: Path | None = None, out: Path | N
     if out is not None and accelerator.is_main_process:  # every rank holds all probabilities (gathered)
         write_predictions(out, Predictions(ids, probs, labels))
     accelerator.wait_for_everyone()
-    return Predictions(ids, probs, labels, path=out or data)
+    gold = [e.post.label for e in examples]
+    return Predictions(ids, probs, labels, gold=gold if None not in gold else None, path=out or data)
 
 
 def _class_probs(cfg: Config, model: nn.Module, loader: object, labels: list[str],

@@ -29,6 +29,7 @@ from mmtune.evaluation.predictions import Predictions, write_predictions
 from mmtune.models.feature_cache import ExtractionStopped, extraction_budget
 from mmtune.models.kinds import build_classifier, check_kind
 from mmtune.objectives import get_objective
+from mmtune.recipes.scores import Scores, best_scores
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.batch_size import BatchPlan, find_batch_size, plan_batches
 from mmtune.training.budget import TimeBudget, budget_clock
@@ -54,6 +55,7 @@ class TrainResult:
 
     stopped: str
     config: Config
+    scores: Scores | None = None  # the best evaluation and the files written, when training ended
 
 
 def load_split(cfg: Config, run_dir: Path, write: bool = True) -> Split:
@@ -140,10 +142,12 @@ def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume
     loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
     loop.setup(train_examples, val_examples, resume=resume)
     stopped = loop.train()
+    scores = None
     if stopped in ("finished", "early_stopping"):
         _write_outputs(cfg, run_dir, loop, split, val_examples, test_examples)
+        scores = best_scores(loop.state.history, cfg.train.metric, loop.state.best_step, run_dir)
     loop.cleanup()
-    return TrainResult(stopped, cfg)
+    return TrainResult(stopped, cfg, scores)
 
 
 def prepare_within_budget(cfg: Config, classifier: object, split: Split) -> tuple[list, list, list | None] | None:

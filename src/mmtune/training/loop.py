@@ -24,7 +24,6 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from mmtune.compat import cache_accelerate_lomo_check
 from mmtune.config import Config, flat_dict
@@ -32,6 +31,7 @@ from mmtune.durations import budget_seconds
 from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
 from mmtune.models.base import Example
 from mmtune.objectives import get_objective
+from mmtune.progress import progress as progress_bar
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.budget import StopSignals, TimeBudget
 from mmtune.training.inference import eval_batch_size, make_loader, predict_probs
@@ -185,8 +185,8 @@ class TrainingLoop:
             ckpt.set_rng_state(self._resume_rng)
         self._resume_rng = None
         self.model.train()
-        progress = tqdm(total=len(self.train_loader), initial=state.batches_done, desc=f"epoch {state.epoch + 1}",
-                        disable=not accelerator.is_local_main_process, leave=False)
+        progress = progress_bar(len(self.train_loader), f"epoch {state.epoch + 1}", unit="batch",
+                                initial=state.batches_done, disable=not accelerator.is_local_main_process)
         losses: list[float] = []
         started = time.monotonic()
         for batch in batches:
