@@ -22,7 +22,9 @@ from mmtune import hub
 from mmtune.config import load_config, save_config
 from tests.hostile.conftest import assert_one_line_error, demo_small, fusion_config, tiny_models, write_config  # noqa: F401
 
-SECONDS = 15  # generous on a shared 2-core machine; benchmarks/offline_errors.py records the real figures
+# Far below the minutes the Hub retries took (the bug), far above a loaded CI machine's few seconds: the
+# figures themselves are benchmarks/offline_errors.py's (RESULTS.md), not a timed test.
+SECONDS = 60
 MISSING = "mmtune-test/not-cached-anywhere"
 
 
