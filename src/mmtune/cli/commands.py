@@ -161,10 +161,11 @@ def cmd_config(args: argparse.Namespace) -> None:
 
     if args.schema:
         for key, default, text in schema():  # one line per key, never wrapped: grep finds a key with its doc
-            console.print(Text.assemble((key, "bold"), f" = {default}  ", (text, "dim")), soft_wrap=True)
+            line = Text.assemble((key, "bold"), f" = {default}  ", (text, "dim"))
+            console.print(line, highlight=False, soft_wrap=True)
         return
     path, overrides = config_and_overrides(args.config, args.overrides)
-    console.print(resolved_yaml(path, overrides), end="", soft_wrap=True)
+    console.print(resolved_yaml(path, overrides), end="", highlight=False, soft_wrap=True)
 
 
 def config_and_overrides(option: Path | None, items: list[str]) -> tuple[Path | None, list[str]]:
