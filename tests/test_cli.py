@@ -107,3 +107,12 @@ def test_config_schema_prints_brackets_and_every_choice_verbatim_one_line_per_ke
            "apo_zero, apo_down, discopop, sft, sigmoid_norm)" in lines["dpo.loss_type"]
     assert "train.metric = macro_f1  " in lines["train.metric"] and "log_loss)" in lines["train.metric"]
     assert len(lines) == len(result.stdout.splitlines()) > 100  # not wrapped: each line is one key
+
+
+def test_config_checks_load_no_torch():
+    # `mmtune config` is the quick check of a config: the kinds, fusions and presets are known by name only.
+    code = ("import sys; from mmtune.recipes.config import checked_config, schema; schema(); "
+            "checked_config(None, ['model.kind=vilt', 'model.freeze.preset=all']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

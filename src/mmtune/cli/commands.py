@@ -16,6 +16,7 @@ from mmtune.cli.audit_view import render_audit
 from mmtune.cli.tables import cv_table, demo_run_table, ensemble_table, folds_table, workflow_table
 from mmtune.config import Config, load_config
 from mmtune.errors import InputError
+from mmtune.recipes.config import checked_config
 from mmtune.recipes.preflight import check_predict, check_run
 from mmtune.terminal import literal, plain_console
 
@@ -49,7 +50,7 @@ def cmd_folds(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = checked_config(args.config, args.overrides)  # as `mmtune config` checks it: the kind before the models
     check_run(cfg)
     from mmtune.recipes.train import train  # torch and transformers: only once the config is known to be sound
 
@@ -71,7 +72,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = checked_config(args.config, args.overrides)
     check_run(cfg)
     from mmtune.recipes.cv import run_cv
 
@@ -157,7 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> None:
-    from mmtune.recipes.config import resolved_yaml, schema  # the model registries: torch
+    from mmtune.recipes.config import resolved_yaml, schema
 
     if args.schema:
         for key, default, text in schema():  # one line per key, never wrapped: grep finds a key with its doc

@@ -22,12 +22,21 @@ from typing import TYPE_CHECKING
 
 from mmtune.config import Config, ModelConfig
 from mmtune.errors import InputError
-from mmtune.models.freeze_presets import get_preset
+from mmtune.models.freeze_presets import check_preset
 
 if TYPE_CHECKING:
     from torch import nn
 
 Builder = Callable[[Config, list[str], int], "nn.Module"]  # (config, labels in model order, outputs per post)
+
+
+def builder(module: str, name: str) -> Builder:
+    """The classifier `name` of `module`, imported when a model is built: registering and checking a kind
+    (`mmtune config`, pre-flight) loads no torch or transformers."""
+    def build(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
+        return getattr(importlib.import_module(module), name)(cfg, labels, output_size)
+
+    return build
 
 
 def _no_checks(cfg: Config) -> None:
@@ -74,7 +83,7 @@ def get_kind(name: str) -> Kind:
 def check_kind(cfg: Config) -> Kind:
     """The kind of `model.kind`, once the config suits it: what a run checks before any data or weights load."""
     kind = get_kind(cfg.model.kind)
-    get_preset(cfg.model.freeze.preset)  # an unknown preset: exit 2 naming model.freeze.preset
+    check_preset(cfg.model.freeze.preset)  # an unknown preset: exit 2 naming model.freeze.preset
     owners: dict[str, list[str]] = {}
     for other in _registry().values():
         if other.section is not None:
