@@ -513,18 +513,22 @@ def _yaml12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
     `10` matches both). Booleans stay YAML 1.1 (`yes`/`no`), as configs in use write them."""
     resolvers = {first: [(tag, regexp) for tag, regexp in entries if tag not in (_INT_TAG, _FLOAT_TAG)]
                  for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    numbers = [(tag, re.compile(rf"(?:{pattern.pattern})\Z")) for tag, pattern in ((_INT_TAG, _INT),
+                                                                                 (_FLOAT_TAG, _FLOAT))]
     for first in "-+0123456789.":
-        numbers = [(tag, re.compile(rf"(?:{pattern.pattern})\Z")) for tag, pattern in ((_INT_TAG, _INT),
-                                                                                     (_FLOAT_TAG, _FLOAT))]
         resolvers[first] = numbers + resolvers.get(first, [])
     return resolvers
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    """A YAML 1.2 integer: decimal (`017` is 17), 0o octal or 0x hexadecimal."""
     text = str(loader.construct_scalar(node))
     if not _INT.fullmatch(text):
         raise ValueError(f"{text!r} is not an integer")
+    return _int_of(text)
+
+
+def _int_of(text: str) -> int:
+    """A YAML 1.2 integer's value: decimal (`017` is 17), 0o octal or 0x hexadecimal."""
     base = {"0o": 8, "0x": 16}.get(text[:2], 10)
     return int(text[2:] if base != 10 else text, base)
 
@@ -825,7 +829,7 @@ def _number(value: Any) -> int | float | None:
         return value
     if isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
         if _INT.fullmatch(value):
-            return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+            return _int_of(value)
         if _FLOAT.fullmatch(value):
             return float(value.lower().replace(".inf", "inf").replace(".nan", "nan"))
     return None

@@ -5,7 +5,9 @@ the sections; the kind says which one is its own), its builder and its pre-fligh
 a run checks before any data or weights load: the kind is known, no section of another kind is set, and the
 kind's own checks pass. `build_classifier` only looks the kind up: a run folder's config.yaml holds every
 section, and the defaults of other kinds' sections may have changed since it was written. Adding a kind is one
-new module here (its classifier may live in it or in a module of mmtune.models) plus its test.
+new module here plus its test; its classifier lives in a module of mmtune.models, named by `builder(module,
+name)`: a kind module imports no torch, so that `mmtune config` and the pre-flight checks of every command
+run in a fraction of a second (tests/test_cli.py::test_config_checks_load_no_torch).
 
 This package imports no kind module by name (pkgutil finds them, as objectives/__init__.py does): the kind
 modules import it, never the other way, so there is no module cycle and no list of kinds to keep in step.
