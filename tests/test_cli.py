@@ -76,6 +76,9 @@ def test_config_verb_takes_the_file_first_or_by_option(tmp_path, capsys):
     assert capsys.readouterr().out == first and "name: x\n" in first and "seed: 3\n" in first
     assert main(["config", str(config), "--config", str(config)]) == 2
     assert "config given twice" in capsys.readouterr().err
+    # An override first is an override, however long (no file name can be that long) or odd.
+    assert main(["config", f"data.labels=[{'a' * 300}]", "name=a=b"]) == 0
+    assert f"- {'a' * 300}\n" in capsys.readouterr().out
 
 
 def test_config_verb_refuses_what_a_run_refuses_naming_key_and_source(tmp_path, capsys):

@@ -172,11 +172,18 @@ def cmd_config(args: argparse.Namespace) -> None:
 def config_and_overrides(option: Path | None, items: list[str]) -> tuple[Path | None, list[str]]:
     """`mmtune config [CONFIG] [k=v ...]`: the first item is the config file when it is not an override (it has
     no '=', or it names an existing file); `--config` names it as well, but not both."""
-    if not items or ("=" in items[0] and not Path(items[0]).is_file()):
+    if not items or ("=" in items[0] and not _is_file(items[0])):
         return option, items
     if option is not None:
         raise InputError(f"config given twice: '{items[0]}' and --config {option}; give one")
     return Path(items[0]), items[1:]
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # an override longer than a file name can be (ENAMETOOLONG) is no file
+        return False
 
 
 def generative_command(verb: str) -> Callable[[argparse.Namespace], int]:
