@@ -1,6 +1,7 @@
 import re
 
 import pytest
+import yaml
 
 from mmtune.config import (
     Config,
@@ -93,12 +94,13 @@ def test_every_leaf_key_is_documented():
 def test_a_key_that_moved_names_its_new_place(override, new):
     old = override.partition("=")[0]
     given = f"{old}: gated" if old == "model.fusion" else old
-    with pytest.raises(InputError, match=f"^defaults: '{re.escape(given)}' moved to {re.escape(new)}"):
+    where = f"override '{override}'"  # the override names itself as the source
+    with pytest.raises(InputError, match=f"^{re.escape(where)}: '{re.escape(given)}' moved to {re.escape(new)}"):
         load_config(None, [override])
 
 
 def test_the_old_fusion_key_in_a_file_names_the_method(tmp_path):
-    with pytest.raises(InputError, match=r"c\.yaml: 'model\.fusion: gated' moved to model\.fusion\.method$"):
+    with pytest.raises(InputError, match=r"c\.yaml:3: 'model\.fusion: gated' moved to model\.fusion\.method$"):
         load_config(write(tmp_path, "model:\n  kind: fusion\n  fusion: gated\n"))
 
 
@@ -126,3 +128,92 @@ def test_class_weights_are_the_objectives_schemes():
     with pytest.raises(InputError, match=r"'train\.class_weights' must be one of 'none', 'inverse'"):
         load_config(None, ["train.class_weights=balanced"])
     assert load_config(None, ["train.class_weights=effective_number"]).train.class_weights == "effective_number"
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers as YAML 1.2 reads them, and messages that say where a bad value was set
+
+
+@pytest.mark.parametrize(("written", "value"), [
+    ("1e-4", 1e-4), ("1E-4", 1e-4), ("1e+3", 1000.0), ("+1.0e+3", 1000.0), (".5", 0.5), ("+.5e1", 5.0),
+    ("2.", 2.0), ("3", 3.0), ("0x10", 16.0), ("0o17", 15.0), ("'1e-4'", 1e-4),
+])
+def test_every_yaml_1_2_float_form_is_a_number_in_a_file_and_an_override(tmp_path, written, value):
+    assert load_config(write(tmp_path, f"train:\n  lr: {written}\n")).train.lr == pytest.approx(value)
+    assert load_config(None, [f"train.head_lr={written}"]).train.head_lr == pytest.approx(value)
+    assert isinstance(load_config(None, [f"train.head_lr={written}"]).train.head_lr, float)
+
+
+@pytest.mark.parametrize(("written", "value"), [("017", 17), ("0o17", 15), ("0x1F", 31), ("+5", 5), ("1e1", 10),
+                                                ("10.0", 10)])
+def test_whole_numbers_in_every_form_are_whole_numbers(written, value):
+    epochs = load_config(None, [f"train.epochs={written}"]).train.epochs
+    assert epochs == value and type(epochs) is int
+
+
+@pytest.mark.parametrize("written", ["nan", "inf", "infinity", "1_000", "1:30", "1e", "e5", "0x", "1.2.3", "١", "true",
+                                     "'.'"])
+def test_text_that_is_no_yaml_number_is_refused_for_a_number(written):
+    with pytest.raises(InputError, match=r"'train\.lr' must be a number, got (text|true)"):
+        load_config(None, [f"train.lr={written}"])
+
+
+def test_a_bad_value_is_named_by_its_file_and_line_or_by_its_override(tmp_path):
+    path = write(tmp_path, "name: x\n\ntrain:\n  epochs: 2\n  lr: fast\ndata:\n  labels:\n    - a\n    - 3\n")
+    where = re.escape(str(path))
+    with pytest.raises(InputError, match=rf"^{where}:5: 'train\.lr' must be a number, got text 'fast'$"):
+        load_config(path)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}:9: 'data\.labels\[1\]' must be text"):
+        load_config(path, ["train.lr=1e-4"])
+    # The override wins over the file's line, and names itself: the file holds no bad value.
+    with pytest.raises(InputError, match=r"^override 'train\.lr=-1e-4': 'train\.lr' must be >= 0, got -0\.0001$"):
+        load_config(path, ["data.labels=[a, b]", "train.lr=-1e-4"])
+    with pytest.raises(InputError, match=r"^override 'data\.labels=\[a, 2\]': 'data\.labels\[1\]' must be text"):
+        load_config(path, ["train.lr=1", "data.labels=[a, 2]"])
+
+
+def test_checks_between_keys_name_where_the_key_was_set(tmp_path):
+    path = write(tmp_path, "cv:\n  folds: 3\n  only: [0, 4]\n")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}:3: 'cv\.only' fold 4 does not exist"):
+        load_config(path)
+    with pytest.raises(InputError, match=r"^override 'cv\.only=\[5\]': 'cv\.only' fold 5 does not exist"):
+        load_config(path, ["cv.only=[5]"])
+    with pytest.raises(InputError, match=r"^override 'train\.time_budget=soon': 'train\.time_budget'"):
+        load_config(path, ["cv.only=[1]", "train.time_budget=soon"])
+
+
+def test_a_merged_key_is_named_by_the_line_it_was_written_on(tmp_path):
+    path = write(tmp_path, "chat:\n  max_length: &n 0\n  turns: all\ntrain: &t\n  lr: 1e-4\n"
+                           "dpo:\n  <<: {beta: 0.5, label_smoothing: 2}\n")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}:7: 'dpo\.label_smoothing' must be in"):
+        load_config(path, ["chat.max_length=8"])
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}:2: 'chat\.max_length' must be >= 1"):
+        load_config(path)
+
+
+def test_text_keys_keep_numbers_as_written_and_saved_configs_read_back_equal(tmp_path):
+    cfg = load_config(write(tmp_path, "name: 1e5\noutput_dir: runs/007\ndata:\n  columns:\n    id: 0o17\n"),
+                      ["data.labels=['1e-4', '017', '1:30', 'yes']", "data.columns.text=1.10"])
+    assert (cfg.name, cfg.data.columns.id, cfg.data.columns.text) == ("1e5", "0o17", "1.10")
+    assert cfg.data.labels == ["1e-4", "017", "1:30", "yes"]
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_saved_config(tmp_path / "saved.yaml") == cfg
+    assert yaml.safe_load((tmp_path / "saved.yaml").read_text())["data"]["labels"] == cfg.data.labels  # YAML 1.1 too
+
+
+def test_literal_choices_are_matched_with_their_type():
+    assert load_config(None, ["build.stage=2"]).build.stage == 2
+    for written in ("true", "2.0", "'2'"):
+        with pytest.raises(InputError, match=r"'build\.stage' must be one of 0, 1, 2"):
+            load_config(None, [f"build.stage={written}"])
+
+
+def test_the_schema_lists_every_choice_and_writes_defaults_as_yaml():
+    docs = {key: (default, text) for key, default, text in describe_schema(names={"model.kind": ["a", "b-c"]})}
+    assert docs["model.kind"] == ("fusion", "classifier kind (a module of models/kinds/) (valid: not empty, one of "
+                                            "a, b-c)")
+    assert docs["train.mixed_precision"][1].endswith("(valid: one of auto, 'no', fp16, bf16)")  # `no` is false in YAML
+    assert docs["model.fusion.lora_towers"] == ("[text, image]", docs["model.fusion.lora_towers"][1])
+    assert docs["model.fusion.lora_towers"][1].endswith("(valid: each one of text, image)")
+    assert "each one of sigmoid, hinge, ipo," in docs["dpo.loss_type"][1]
+    assert docs["train.time_budget"][0] == "null" and docs["data.text.nfc"][0] == "true"

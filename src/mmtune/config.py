@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -116,9 +117,9 @@ class AugmentConfig:
     translate: float = doc(0.05, "maximum shift as a fraction of each side", ge=0, lt=1)
     fill: Literal["constant", "edge", "reflect"] = doc("constant", "how pixels uncovered by a transform are filled")
 
-    def check_relations(self, source: str, prefix: str) -> None:
+    def check_relations(self, origins: Origins, prefix: str) -> None:
         if self.scale[0] > self.scale[1]:
-            raise InputError(f"{source}: '{prefix}scale' must be (low, high) with low <= high, got {list(self.scale)}")
+            raise _bad(origins, f"{prefix}scale", f"must be (low, high) with low <= high, got {list(self.scale)}")
 
 
 @dataclass
@@ -237,7 +238,7 @@ class ModelConfig:
     """What every kind reads, plus one section per kind (model.fusion, model.vilt, model.vlm): a kind reads its
     own section, and a run refuses the sections of other kinds (models/kinds: each kind names its section)."""
 
-    kind: str = doc("fusion", "classifier kind (registry name): fusion, vilt, ...", nonempty=True)
+    kind: str = doc("fusion", "classifier kind (a module of models/kinds/)", nonempty=True)
     name: str | None = doc(None, "Hugging Face id or folder of one checkpoint (CLIP/SigLIP for both towers, ViLT, "
                                  "a VLM)")
     freeze: FreezeConfig = doc(FreezeConfig(), "what trains in the backbone(s)")
@@ -304,9 +305,10 @@ class TrainConfig:
     log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
     log_every_steps: int = doc(10, "write the training loss and learning rate to the trackers every N steps", ge=1)
 
-    def check_relations(self, source: str, prefix: str) -> None:
+    def check_relations(self, origins: Origins, prefix: str) -> None:
         if self.time_budget is not None:
-            parse_duration(self.time_budget, f"{source}: '{prefix}time_budget'")  # an unreadable one: exit 2 now
+            key = f"{prefix}time_budget"
+            parse_duration(self.time_budget, f"{origins.at(key)}: '{key}'")  # an unreadable one: exit 2 now
 
 
 @dataclass
@@ -331,11 +333,16 @@ class ChatConfig:
         2048, "truncate prompt+answer to this many tokens (image tokens included); null = off", ge=1)
 
 
+# TRL 1.16's DPO loss variants; TRL itself only rejects an unknown one at the first step, minutes in.
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
 @dataclass
 class DpoConfig:
     beta: float = doc(0.1, "DPO beta: how far the policy may move from the reference model", gt=0)
-    loss_type: list[str] = doc(
-        ["sigmoid"], "TRL DPO loss variants (sigmoid, ipo, hinge, robust, ...), summed", nonempty=True)
+    loss_type: list[str] = doc(["sigmoid"], "TRL DPO loss variants, summed", nonempty=True,
+                               choices=lambda: DPO_LOSS_TYPES)
     label_smoothing: float = doc(
         0.0, "conservative DPO / robust loss: assumed share of flipped preferences", ge=0, lt=0.5)
 
@@ -366,35 +373,35 @@ class Config:
     dpo: DpoConfig = doc(DpoConfig(), "mmtune dpo")
     build: BuildConfig = doc(BuildConfig(), "mmtune build-vlm: a LLaVA-style VLM from parts")
 
-    def check_relations(self, source: str, prefix: str) -> None:
+    def check_relations(self, origins: Origins, prefix: str) -> None:
         """Keys whose meaning depends on another key, checked here so that a run never starts on them."""
-        self._check_kind_settings(source)
-        self._check_folds(source)
+        self._check_kind_settings(origins)
+        self._check_folds(origins)
 
-    def _check_kind_settings(self, source: str) -> None:
+    def _check_kind_settings(self, origins: Origins) -> None:
         from mmtune.sarcasm import SARCASM_LABELS, is_sarcasm_scheme
 
         labels = self.data.labels
         # The bits objective checks the same rule again on the labels a training file gives (objectives/bits.py);
         # here it runs at load, without importing torch.
         if self.train.loss == "bits" and labels is not None and not is_sarcasm_scheme(labels):
-            raise InputError(f"{source}: 'train.loss' bits needs the 4 sarcasm labels {list(SARCASM_LABELS)} as "
-                             f"data.labels, got {labels}")
+            raise _bad(origins, "train.loss", f"bits needs the 4 sarcasm labels {list(SARCASM_LABELS)} as "
+                                              f"data.labels, got {labels}")
         freeze = self.model.freeze
         if freeze.preset == "last_n" and freeze.last_n < 1:
-            raise InputError(f"{source}: 'model.freeze.last_n' must be >= 1 with preset last_n, got {freeze.last_n}")
+            raise _bad(origins, "model.freeze.last_n", f"must be >= 1 with preset last_n, got {freeze.last_n}")
 
-    def _check_folds(self, source: str) -> None:
+    def _check_folds(self, origins: Origins) -> None:
         if self.cv.folds_file is not None:
             return  # the folds file says which folds exist; the run checks against it
         folds = self.cv.folds
         unknown = [k for k in self.cv.only or [] if k >= folds]
         if unknown:
-            raise InputError(f"{source}: 'cv.only' fold {unknown[0]} does not exist with cv.folds={folds} "
-                             f"(folds 0..{folds - 1})")
+            raise _bad(origins, "cv.only", f"fold {unknown[0]} does not exist with cv.folds={folds} "
+                                           f"(folds 0..{folds - 1})")
         if self.data.val is None and self.train.val_fold >= folds:
-            raise InputError(f"{source}: 'train.val_fold' must be in [0, {folds - 1}] with cv.folds={folds}, "
-                             f"got {self.train.val_fold}")
+            raise _bad(origins, "train.val_fold", f"must be in [0, {folds - 1}] with cv.folds={folds}, "
+                                                  f"got {self.train.val_fold}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,14 +410,48 @@ class Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from defaults), apply `a.b=value` overrides, check every key and range."""
+    raw, origins = read_config(path, overrides)
+    return build(Config, raw, origins)
+
+
+class Origins:
+    """Where each key's value came from, as messages name it: `file:line` for a key of a YAML file, `override
+    'k=v'` for a command-line override; a key without an entry of its own is named by its nearest section
+    that has one, else by `default` (the file, or DEFAULTS)."""
+
+    DEFAULTS = "defaults"  # no file: a key no override set has its default value
+
+    def __init__(self, default: str, keys: dict[str, str] | None = None) -> None:
+        self.default = default
+        self.keys = dict(keys or {})
+
+    def at(self, key: str) -> str:
+        while key not in self.keys:
+            cut = max(key.rfind("."), key.rfind("["))
+            if cut <= 0:
+                return self.default
+            key = key[:cut]
+        return self.keys[key]
+
+    def set(self, key: str, where: str) -> None:
+        """`key` (and everything below it: an override replaces a whole list or section) now comes from `where`."""
+        for known in [k for k in self.keys if k == key or k.startswith((f"{key}.", f"{key}["))]:
+            del self.keys[known]
+        self.keys[key] = where
+
+    def __str__(self) -> str:
+        return self.default
+
+
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[dict[str, Any], Origins]:
+    """The raw settings of a YAML file plus overrides, unchecked, and where each key came from."""
     raw: dict[str, Any] = {}
-    source = "defaults"
+    origins = Origins(Origins.DEFAULTS)
     if path is not None:
-        source = str(path)
-        raw = _read_yaml(Path(path))
+        raw, origins = _read_yaml(Path(path))
     for item in overrides or []:
-        _apply_override(raw, item)
-    return build(Config, raw, source=source)
+        _apply_override(raw, item, origins)
+    return raw, origins
 
 
 # A config is a page of settings: these limits are far above any real one and stop a hostile file
@@ -422,16 +463,16 @@ MAX_DEPTH = 64
 
 def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
     """A small YAML file (config, rules, label map) read with every guard of the config loader."""
-    return _parse_yaml(_read_text(Path(path), what), str(path))
+    return _parse_yaml(_read_text(Path(path), what), str(path), _ConfigLoader)[0]
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    data = read_yaml_file(path)
+def _read_yaml(path: Path, text: str | None = None) -> tuple[dict[str, Any], Origins]:
+    data, node = _parse_yaml(_read_text(path) if text is None else text, str(path), _SettingsLoader)
     if data is None:
-        return {}
+        return {}, Origins(str(path))
     if not isinstance(data, dict):
         raise InputError(f"{path}: a config must be a mapping of sections, got {describe(data)}")
-    return data
+    return data, Origins(str(path), _key_lines(node, str(path)))
 
 
 def _read_text(path: Path, what: str = "config file") -> str:
@@ -459,8 +500,44 @@ def _read_text(path: Path, what: str = "config file") -> str:
                          f"{data[exc.start:exc.start + 1]!r}; save the file as UTF-8") from None
 
 
+# YAML 1.2 (core schema) numbers. PyYAML resolves YAML 1.1, where `1e-4` (no dot), `1E5` and `.5e3` are text,
+# `017` is octal 15 and `1:30` is the base-60 number 90: none of which a person writing a config means.
+_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+def _yaml12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    """SafeLoader's implicit resolvers with YAML 1.2's int and float rules in place of YAML 1.1's (ints first:
+    `10` matches both). Booleans stay YAML 1.1 (`yes`/`no`), as configs in use write them."""
+    resolvers = {first: [(tag, regexp) for tag, regexp in entries if tag not in (_INT_TAG, _FLOAT_TAG)]
+                 for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    numbers = [(tag, re.compile(rf"(?:{pattern.pattern})\Z")) for tag, pattern in ((_INT_TAG, _INT),
+                                                                                 (_FLOAT_TAG, _FLOAT))]
+    for first in "-+0123456789.":
+        resolvers[first] = numbers + resolvers.get(first, [])
+    return resolvers
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if not _INT.fullmatch(text):
+        raise ValueError(f"{text!r} is not an integer")
+    return _int_of(text)
+
+
+def _int_of(text: str) -> int:
+    """A YAML 1.2 integer's value: decimal (`017` is 17), 0o octal or 0x hexadecimal."""
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
 class _ConfigLoader(yaml.SafeLoader):
-    """safe_load plus what a settings file never needs: duplicate or non-text keys, alias bombs, deep nesting."""
+    """safe_load plus what a settings file never needs: duplicate or non-text keys, alias bombs, deep nesting;
+    numbers as YAML 1.2 reads them."""
+
+    yaml_implicit_resolvers = _yaml12_resolvers()
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -497,9 +574,47 @@ class _ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _parse_yaml(text: str, source: str) -> Any:
+_ConfigLoader.add_constructor(_INT_TAG, _construct_int)
+
+
+class _WrittenInt(int):
+    """A number of a config as it was written: a text key (a run name, a label) keeps `1e5` or `007` as typed."""
+
+    written: str
+
+
+class _WrittenFloat(float):
+    written: str
+
+
+def _construct_written(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
+    number = _construct_int(loader, node) if node.tag == _INT_TAG else loader.construct_yaml_float(node)
+    written = _WrittenInt(number) if isinstance(number, int) else _WrittenFloat(number)
+    written.written = str(node.value)
+    return written
+
+
+class _SettingsLoader(_ConfigLoader):
+    """The config loader (its numbers remember their text; `build` turns them into plain numbers or that text)."""
+
+
+_SettingsLoader.add_constructor(_INT_TAG, _construct_written)
+_SettingsLoader.add_constructor(_FLOAT_TAG, _construct_written)
+
+
+def _load_yaml(text: str, loader_class: type[_ConfigLoader] = _SettingsLoader) -> tuple[Any, yaml.Node | None]:
+    """The document and its node tree (which holds each value's line)."""
+    loader = loader_class(text)
     try:
-        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - _ConfigLoader is a SafeLoader
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
+def _parse_yaml(text: str, source: str, loader_class: type[_ConfigLoader]) -> tuple[Any, yaml.Node | None]:
+    try:
+        return _load_yaml(text, loader_class)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -509,7 +624,34 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise InputError(f"{source}: invalid YAML value ({exc})") from None
 
 
-def _apply_override(raw: dict[str, Any], item: str) -> None:
+def _key_lines(root: yaml.Node | None, source: str) -> dict[str, str]:
+    """'file:line' of every key and list item below `root`, by dotted path (`train.lr`, `data.labels[0]`).
+
+    Runs on the constructed tree: merge keys (`<<: *base`) are already flattened into the mapping, the merged
+    ones first. A node reached again through an alias is not walked again (an alias tree can hold far more
+    paths than nodes): what lies below it is named by the line of the key that holds the alias.
+    """
+    lines: dict[str, str] = {}
+    walked: set[int] = set()
+    pending: list[tuple[yaml.Node, str]] = [(root, "")] if root is not None else []
+    while pending:
+        node, path = pending.pop()
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):  # a key given after a merged one replaces it: the last one counts
+            children = {f"{path}.{key.value}" if path else str(key.value): (key, value) for key, value in node.value}
+        elif isinstance(node, yaml.SequenceNode):
+            children = {f"{path}[{i}]": (item, item) for i, item in enumerate(node.value)}
+        else:
+            continue
+        for child, (marked, value) in children.items():
+            lines[child] = f"{source}:{marked.start_mark.line + 1}"
+            pending.append((value, child))
+    return lines
+
+
+def _apply_override(raw: dict[str, Any], item: str, origins: Origins) -> None:
     key, sep, value = item.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(part.strip() for part in parts):
@@ -521,6 +663,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
             raise InputError(f"override '{item}': '{part}' is not a section")
         node = child
     node[parts[-1]] = _override_value(value)
+    origins.set(".".join(parts), f"override '{item}'")
 
 
 def _override_value(value: str) -> Any:
@@ -528,39 +671,48 @@ def _override_value(value: str) -> Any:
     if not value.strip():
         return None
     try:
-        return yaml.load(value, Loader=_ConfigLoader)  # noqa: S506 - _ConfigLoader is a SafeLoader
+        return _load_yaml(value)[0]
     except (yaml.YAMLError, ValueError):
         return value
 
 
-def build(cls: type, raw: Any, source: str = "config", prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking unknown keys, value types and ranges by key path."""
+def build(cls: type, raw: Any, source: str | Origins = "config", prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, checking unknown keys, value types and ranges by key path.
+
+    `source` names where the values came from: a file name, or the `Origins` of each key (its file:line or the
+    override that set it)."""
+    origins = source if isinstance(source, Origins) else Origins(source)
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, dict):
-        raise InputError(f"{source}: '{where}' must be a mapping, got {describe(raw)}")
+        raise _bad(origins, where, f"must be a mapping, got {describe(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
-        _check_moved(cls, key, raw[key], fields, source, prefix)
+        _check_moved(cls, key, raw[key], fields, origins, prefix)
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(fields)})"
-            raise InputError(f"{source}: unknown key '{prefix}{key}'{hint}")
+            raise InputError(f"{origins.at(f'{prefix}{key}')}: unknown key '{prefix}{key}'{hint}")
     values = {}
     for key, value in raw.items():
         metadata = fields[key].metadata
         if metadata.get("strings_only"):
-            _check_strings_only(value, source, f"{prefix}{key}")
-        values[key] = _coerce(hints[key], value, source, f"{prefix}{key}")
-        _check_value(values[key], metadata, source, f"{prefix}{key}")
+            _check_strings_only(value, origins, f"{prefix}{key}")
+        values[key] = _coerce(hints[key], value, origins, f"{prefix}{key}")
+        _check_value(values[key], metadata, origins, f"{prefix}{key}")
     built = cls(**values)
     relations = getattr(built, "check_relations", None)
     if relations is not None:
-        relations(source, prefix)
+        relations(origins, prefix)
     return built
 
 
-def _check_moved(cls: type, key: Any, value: Any, fields: dict[str, dataclasses.Field], source: str,
+def _bad(origins: Origins, key: str, problem: str) -> InputError:
+    """`file:line: 'key' problem` (or `override 'k=v': 'key' problem`)."""
+    return InputError(f"{origins.at(key)}: '{key}' {problem}")
+
+
+def _check_moved(cls: type, key: Any, value: Any, fields: dict[str, dataclasses.Field], origins: Origins,
                  prefix: str) -> None:
     """A key that moved (the class's MOVED) is named with where it lives now; a section keeps its old name
     when the old key held a plain value there (`model.fusion: gated`)."""
@@ -568,132 +720,150 @@ def _check_moved(cls: type, key: Any, value: Any, fields: dict[str, dataclasses.
     if key not in moved or (key in fields and (value is None or isinstance(value, dict))):
         return
     given = f"{prefix}{key}: {value}" if key in fields else f"{prefix}{key}"
-    raise InputError(f"{source}: '{given}' moved to {moved[key]}")
+    raise InputError(f"{origins.at(f'{prefix}{key}')}: '{given}' moved to {moved[key]}")
 
 
-def _check_strings_only(value: Any, source: str, key: str) -> None:
+def _check_strings_only(value: Any, origins: Origins, key: str) -> None:
     for i, item in enumerate(value if isinstance(value, list) else []):
         if not isinstance(item, str):
-            raise InputError(f"{source}: '{key}[{i}]' must be text, got {describe(item)} (quote it in YAML)")
+            raise _bad(origins, f"{key}[{i}]", f"must be text, got {describe(item)} (quote it in YAML)")
 
 
-def _check_value(value: Any, metadata: typing.Mapping[str, Any], source: str, key: str) -> None:
-    """The field's range, non-emptiness, and for lists: no repeated and no empty items."""
+def _check_value(value: Any, metadata: typing.Mapping[str, Any], origins: Origins, key: str) -> None:
+    """The field's range, non-emptiness, choices (of each item, for a list), and for lists: no repeated and no
+    empty items."""
     if value is None:
         return
     if metadata.get("nonempty") and len(value) == 0:
-        raise InputError(f"{source}: '{key}' must not be empty")
-    choices = metadata["choices"]() if metadata.get("choices") else None
-    if choices is not None and value not in choices:
-        raise InputError(f"{source}: '{key}' must be one of {', '.join(map(repr, choices))}, got {describe(value)}")
+        raise _bad(origins, key, "must not be empty")
     items = list(value) if isinstance(value, (list, tuple)) else None
+    choices = metadata["choices"]() if metadata.get("choices") else None
+    for i, item in enumerate(items if items is not None else [value]):
+        if choices is not None and item not in choices:
+            name = f"{key}[{i}]" if items is not None else key
+            raise _bad(origins, name, f"must be one of {', '.join(map(repr, choices))}, got {describe(item)}")
     if isinstance(value, list):
         seen: set[Any] = set()
-        for i, item in enumerate(items):
+        for i, item in enumerate(value):
             if isinstance(item, str) and not item:
-                raise InputError(f"{source}: '{key}[{i}]' must not be empty")
+                raise _bad(origins, f"{key}[{i}]", "must not be empty")
             if item in seen:
-                raise InputError(f"{source}: '{key}' lists {item!r} twice")
+                raise _bad(origins, key, f"lists {item!r} twice")
             seen.add(item)
     bounds: Bounds | None = metadata.get("bounds")
     if bounds is None:
         return
     for i, number in enumerate(items if items is not None else [value]):
         if not bounds.holds(number):
-            name = f"{key}[{i}]" if items is not None else key
-            raise InputError(f"{source}: '{name}' must be {bounds}, got {number!r}")
+            raise _bad(origins, f"{key}[{i}]" if items is not None else key, f"must be {bounds}, got {number!r}")
 
 
-def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+def _coerce(tp: Any, value: Any, origins: Origins, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return build(tp, value if value is not None else {}, source, key + ".")
+        return build(tp, value if value is not None else {}, origins, key + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(arg, value, source, key)
+                return _coerce(arg, value, origins, key)
             except InputError as exc:
                 errors.append(exc)
         raise errors[0]
     if origin is Literal:
-        if value not in args:
-            choices = ", ".join(repr(a) for a in args)
-            raise InputError(f"{source}: '{key}' must be one of {choices}, got {describe(value)}")
-        return value
+        # Typed match: `true` and `1.0` equal 1 in Python, but neither is the choice 1.
+        matches = [a for a in args if a == value and isinstance(value, type(a))
+                   and isinstance(value, bool) == isinstance(a, bool)]
+        if not matches:
+            raise _bad(origins, key, f"must be one of {', '.join(repr(a) for a in args)}, got {describe(value)}")
+        return matches[0]
     if origin is list:
         if not isinstance(value, list):
-            raise InputError(f"{source}: '{key}' must be a list, got {describe(value)}")
-        return [_coerce(args[0], item, source, f"{key}[{i}]") for i, item in enumerate(value)]
+            raise _bad(origins, key, f"must be a list, got {describe(value)}")
+        return [_coerce(args[0], item, origins, f"{key}[{i}]") for i, item in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise InputError(f"{source}: '{key}' must be a list of {len(args)} values, got {describe(value)}")
-        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            raise _bad(origins, key, f"must be a list of {len(args)} values, got {describe(value)}")
+        return tuple(_coerce(a, v, origins, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin is dict:
         if not isinstance(value, dict):
-            raise InputError(f"{source}: '{key}' must be a mapping, got {describe(value)}")
-        return {str(k): _coerce(args[1], v, source, f"{key}.{k}") for k, v in value.items()}
-    return _coerce_scalar(tp, value, source, key)
+            raise _bad(origins, key, f"must be a mapping, got {describe(value)}")
+        return {str(k): _coerce(args[1], v, origins, f"{key}.{k}") for k, v in value.items()}
+    return _coerce_scalar(tp, value, origins, key)
 
 
 # What a scalar key takes, in the words of the schema's readers (never a Python type name).
 _KIND_WORDS = {bool: "true or false", int: "a whole number", str: "text"}
 
 
-def _coerce_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
+def _coerce_scalar(tp: Any, value: Any, origins: Origins, key: str) -> Any:
     if tp is Any:
         return value
     if tp is bool:
         if isinstance(value, bool):
             return value
     elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        number = _number(value)
+        if isinstance(number, int):
+            return int(number)
+        if isinstance(number, float) and number.is_integer():  # 1e3, 2.0: whole numbers YAML reads as floats
+            return int(number)
     elif tp is float:
-        return _coerce_float(value, source, key)
+        return _coerce_float(value, origins, key)
     elif tp is str:
         if isinstance(value, str) and (bad := lone_surrogate(value)) is not None:
             # A YAML escape of half a character: it would fail only when written (a CSV header, a run folder).
-            raise InputError(f"{source}: '{key}' is '{shown(value)}', not valid Unicode (a lone surrogate {bad})")
+            raise _bad(origins, key, f"is '{shown(value)}', not valid Unicode (a lone surrogate {bad})")
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    raise InputError(f"{source}: '{key}' must be {_KIND_WORDS.get(tp, 'a value of another kind')}, "
-                     f"got {describe(value)}")
+            return getattr(value, "written", str(value))
+    raise _bad(origins, key, f"must be {_KIND_WORDS.get(tp, 'a value of another kind')}, got {describe(value)}")
 
 
-def _coerce_float(value: Any, source: str, key: str) -> float:
-    """A finite float; YAML 1.1 reads `1e-3` (no dot) as text, so number-like text is taken as a number."""
-    number: float | None = None
+def _number(value: Any) -> int | float | None:
+    """A number, or text that YAML 1.2 reads as one (a quoted "1e-4"); None for anything else (true, "abc", "1_0",
+    "infinity": Python's float() reads those last two, YAML does not)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:
-            raise InputError(f"{source}: '{key}' is too large, got {describe(value)}") from None
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
+        return value
+    if isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
+        if _INT.fullmatch(value):
+            return _int_of(value)
+        if _FLOAT.fullmatch(value):
+            return float(value.lower().replace(".inf", "inf").replace(".nan", "nan"))
+    return None
+
+
+_MAX_NUMBER_TEXT = 4000  # below Python's 4300-digit limit on int(text)
+
+
+def _coerce_float(value: Any, origins: Origins, key: str) -> float:
+    """A finite float; a whole number is one too."""
+    number = _number(value)
     if number is None:
-        raise InputError(f"{source}: '{key}' must be a number, got {describe(value)}")
+        raise _bad(origins, key, f"must be a number, got {describe(value)}")
+    try:
+        number = float(number)
+    except OverflowError:
+        raise _bad(origins, key, f"is too large, got {describe(value)}") from None
     if not math.isfinite(number):
-        raise InputError(f"{source}: '{key}' must be a finite number, got {describe(value)}")
+        raise _bad(origins, key, f"must be a finite number, got {describe(value)}")
     return number
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (tuples as lists) that YAML can write and `build` can read back."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return value
+    return to_dict_value(dataclasses.asdict(cfg))
 
-    return plain(dataclasses.asdict(cfg))
+
+def to_dict_value(value: Any) -> Any:
+    """`value` with tuples as lists, as YAML writes it."""
+    if isinstance(value, dict):
+        return {k: to_dict_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dict_value(v) for v in value]
+    return value
 
 
 def flat_dict(cfg: Any) -> dict[str, Any]:
@@ -715,8 +885,21 @@ SAVED_END = "# end of the mmtune run config"
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """The resolved config, every section and key, between SAVED_HEAD and SAVED_END; replaced atomically."""
-    body = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
-    write_text_atomic(path, f"{SAVED_HEAD}\n{body}{SAVED_END}\n")
+    write_text_atomic(path, f"{SAVED_HEAD}\n{config_yaml(cfg)}{SAVED_END}\n")
+
+
+def config_yaml(cfg: Any) -> str:
+    """`cfg` as YAML text that reads back equal: by mmtune, and by YAML 1.1 readers (PyYAML) too."""
+    return yaml.dump(to_dict(cfg), Dumper=_ConfigDumper, sort_keys=False, allow_unicode=True)
+
+
+class _ConfigDumper(yaml.SafeDumper):
+    """Quotes text that YAML 1.2 or YAML 1.1 would read as something else (`1e-4`, `0o17`, `017`, `yes`), so that
+    a written config reads back as written with either rule."""
+
+    yaml_implicit_resolvers = {
+        first: [*_ConfigLoader.yaml_implicit_resolvers.get(first, []), *yaml.SafeDumper.yaml_implicit_resolvers[first]]
+        for first in yaml.SafeDumper.yaml_implicit_resolvers}
 
 
 def load_saved_config(path: str | Path) -> Config:
@@ -724,36 +907,58 @@ def load_saved_config(path: str | Path) -> Config:
     path = Path(path)
     text = _read_text(path)
     cut = text.startswith(SAVED_HEAD) and text.rstrip().splitlines()[-1] != SAVED_END
-    raw = _parse_yaml(text, str(path)) or {}
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: a config must be a mapping of sections, got {describe(raw)}")
+    raw, origins = _read_yaml(path, text)
     # Configs saved before the closing line existed are only checked for whole sections.
     missing = [f.name for f in dataclasses.fields(Config) if f.name not in raw]
     if cut or missing:
         what = "its closing line" if cut else f"'{missing[0]}'"
         raise InputError(f"{path}: cut short or not written by mmtune ({what} is missing); copy the run folder again")
-    return build(Config, raw, source=str(path))
+    return build(Config, raw, origins)
 
 
-def _field_doc(f: dataclasses.Field) -> str:
-    """The field's doc plus what values it accepts."""
+def _field_doc(f: dataclasses.Field, tp: Any, names: Sequence[str] | None = None) -> str:
+    """The field's doc plus what values it accepts: range, non-emptiness and every accepted name, verbatim
+    (`names`: the registry's, for a key whose registry config.py cannot import)."""
     accepts = [str(f.metadata["bounds"])] if f.metadata.get("bounds") else []
     if f.metadata.get("nonempty"):
         accepts.append("not empty")
-    if f.metadata.get("choices"):
-        accepts.append("one of " + ", ".join(f.metadata["choices"]()))
+    listed, choices = _choices(tp, f.metadata, names)
+    if choices:
+        accepts.append(f"{'each ' if listed else ''}one of {', '.join(choices)}")
     return f.metadata.get("doc", "") + (f" (valid: {', '.join(accepts)})" if accepts else "")
 
 
-def describe_schema(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, doc) for every leaf key: what `mmtune config` prints."""
+def _choices(tp: Any, metadata: typing.Mapping[str, Any], names: Sequence[str] | None) -> tuple[bool, list[str]]:
+    """(whether the choices are those of each list item, the accepted values as YAML writes them)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _choices(args[0], metadata, names)
+    if typing.get_origin(tp) is list:
+        return True, _choices(args[0], metadata, names)[1]
+    if typing.get_origin(tp) is Literal:
+        return False, [_yaml_text(a) for a in args]
+    listed = metadata.get("choices")
+    return False, list(names if names is not None else listed() if listed else [])
+
+
+def _yaml_text(value: Any) -> str:
+    """`value` as one line of YAML (`null`, `true`, `[text, image]`, `'1e5'`): how a config would write it."""
+    text = yaml.dump(to_dict_value(value), Dumper=_ConfigDumper, default_flow_style=True, allow_unicode=True,
+                     width=math.inf)
+    return text.removesuffix("\n...\n").strip()
+
+
+def describe_schema(cls: type = Config, prefix: str = "", names: typing.Mapping[str, Sequence[str]] | None = None,
+                    ) -> list[tuple[str, str, str]]:
+    """(key, default as YAML, doc) for every leaf key: what `mmtune config --schema` prints. `names` gives the
+    accepted names of keys that a registry above this layer owns (`model.kind`: the kinds found)."""
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     default = cls()
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp, key = hints[f.name], f"{prefix}{f.name}"
         if dataclasses.is_dataclass(tp):
-            rows += describe_schema(tp, f"{prefix}{f.name}.")
+            rows += describe_schema(tp, f"{key}.", names)
         else:
-            rows.append((f"{prefix}{f.name}", repr(getattr(default, f.name)), _field_doc(f)))
+            rows.append((key, _yaml_text(getattr(default, f.name)), _field_doc(f, tp, (names or {}).get(key))))
     return rows

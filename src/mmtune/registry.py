@@ -19,8 +19,13 @@ def entry_names(package_path: Iterable[str]) -> list[str]:
     return sorted(module.name for module in pkgutil.iter_modules(package_path) if not module.name.startswith("_"))
 
 
-def entry_module(package: str, package_path: Iterable[str], name: str, key: str, what: str) -> ModuleType:
+def check_entry(package_path: Iterable[str], name: str, key: str, what: str) -> None:
+    """An InputError naming `key` and the known entries when `name` is none of them; imports nothing."""
     known = entry_names(package_path)
     if name not in known:
         raise InputError(f"{key}: unknown {what} {name!r} (known: {', '.join(known)})")
+
+
+def entry_module(package: str, package_path: Iterable[str], name: str, key: str, what: str) -> ModuleType:
+    check_entry(package_path, name, key, what)
     return importlib.import_module(f"{package}.{name}")

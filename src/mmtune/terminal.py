@@ -130,7 +130,9 @@ def configure_output(verbose: bool) -> None:
         # log file. Read when the libraries are imported, after this; huggingface_hub's switch covers transformers'.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    if not verbose:
+    if verbose:
+        show_known_noise()  # an earlier command in this process (the API, a notebook) may have hidden it
+    else:
         quiet_known_noise()
 
 
@@ -171,6 +173,14 @@ class _DropMessages(logging.Filter):
             return not self.pattern.search(record.getMessage())
         except (TypeError, ValueError):
             return True
+
+
+def show_known_noise() -> None:
+    """Undo `quiet_known_noise`'s logger filters (`-v`: every line the libraries log)."""
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        for dropped in [f for f in logger.filters if isinstance(f, _DropMessages)]:
+            logger.removeFilter(dropped)
 
 
 def quiet_known_noise() -> None:

@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 from rich.text import Text
 
 from mmtune.cli.audit_view import render_audit
 from mmtune.cli.tables import cv_table, demo_run_table, ensemble_table, folds_table, scores_table, workflow_table
-from mmtune.config import Config, describe_schema, load_config, to_dict
+from mmtune.config import Config, load_config
+from mmtune.errors import InputError
+from mmtune.recipes.config import checked_config
 from mmtune.recipes.preflight import check_predict, check_run
 from mmtune.terminal import literal, plain_console
 
@@ -49,7 +50,7 @@ def cmd_folds(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = checked_config(args.config, args.overrides)  # as `mmtune config` checks it: the kind before the models
     check_run(cfg)
     from mmtune.recipes.train import train  # torch and transformers: only once the config is known to be sound
 
@@ -91,7 +92,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = checked_config(args.config, args.overrides)
     check_run(cfg)
     from mmtune.recipes.cv import run_cv
 
@@ -180,12 +181,32 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> None:
+    from mmtune.recipes.config import resolved_yaml, schema
+
     if args.schema:
-        for key, default, text in describe_schema():
-            console.print(Text.assemble((key, "bold"), f" = {default}  ", (text, "dim")), highlight=False)
+        for key, default, text in schema():  # one line per key, never wrapped: grep finds a key with its doc
+            line = Text.assemble((key, "bold"), f" = {default}  ", (text, "dim"))
+            console.print(line, highlight=False, soft_wrap=True)
         return
-    cfg = _load(args)
-    console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), highlight=False)
+    path, overrides = config_and_overrides(args.config, args.overrides)
+    console.print(resolved_yaml(path, overrides), end="", highlight=False, soft_wrap=True)
+
+
+def config_and_overrides(option: Path | None, items: list[str]) -> tuple[Path | None, list[str]]:
+    """`mmtune config [CONFIG] [k=v ...]`: the first item is the config file when it is not an override (it has
+    no '=', or it names an existing file); `--config` names it as well, but not both."""
+    if not items or ("=" in items[0] and not _is_file(items[0])):
+        return option, items
+    if option is not None:
+        raise InputError(f"config given twice: '{items[0]}' and --config {option}; give one")
+    return Path(items[0]), items[1:]
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # an override longer than a file name can be (ENAMETOOLONG) is no file
+        return False
 
 
 def generative_command(verb: str) -> Callable[[argparse.Namespace], int]:

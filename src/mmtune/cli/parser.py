@@ -151,9 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
 
-    config = commands.add_parser("config", help="print the resolved config, or every key with its doc")
-    _config_args(config)
-    config.add_argument("--schema", action="store_true", help="list every key, its default and doc")
+    config = commands.add_parser("config", help="check a config as a run would and print it resolved, or every "
+                                                "key with its default, doc and accepted values (--schema)")
+    config.add_argument("overrides", nargs="*", metavar="[CONFIG] section.key=value",
+                        help="a YAML config (first, as train takes it), then config overrides")
+    config.add_argument("--config", type=Path, help="the YAML config, as the first argument gives it")
+    config.add_argument("--schema", action="store_true", help="list every key, its default, doc and accepted values")
     config.set_defaults(run=cmd_config)
     for verb, help_text in GENERATIVE_COMMANDS.items():
         command = commands.add_parser(verb, help=help_text)

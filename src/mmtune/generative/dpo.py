@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmtune.config import Config
+from mmtune.config import DPO_LOSS_TYPES, Config
 from mmtune.errors import InputError
 from mmtune.generative.sft import ChatSplits, datasets_for, read_chat_splits
 from mmtune.generative.trainer_setup import (
@@ -20,19 +20,15 @@ from mmtune.generative.trainer_setup import (
     trainer_arguments,
 )
 
-# TRL 1.16's DPO loss variants; TRL itself only rejects an unknown one at the first step, minutes in.
-LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
-
 
 def dpo_arguments(cfg: Config, run_dir: Path, has_eval: bool) -> Any:
     from trl import DPOConfig
 
     if cfg.dpo.beta <= 0:
         raise InputError(f"dpo.beta: must be positive, got {cfg.dpo.beta}")
-    unknown = [name for name in cfg.dpo.loss_type if name not in LOSS_TYPES]
+    unknown = [name for name in cfg.dpo.loss_type if name not in DPO_LOSS_TYPES]
     if unknown or not cfg.dpo.loss_type:
-        raise InputError(f"dpo.loss_type: unknown {unknown or 'empty list'} (known: {', '.join(LOSS_TYPES)})")
+        raise InputError(f"dpo.loss_type: unknown {unknown or 'empty list'} (known: {', '.join(DPO_LOSS_TYPES)})")
     try:
         return DPOConfig(**trainer_arguments(cfg, run_dir, has_eval), beta=cfg.dpo.beta,
                          loss_type=list(cfg.dpo.loss_type), label_smoothing=cfg.dpo.label_smoothing)

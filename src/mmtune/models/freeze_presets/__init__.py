@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+from mmtune.registry import check_entry, entry_module, entry_names
 
-from mmtune.registry import entry_module, entry_names
+if TYPE_CHECKING:  # the names are checked without torch (mmtune config, pre-flight)
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class FreezePreset:
 
 def known_presets() -> list[str]:
     return entry_names(__path__)
+
+
+def check_preset(name: str) -> None:
+    check_entry(__path__, name, "model.freeze.preset", "preset")
 
 
 def get_preset(name: str) -> FreezePreset:

@@ -11,14 +11,20 @@ its test (tests/models/test_fusions.py runs every fusion found).
 from __future__ import annotations
 
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from torch import nn
+from mmtune.registry import check_entry, entry_module, entry_names
 
-from mmtune.registry import entry_module, entry_names
+if TYPE_CHECKING:  # the names are checked without torch (mmtune config, pre-flight)
+    from torch import nn
 
 
 def known_fusions() -> list[str]:
     return entry_names(__path__)
+
+
+def check_fusion_name(name: str) -> None:
+    check_entry(__path__, name, "model.fusion.method", "fusion")
 
 
 def get_fusion(name: str) -> ModuleType:

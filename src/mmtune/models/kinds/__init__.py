@@ -5,7 +5,9 @@ the sections; the kind says which one is its own), its builder and its pre-fligh
 a run checks before any data or weights load: the kind is known, no section of another kind is set, and the
 kind's own checks pass. `build_classifier` only looks the kind up: a run folder's config.yaml holds every
 section, and the defaults of other kinds' sections may have changed since it was written. Adding a kind is one
-new module here (its classifier may live in it or in a module of mmtune.models) plus its test.
+new module here plus its test; its classifier lives in a module of mmtune.models, named by `builder(module,
+name)`: a kind module imports no torch, so that `mmtune config` and the pre-flight checks of every command
+run in a fraction of a second (tests/test_cli.py::test_config_checks_load_no_torch).
 
 This package imports no kind module by name (pkgutil finds them, as objectives/__init__.py does): the kind
 modules import it, never the other way, so there is no module cycle and no list of kinds to keep in step.
@@ -22,12 +24,21 @@ from typing import TYPE_CHECKING
 
 from mmtune.config import Config, ModelConfig
 from mmtune.errors import InputError
-from mmtune.models.freeze_presets import get_preset
+from mmtune.models.freeze_presets import check_preset
 
 if TYPE_CHECKING:
     from torch import nn
 
 Builder = Callable[[Config, list[str], int], "nn.Module"]  # (config, labels in model order, outputs per post)
+
+
+def builder(module: str, name: str) -> Builder:
+    """The classifier `name` of `module`, imported when a model is built: registering and checking a kind
+    (`mmtune config`, pre-flight) loads no torch or transformers."""
+    def build(cfg: Config, labels: list[str], output_size: int) -> nn.Module:
+        return getattr(importlib.import_module(module), name)(cfg, labels, output_size)
+
+    return build
 
 
 def _no_checks(cfg: Config) -> None:
@@ -74,7 +85,7 @@ def get_kind(name: str) -> Kind:
 def check_kind(cfg: Config) -> Kind:
     """The kind of `model.kind`, once the config suits it: what a run checks before any data or weights load."""
     kind = get_kind(cfg.model.kind)
-    get_preset(cfg.model.freeze.preset)  # an unknown preset: exit 2 naming model.freeze.preset
+    check_preset(cfg.model.freeze.preset)  # an unknown preset: exit 2 naming model.freeze.preset
     owners: dict[str, list[str]] = {}
     for other in _registry().values():
         if other.section is not None:

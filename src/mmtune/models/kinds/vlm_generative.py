@@ -2,8 +2,7 @@
 
 from mmtune.config import Config
 from mmtune.errors import InputError
-from mmtune.models.kinds import Kind, register_kind
-from mmtune.models.vlm_generative import VlmGenerativeClassifier
+from mmtune.models.kinds import Kind, builder, register_kind
 
 
 def check(cfg: Config) -> None:
@@ -16,4 +15,5 @@ def check(cfg: Config) -> None:
                          "train first)")
 
 
-register_kind(Kind("vlm-generative", section="vlm", build=VlmGenerativeClassifier, check=check))
+register_kind(Kind("vlm-generative", section="vlm", check=check,
+                   build=builder("mmtune.models.vlm_generative", "VlmGenerativeClassifier")))
