@@ -19,6 +19,7 @@ from mmtune.errors import InputError
 from mmtune.evaluation.predictions import Predictions, write_predictions
 from mmtune.objectives import get_objective
 from mmtune.recipes.train import build_model
+from mmtune.serving.bundle import is_export
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.inference import eval_batch_size, make_loader, predict_probs
 from mmtune.training.loop import resolve_mixed_precision
@@ -41,7 +42,12 @@ def load_run(run_dir: Path) -> tuple[Config, Path]:
 
 def predict(run_dir: Path, data: Path, images: Path | None = None, out: Path | None = None,
             tta_flip: bool = False) -> Predictions:
-    """Predict a data file with a finished run's best weights; with `out`, also write the prediction CSV."""
+    """Predict a data file with a finished run's best weights (or an export folder's classifiers: recipes/export.py);
+    with `out`, also write the prediction CSV."""
+    if is_export(run_dir):
+        from mmtune.recipes.export import predict_export
+
+        return predict_export(run_dir, data, images, out, tta_flip)
     cfg, best = load_run(run_dir)
     labels = list(cfg.data.labels or [])
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
