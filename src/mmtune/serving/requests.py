@@ -49,17 +49,12 @@ class Limits:
     max_depth: int = 8
     max_image_bytes: int = 10 << 20
     max_pixels: int = 64_000_000
+    max_body_bytes: int = 64 << 20  # a few full-size images in base64, with room for captions
 
     @classmethod
     def for_images(cls, image: ImageConfig, **overrides: Any) -> Limits:
         """The training limits of data.image (max_bytes, max_pixels), capped for a service at 10 MB per image."""
         return cls(max_image_bytes=min(image.max_bytes, 10 << 20), max_pixels=image.max_pixels, **overrides)
-
-    @property
-    def max_body_bytes(self) -> int:
-        # base64 takes 4 bytes per 3; a multipart body a little less; captions and JSON syntax on top.
-        per_post = self.max_images * (self.max_image_bytes * 4 // 3 + 1024) + 4 * self.max_caption_chars + 1024
-        return min(self.max_posts, 8) * per_post
 
 
 class MemoryImages:
