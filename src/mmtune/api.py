@@ -81,14 +81,14 @@ class Model:
 
     def predict_proba(self, data: str | Path, images: str | Path | None = None,
                       tta_flip: bool = False) -> Predictions:
-        from mmtune.recipes.export import predict_loaded
+        from mmtune.recipes.exported import predict_loaded
 
         return predict_loaded(self.predictor, Path(data), Path(images) if images else None, tta_flip=tta_flip)
 
 
 def load(folder: str | Path) -> Model:
     """An export folder, loaded (`mmtune export` wrote it): `api.load("export").predict_proba("test.json")`."""
-    from mmtune.recipes.export import load_export
+    from mmtune.recipes.exported import load_export
 
     return Model(Path(folder), load_export(Path(folder)))
 

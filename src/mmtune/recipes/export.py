@@ -1,5 +1,5 @@
-"""`mmtune export RUN OUT`: a run or a cv folder as a folder others can load (serving/bundle.py says what is in it);
-`load_export` and `predict_export`: that folder back as a Predictor, and `mmtune predict EXPORT FILE` on it."""
+"""`mmtune export RUN OUT`: a run or a cv folder as a folder others can load (serving/bundle.py says what is in it;
+recipes/exported.py loads it back)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mmtune import __version__
-from mmtune.data.checks import load_posts
 from mmtune.errors import InputError
 from mmtune.evaluation.folders import fold_dir
-from mmtune.evaluation.predictions import Predictions, write_predictions
 from mmtune.files import read_regular
 from mmtune.recipes.predict import load_run
 from mmtune.recipes.train import build_model
 from mmtune.serving import bundle
 from mmtune.serving.card import model_card
-from mmtune.serving.predictor import Predictor, scorer, without_disk_cache
 from mmtune.training import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
@@ -63,7 +58,7 @@ def export(source: Path, out: Path, merge: bool = False, command: str | None = N
     staging.mkdir(parents=True)
     copied = bundle.copy_bases([cfg for _, _, cfg, _ in runs], staging)
     metrics, extras = {}, {}
-    for name, run_dir, cfg, best in runs:
+    for name, _, cfg, best in runs:
         classifier = build_model(cfg, labels)
         ckpt.load_weights(classifier, best, labels)
         bundle.write_member(staging, bundle.Member(name, cfg, best / ckpt.WEIGHTS),
@@ -104,37 +99,3 @@ def _read_metrics(path: Path) -> dict[str, Any]:
         log.warning(f"{path}: missing or unreadable; the model card has no scores for this run")
         return {}
     return data if isinstance(data, dict) else {}
-
-
-# ---------------------------------------------------------------------------------------------- loading
-
-
-def load_export(folder: Path, batch_size: int | None = None, for_service: bool = False) -> Predictor:
-    """An export folder's classifiers, weights loaded, on the GPU when there is one. `for_service`: frozen
-    towers' features are never cached on disk."""
-    _, members = bundle.read_members(folder)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scorers = []
-    for member in members:
-        if for_service:
-            member.config = without_disk_cache(member.config)
-        scorers.append(scorer(member.config, bundle.load_classifier(member, build_model), device))
-    labels = list(members[0].config.data.labels or [])
-    return Predictor(scorers, labels, device, batch_size or max(1, members[0].config.train.batch_size * 2))
-
-
-def predict_export(folder: Path, data: Path, images: Path | None = None, out: Path | None = None,
-                   tta_flip: bool = False) -> Predictions:
-    """`mmtune predict EXPORT FILE`: the same file, columns and probabilities as `predict` on the run."""
-    return predict_loaded(load_export(folder), data, images, out, tta_flip)
-
-
-def predict_loaded(predictor: Predictor, data: Path, images: Path | None = None, out: Path | None = None,
-                   tta_flip: bool = False) -> Predictions:
-    cfg = predictor.scorers[0].config
-    posts = load_posts(data, images, cfg.data, labels=predictor.labels).require_posts()
-    probs = predictor.predict(posts, tta_flip=tta_flip)
-    predictions = Predictions([p.id for p in posts], probs, predictor.labels, path=out or data)
-    if out is not None:
-        write_predictions(out, predictions)
-    return predictions

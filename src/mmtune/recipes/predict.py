@@ -45,7 +45,7 @@ def predict(run_dir: Path, data: Path, images: Path | None = None, out: Path | N
     """Predict a data file with a finished run's best weights (or an export folder's classifiers: recipes/export.py);
     with `out`, also write the prediction CSV."""
     if is_export(run_dir):
-        from mmtune.recipes.export import predict_export
+        from mmtune.recipes.exported import predict_export
 
         return predict_export(run_dir, data, images, out, tta_flip)
     cfg, best = load_run(run_dir)

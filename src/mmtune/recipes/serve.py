@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from mmtune.errors import InputError
-from mmtune.recipes.export import load_export, run_folders
+from mmtune.recipes.export import run_folders
+from mmtune.recipes.exported import load_export
 from mmtune.recipes.predict import load_run
 from mmtune.recipes.train import build_model
 from mmtune.serving.app import create_app

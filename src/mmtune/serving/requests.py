@@ -27,7 +27,6 @@ from mmtune.config import ImageConfig
 from mmtune.data.images import ImageError, load_image
 from mmtune.data.post import Post
 
-
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
 
 

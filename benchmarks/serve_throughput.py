@@ -1,0 +1,76 @@
+"""Posts per second through `mmtune serve` on the tiny fusion model: dynamic batching against batch 1, same run.
+
+    PYTHONPATH=src python benchmarks/serve_throughput.py [--seconds 8] [--clients 16]
+
+Trains a 1-epoch tiny fusion run on small demo data, exports it, then for each setting starts the service (uvicorn
+in a thread), lets `clients` threads post one post each (caption + a 48 px image) in a loop for `seconds`, and
+prints posts/s, p50/p99 latency and errors. Both settings run in the same process, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmtune import api  # noqa: E402
+from mmtune.demo import make_demo_data  # noqa: E402
+from mmtune.recipes.export import export  # noqa: E402
+from mmtune.recipes.serve import make_service  # noqa: E402
+from mmtune.testing.tiny import make_tiny  # noqa: E402
+from tests.serving.conftest import Service, free_port, png_b64  # noqa: E402
+from tests.training.conftest import fusion_config, write_config  # noqa: E402
+
+
+def load(service: Service, seconds: float, clients: int) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = [0]
+    stop = time.monotonic() + seconds
+    post = {"caption": "hôm nay trời đẹp quá 😂", "images": [png_b64((48, 48))]}
+
+    def client() -> None:
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            status, _ = service.post(post)
+            latencies.append(time.perf_counter() - started)
+            errors[0] += status != 200
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    ordered = sorted(latencies)
+    return {"posts_per_s": len(latencies) / elapsed, "p50_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))], "errors": errors[0],
+            "forwards": service.get("/health")[1]["forwards"], "requests": len(latencies)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    demo = make_demo_data(root / "demo", n_train=96, n_test=24, seed=1, image_size=48, inject_faults=False)
+    tiny = {family: make_tiny(family, root / family) for family in ("bert", "vit")}
+    api.fit(api.config(write_config(fusion_config(demo, tiny, root / "run", epochs=1), root / "config.yaml")))
+    export(root / "run", root / "export")
+    for name, batch, wait in (("dynamic (max 32, 10 ms)", 32, 10), ("batch 1", 1, 0)):
+        with Service(make_service(root / "export", max_batch=batch, max_wait_ms=wait), free_port()) as service:
+            result = load(service, args.seconds, args.clients)
+        print(f"{name}: {result['posts_per_s']:.1f} posts/s, p50 {result['p50_ms']:.0f} ms, p99 "
+              f"{result['p99_ms']:.0f} ms, {result['errors']} errors, {result['requests']} requests in "
+              f"{result['forwards']} forwards", flush=True)
+
+
+if __name__ == "__main__":
+    main()
