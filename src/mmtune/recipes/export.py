@@ -53,9 +53,26 @@ def export(source: Path, out: Path, merge: bool = False, command: str | None = N
     labels = list(runs[0][2].data.labels or [])
     if any(list(cfg.data.labels or []) != labels for _, _, cfg, _ in runs):
         raise InputError(f"{source}: the folds were trained for different label orders")
+    first = runs[0][2]
+    if merge and (len(runs) > 1 or not first.model.kind.startswith("vlm-") or not first.model.lora.enabled):
+        raise InputError("--merge: only a vlm-* run (not a cv folder) with LoRA adapters (model.lora.enabled) has "
+                         "adapters to merge")
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        manifest = _write(staging, source, runs, labels, merge, command)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rmdir()
+    os.replace(staging, out)
+    return ExportResult(out, manifest["members"], labels)
+
+
+def _write(staging: Path, source: Path, runs: list[tuple[str, Path, Any, Path]], labels: list[str], merge: bool,
+           command: str | None) -> dict[str, Any]:
     copied = bundle.copy_bases([cfg for _, _, cfg, _ in runs], staging)
     metrics, extras = {}, {}
     for name, _, cfg, best in runs:
@@ -68,28 +85,18 @@ def export(source: Path, out: Path, merge: bool = False, command: str | None = N
             from mmtune.serving.adapters import export_adapters  # peft's save format: only for a run with LoRA
 
             extras = export_adapters(classifier, cfg, staging, merge=merge, copied=copied)
-    if merge and not extras.get("merged"):
-        raise InputError("--merge: only a vlm-* run with LoRA adapters (model.lora.enabled) has adapters to merge")
     cfg = runs[0][2]
     manifest: dict[str, Any] = {
-        "kind": cfg.model.kind, "labels": labels, "members": [name for name, *_ in runs],
-        "bases": {source: slot for source, slot in copied.items()}, "source": str(source.resolve()),
-        "mmtune": __version__, "command": command or _command(), "requires": _requires(cfg), **extras}
+        "kind": cfg.model.kind, "labels": labels, "members": [name for name, *_ in runs], "bases": dict(copied),
+        "source": str(source.resolve()), "mmtune": __version__, "command": command or _command(),
+        "requires": sorted({s for s in bundle.used_sources(cfg).values() if s.startswith("pypi:")}), **extras}
     bundle.write_manifest(staging, manifest)
     (staging / "README.md").write_text(model_card(manifest, cfg, metrics), encoding="utf-8")
-    if out.exists():
-        out.rmdir()
-    os.replace(staging, out)
-    return ExportResult(out, manifest["members"], labels)
+    return manifest
 
 
 def _command() -> str:
     return " ".join(shlex.quote(arg) for arg in ["mmtune", *sys.argv[1:]])
-
-
-def _requires(cfg: Any) -> list[str]:
-    pypi = sorted({s for s in bundle.used_sources(cfg).values() if s.startswith("pypi:")})
-    return pypi
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:
