@@ -11,6 +11,7 @@ Every refused request is a 4xx JSON body {"error": {"field": ..., "message": ...
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from mmtune.data.post import Post
 from mmtune.serving.batcher import Batcher
 from mmtune.serving.requests import (
     BadRequest,
@@ -113,14 +115,8 @@ def create_app(batcher: Batcher, labels: list[str], limits: Limits, page: str | 
         raw = await read_body(request, limits.max_body_bytes)
         content_type = request.headers.get("content-type", "")
         with MemoryImages() as memory:
-            if content_type.startswith("multipart/form-data"):
-                caption, images = parse_multipart(raw, content_type, limits)
-                posts = [make_post(0, caption, images[:limits.max_images], len(images), "", limits, memory)]
-                ids: list[str | None] = [None]
-            else:
-                items = parse_json(raw, limits)
-                posts = posts_from_json(items, limits, memory)
-                ids = [item.get("id") if isinstance(item.get("id"), str) else None for item in items]
+            # Decoding and checking images takes milliseconds: in a thread, the loop meanwhile serves others.
+            posts, ids = await asyncio.to_thread(read_posts, raw, content_type, limits, memory)
             probs = await batcher.submit(posts)
         results = [Result(id=ids[i], label=labels[int(row.argmax())],
                           probabilities={label: float(p) for label, p in zip(labels, row)})
@@ -129,6 +125,17 @@ def create_app(batcher: Batcher, labels: list[str], limits: Limits, page: str | 
 
     _add_schemas(app)
     return app
+
+
+def read_posts(raw: bytes, content_type: str, limits: Limits,
+               memory: MemoryImages) -> tuple[list[Post], list[str | None]]:
+    """The checked posts of a body (JSON or multipart), and the ids the client gave them."""
+    if content_type.startswith("multipart/form-data"):
+        caption, images = parse_multipart(raw, content_type, limits)
+        return [make_post(0, caption, images[:limits.max_images], len(images), "", limits, memory)], [None]
+    items = parse_json(raw, limits)
+    ids = [item.get("id") if isinstance(item.get("id"), str) else None for item in items]
+    return posts_from_json(items, limits, memory), ids
 
 
 def _add_schemas(app: FastAPI) -> None:
