@@ -1,13 +1,14 @@
 """Posts per second through `mmtune serve` on the tiny fusion model: dynamic batching against batch 1, same run,
 and against `mmtune predict`'s path (the export's classifier on a file of the same post, in this process).
 
-    PYTHONPATH=src python benchmarks/serve_throughput.py [--seconds 8] [--clients 16]
+    PYTHONPATH=src python benchmarks/serve_throughput.py [--seconds 8] [--clients 32] [--rounds 3]
 
 Trains a 1-epoch tiny fusion run on small demo data, exports it, then for each setting starts the service (uvicorn
 in a thread), lets `clients` threads of a child process post one post each (caption + a 48 px image) in a loop
-for `seconds`, and
-prints posts/s, p50/p99 latency and errors. Then the same post, written 512 times to a JSONL file, goes through
-the predict path (model loading not counted); the ratio served / predict posts/s is printed. All in one process.
+for `seconds`, and prints posts/s, p50/p99 latency and errors; then the same post, written 2048 times to a JSONL
+file, goes through
+the predict path (model loading not counted). Rounds alternate the three; the medians and the ratio served /
+predict posts/s are printed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ CAPTION = "hôm nay trời đẹp quá 😂"
 IMAGE = png_b64((48, 48))
 
 
-def predict_rate(export_dir: Path, root: Path, count: int = 512) -> float:
+def predict_rate(export_dir: Path, root: Path, count: int = 2048) -> float:
+    root.mkdir()
     (root / "bench-images").mkdir()
     (root / "bench-images" / "p.png").write_bytes(base64.b64decode(IMAGE))
     data = root / "bench.jsonl"
@@ -90,25 +92,35 @@ def load(service: Service, seconds: float, clients: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     demo = make_demo_data(root / "demo", n_train=96, n_test=24, seed=1, image_size=48, inject_faults=False)
     tiny = {family: make_tiny(family, root / family) for family in ("bert", "vit")}
     api.fit(api.config(write_config(fusion_config(demo, tiny, root / "run", epochs=1), root / "config.yaml")))
     export(root / "run", root / "export")
-    rates = {}
-    for name, batch, wait in (("dynamic (max 32, 10 ms)", 32, 10), ("batch 1", 1, 0)):
-        with Service(make_service(root / "export", max_batch=batch, max_wait_ms=wait), free_port()) as service:
+    settings = {"dynamic (max 32, 10 ms)": (32, 10), "batch 1": (1, 0)}
+    services = {name: Service(make_service(root / "export", max_batch=batch, max_wait_ms=wait), free_port())
+                for name, (batch, wait) in settings.items()}
+    for service in services.values():
+        service.__enter__()
+    rates: dict[str, list[float]] = {name: [] for name in [*settings, "predict"]}
+    for round_ in range(args.rounds):  # ABC ABC ...: drift on a shared machine hits every setting alike
+        for name, service in services.items():
             result = load(service, args.seconds, args.clients)
-        rates[name] = result["posts_per_s"]
-        print(f"{name}: {result['posts_per_s']:.1f} posts/s, p50 {result['p50_ms']:.0f} ms, p99 "
-              f"{result['p99_ms']:.0f} ms, {result['errors']} errors, {result['requests']} requests in "
-              f"{result['forwards']} forwards", flush=True)
-    offline = predict_rate(root / "export", root)
-    ratios = ", ".join(f"{name} {rate / offline:.2f}" for name, rate in rates.items())
-    print(f"predict path: {offline:.1f} posts/s; served / predict: {ratios}", flush=True)
-
+            rates[name].append(result["posts_per_s"])
+            print(f"round {round_} {name}: {result['posts_per_s']:.1f} posts/s, p50 {result['p50_ms']:.0f} ms, "
+                  f"p99 {result['p99_ms']:.0f} ms, {result['errors']} errors, {result['requests']} requests",
+                  flush=True)
+        rates["predict"].append(predict_rate(root / "export", root / f"round-{round_}"))
+        print(f"round {round_} predict path: {rates['predict'][-1]:.1f} posts/s", flush=True)
+    for service in services.values():
+        service.__exit__()
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    ratios = ", ".join(f"{name} {medians[name] / medians['predict']:.2f}" for name in settings)
+    print(f"medians: {', '.join(f'{k} {v:.1f} posts/s' for k, v in medians.items())}; served / predict: {ratios}",
+          flush=True)
 
 if __name__ == "__main__":
     main()

@@ -114,10 +114,14 @@ def create_app(batcher: Batcher, labels: list[str], limits: Limits, page: str | 
     async def classify(request: Request) -> ClassifyOut:
         raw = await read_body(request, limits.max_body_bytes)
         content_type = request.headers.get("content-type", "")
-        with MemoryImages() as memory:
-            # Decoding and checking images takes milliseconds: in a thread, the loop meanwhile serves others.
-            posts, ids = await asyncio.to_thread(read_posts, raw, content_type, limits, memory)
-            probs = await batcher.submit(posts)
+        # Decoding and checking images takes milliseconds: in a thread, the loop meanwhile serves others.
+        reading = asyncio.ensure_future(asyncio.to_thread(read_posts, raw, content_type, limits))
+        try:
+            posts, ids, memory = await asyncio.shield(reading)
+        except asyncio.CancelledError:  # the thread still finishes: its images are closed when it does
+            reading.add_done_callback(_close_images)
+            raise
+        probs = await batcher.submit(posts, release=memory.close)  # images stay open until the model has read them
         results = [Result(id=ids[i], label=labels[int(row.argmax())],
                           probabilities={label: float(p) for label, p in zip(labels, row)})
                    for i, row in enumerate(probs)]
@@ -127,15 +131,27 @@ def create_app(batcher: Batcher, labels: list[str], limits: Limits, page: str | 
     return app
 
 
-def read_posts(raw: bytes, content_type: str, limits: Limits,
-               memory: MemoryImages) -> tuple[list[Post], list[str | None]]:
-    """The checked posts of a body (JSON or multipart), and the ids the client gave them."""
-    if content_type.startswith("multipart/form-data"):
-        caption, images = parse_multipart(raw, content_type, limits)
-        return [make_post(0, caption, images[:limits.max_images], len(images), "", limits, memory)], [None]
-    items = parse_json(raw, limits)
-    ids = [item.get("id") if isinstance(item.get("id"), str) else None for item in items]
-    return posts_from_json(items, limits, memory), ids
+def read_posts(raw: bytes, content_type: str,
+               limits: Limits) -> tuple[list[Post], list[str | None], MemoryImages]:
+    """The checked posts of a body (JSON or multipart), the ids the client gave them, and their images' files
+    (the caller closes them; a refused body closes them here)."""
+    memory = MemoryImages()
+    try:
+        if content_type.startswith("multipart/form-data"):
+            caption, images = parse_multipart(raw, content_type, limits)
+            return [make_post(0, caption, images[:limits.max_images], len(images), "", limits, memory)], [None], \
+                memory
+        items = parse_json(raw, limits)
+        ids = [item.get("id") if isinstance(item.get("id"), str) else None for item in items]
+        return posts_from_json(items, limits, memory), ids, memory
+    except BaseException:
+        memory.close()
+        raise
+
+
+def _close_images(reading: asyncio.Future) -> None:
+    if not reading.cancelled() and reading.exception() is None:
+        reading.result()[2].close()
 
 
 def _add_schemas(app: FastAPI) -> None:

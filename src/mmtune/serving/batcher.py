@@ -25,6 +25,7 @@ Run = Callable[[Sequence[Post]], np.ndarray]
 class _Job:
     posts: list[Post]
     done: asyncio.Future
+    release: Callable[[], None] | None = None  # called once its batch has run: what the posts' images need
 
 
 @dataclass
@@ -54,12 +55,13 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
 
-    async def submit(self, posts: list[Post]) -> np.ndarray:
-        """The posts' probabilities, computed in whichever batch they join."""
+    async def submit(self, posts: list[Post], release: Callable[[], None] | None = None) -> np.ndarray:
+        """The posts' probabilities, computed in whichever batch they join. `release` runs once that batch has
+        run (or failed), also when the caller stopped waiting: the posts' files stay open while the model reads."""
         if self._queue is None:
             raise RuntimeError("the batcher is not started")
-        job = _Job(posts, asyncio.get_running_loop().create_future())
-        await self._queue.put(job)
+        job = _Job(posts, asyncio.get_running_loop().create_future(), release)
+        self._queue.put_nowait(job)
         return await job.done
 
     async def _work(self) -> None:
@@ -72,6 +74,10 @@ class Batcher:
                     if not job.done.done():
                         job.done.set_exception(exc)
                 continue
+            finally:
+                for job in jobs:
+                    if job.release is not None:
+                        job.release()
             self._record(len(probs))
             start = 0
             for job in jobs:

@@ -75,11 +75,6 @@ class MemoryImages:
             os.close(fd)
         self._fds.clear()
 
-    def __enter__(self) -> MemoryImages:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def parse_json(body: bytes, limits: Limits) -> list[dict[str, Any]]:
