@@ -83,3 +83,13 @@ def test_a_damaged_manifest_is_one_line(tiny_export, tmp_path, demo_small):
 
 def test_card_text_never_becomes_markup():
     assert text("<img src=x onerror=alert(1)>|a*b") == "&lt;img src=x onerror=alert\\(1\\)&gt;\\|a\\*b"
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(tiny_export):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run_mmtune("serve", tiny_export, "--port", str(busy.getsockname()[1]), timeout=60)
+    assert_one_line_error(result, "--host/--port: cannot listen on 127.0.0.1:")

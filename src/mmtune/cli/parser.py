@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="an HTTP API (POST /v1/classify) and a page to try a run or export")
     serve.add_argument("model", type=Path, help="an export folder (mmtune export), a run folder or a cv folder")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=bounded_int(0), default=8000)
+    serve.add_argument("--port", type=bounded_int(1), default=8000)
     serve.add_argument("--max-batch", type=bounded_int(1), default=32, help="most posts in one forward pass")
     serve.add_argument("--max-wait-ms", type=bounded_int(0), default=10,
                        help="how long the first post of a batch waits for others to join it")

@@ -3,6 +3,7 @@ on uvicorn."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,12 +49,24 @@ def make_service(model: Path, max_batch: int = 32, max_wait_ms: float = 10.0, pa
     return create_app(batcher, predictor.labels, Limits.for_images(cfg.data.image), page=page, about=about)
 
 
+def check_address(host: str, port: int) -> None:
+    """The service can listen on host:port (not in use, a known address)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise InputError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
 def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32, max_wait_ms: float = 10.0,
           announce: Callable[[str], None] | None = None) -> None:
     import uvicorn
 
     if not Path(model).is_dir():
         raise InputError(f"{model}: not a folder (give an export, run or cv folder)")
+    check_address(host, port)  # in a second, before the model loads
     app = make_service(Path(model), max_batch=max_batch, max_wait_ms=max_wait_ms)
     if announce is not None:
         announce(f"http://{host}:{port}/")

@@ -52,8 +52,8 @@ def _data(cfg: Config) -> list[str]:
     if not data.val:
         rows.append(f"- validation: fold {cfg.train.val_fold} of the training file ({cfg.cv.folds} folds, "
                     f"grouped by {text(', '.join(cfg.cv.group_by) or 'nothing')})")
-    return ["## Data", "", *rows, "", f"Text: {text(cfg.data.format)} posts; images resized by "
-            f"{text(cfg.data.image.resize)} to {cfg.data.image.size} px (fusion) or the model's own size.", ""]
+    return ["## Data", "", *rows, "", "Preprocessing (text normalization, image resizing and limits) is the run's, "
+            f"in members/\\*/config.yaml (data.text, data.image: resized by {text(cfg.data.image.resize)}).", ""]
 
 
 def _scores(labels: list[str], members: list[str], metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
