@@ -3,6 +3,7 @@ in PEFT's format and merged, each loaded with plain peft / transformers."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -10,9 +11,12 @@ import pytest
 import torch
 
 from mmtune import api
+from mmtune.config import load_saved_config
+from mmtune.data.checks import load_posts
 from mmtune.evaluation.predictions import read_predictions
 from mmtune.recipes.export import export
 from tests.models.test_vlm_runs import vlm_run_config
+from tests.serving.conftest import start_service
 from tests.training.conftest import write_config
 
 
@@ -28,6 +32,19 @@ def _same_as_run(run_dir, out, demo) -> None:
     np.testing.assert_allclose(exported.probs, run.probs, atol=1e-5)
 
 
+def _served_as_run(run_dir, out, demo) -> None:
+    """The first test post, sent to the service with its image in base64, gets the run's probabilities."""
+    cfg = load_saved_config(run_dir / "config.yaml")
+    post = load_posts(demo.test, demo.test_images, cfg.data, labels=cfg.data.labels).posts[0]
+    images = [base64.b64encode(path.read_bytes()).decode() for path in post.images]
+    with start_service(out, max_wait_ms=0) as service:
+        status, body = service.post({"caption": post.text, "images": images})
+    assert status == 200, body
+    run = read_predictions(run_dir / "test_predictions.csv")
+    row = run.probs[run.ids.index(post.id)]
+    np.testing.assert_allclose([body["results"][0]["probabilities"][k] for k in run.labels], row, atol=1e-5)
+
+
 def test_vilt_export_predicts_as_the_run(demo_small, tiny_models, tmp_path):
     config = {"name": "tiny-vilt", "output_dir": str(tmp_path / "run"), "seed": 2,
               "data": {"train": str(demo_small.train), "train_images": str(demo_small.train_images),
@@ -38,6 +55,7 @@ def test_vilt_export_predicts_as_the_run(demo_small, tiny_models, tmp_path):
     export(run_dir, tmp_path / "export")
     assert (tmp_path / "export" / "base" / "name" / "config.json").is_file()
     _same_as_run(run_dir, tmp_path / "export", demo_small)
+    _served_as_run(run_dir, tmp_path / "export", demo_small)
 
 
 @pytest.mark.parametrize(("family", "kind"), [("qwen2-vl", "vlm-generative"), ("idefics3", "vlm-head")])
@@ -51,6 +69,7 @@ def test_vlm_export_predicts_as_the_run_and_its_adapters_load_with_plain_peft(fa
     out = tmp_path / "export"
     export(run_dir, out, merge=True)
     _same_as_run(run_dir, out, demo_small)
+    _served_as_run(run_dir, out, demo_small)
     manifest = json.loads((out / "mmtune_export.json").read_text())
     assert manifest["peft"] == {"folder": "peft", "base": "base/name"} and manifest["merged"] == {"folder": "merged"}
     ids = torch.tensor([[1, 5, 9, 12, 7]])
