@@ -74,6 +74,17 @@ def test_export_refuses_a_used_folder_and_a_non_run(tiny_run, tmp_path):
     assert_one_line_error(result, "neither a run folder")
 
 
+def test_a_base_checkpoint_with_pickled_weights_only_is_refused(tiny_run, tiny_models, tmp_path):
+    pickled = shutil.copytree(tiny_models["bert"], tmp_path / "bert-bin")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace(str(tiny_models["bert"]), str(pickled)))
+    with pytest.raises(InputError, match="no safetensors weights"):
+        export(run, tmp_path / "export")
+    assert not (tmp_path / "export").exists() and not (tmp_path / "export.tmp").exists()
+
+
 def test_a_damaged_manifest_is_one_line(tiny_export, tmp_path, demo_small):
     broken = shutil.copytree(tiny_export, tmp_path / "broken")
     (broken / "mmtune_export.json").write_text('{"format": "mmtune-export", "version": 1, "labels": "x"}')

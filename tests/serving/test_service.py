@@ -87,6 +87,7 @@ def _bomb_png() -> str:
     ({"posts": [{"caption": "x"}, {"caption": "y", "images": "z"}]}, 422, "posts[1].images"),
     ({"posts": [{"caption": "x"}] * 65}, 413, "posts"),
     ({"caption": "x", "colour": 1}, 422, "colour"),
+    ({"caption": "x", "id": 7}, 422, "id"),
     (b"[" * 100_000 + b"]" * 100_000, 400, "body"),
     (b"{not json", 400, "body"),
 ])

@@ -4,7 +4,8 @@
     members/<name>/      config.yaml (the run's resolved config, base sources pointing into base/) and
                          trainable.safetensors (every weight training changed, labels in its metadata)
     base/<slot>/         each base checkpoint the members build on, copied once (HF cache snapshots are
-                         copied as plain files): with the trained weights it is the whole classifier
+                         copied as plain files; safetensors weights only): with the trained weights it is the
+                         whole classifier
     README.md            the model card (card.py)
 
 Everything is safetensors, JSON or YAML: nothing in an export folder is unpickled or executed when it loads.
@@ -34,7 +35,8 @@ FORMAT = "mmtune-export"
 VERSION = 1
 MEMBERS, BASE = "members", "base"
 _MAX_MANIFEST_BYTES = 1 << 20
-_SKIP = shutil.ignore_patterns(".git", ".cache", "*.lock", "*.incomplete")
+# Weight formats that unpickle (or need another framework) when read: an export carries safetensors weights only.
+_OTHER_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.msgpack", "*.h5", "*.onnx")
 
 # The config keys that name a base checkpoint, and the folder under base/ each one is copied to.
 SOURCE_KEYS = {"model.name": "name", "model.fusion.text_encoder": "text_encoder",
@@ -93,7 +95,12 @@ def copy_bases(configs: list[Config], out: Path) -> dict[str, str]:
             slot = f"{BASE}/{SOURCE_KEYS[key]}"
             while slot in copied.values():
                 slot += "_"
-            shutil.copytree(source_folder(source, key), out / slot, symlinks=False, ignore=_SKIP)
+            folder = source_folder(source, key)
+            if not any(folder.glob("*.safetensors")):
+                raise InputError(f"{key}: '{source}' has no safetensors weights; an export carries no pickled "
+                                 "weights (save the model with save_pretrained(safe_serialization=True) first)")
+            shutil.copytree(folder, out / slot, symlinks=False,
+                            ignore=shutil.ignore_patterns(".git", ".cache", "*.lock", "*.incomplete", *_OTHER_WEIGHTS))
             copied[source] = slot
     return copied
 

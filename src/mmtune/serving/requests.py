@@ -128,6 +128,8 @@ def posts_from_json(raw: Sequence[Any], limits: Limits, memory: MemoryImages) ->
         unknown = sorted(set(item) - {"caption", "images", "id"})
         if unknown:
             raise BadRequest(422, f"{where}{unknown[0]}", "unknown field (known: caption, images, id)")
+        if not isinstance(item.get("id", ""), str):
+            raise BadRequest(422, f"{where}id", "must be a string")
         images = item.get("images", [])
         if not isinstance(images, list) or not all(isinstance(x, str) for x in images):
             raise BadRequest(422, f"{where}images", "must be a list of base64 strings")
