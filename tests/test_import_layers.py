@@ -184,7 +184,8 @@ def test_the_registry_helper_is_foundation():
 COMPONENTS = ("mmtune.data", "mmtune.models", "mmtune.training", "mmtune.evaluation", "mmtune.ensemble",
               "mmtune.generative", "mmtune.objectives", "mmtune.config", "mmtune.errors", "mmtune.files",
               "mmtune.terminal", "mmtune.outputs", "mmtune.compat", "mmtune.cli_args", "mmtune.durations",
-              "mmtune.sarcasm", "mmtune.registry", "mmtune.hub", "mmtune.progress", "mmtune.demo", "mmtune.testing")
+              "mmtune.sarcasm", "mmtune.registry", "mmtune.hub", "mmtune.progress", "mmtune.demo", "mmtune.testing",
+              "mmtune.serving")
 FRONT = ("mmtune.cli", "mmtune.api")
 
 
@@ -247,7 +248,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mmtune.data",),
     ("mmtune.demo", "mmtune.models", "mmtune.evaluation"),
     ("mmtune.training", "mmtune.ensemble"),
-    ("mmtune.generative",),
+    ("mmtune.generative", "mmtune.serving"),
     ("mmtune.testing",),
     ("mmtune.recipes",),
     ("mmtune.api", "mmtune.cli", "mmtune.__main__"),

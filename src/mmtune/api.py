@@ -3,6 +3,7 @@
     from mmtune import api
     cfg = api.config("configs/vilt-t4.yaml", ["train.epochs=3"])     # or api.config(model={"kind": "fusion", ...})
     run = api.fit(cfg)                                              # = mmtune train
+    model = api.load("export-folder")                               # = what mmtune export wrote
     probs = run.predict_proba("test.json", images="test-images")   # = mmtune predict
     result = api.cv(cfg)                                            # = mmtune cv
     ens = api.ensemble([result.cv_dir], out="ens.csv", method="stack", calibrate=True)  # = mmtune ensemble
@@ -65,6 +66,31 @@ def fit(cfg: Config, resume: bool = False) -> Run:
     check_run(cfg)  # what the CLI checks before any work: input files, output clashes, model folders
     run = train(cfg, resume=resume, budget_from_call=True)
     return Run(Path(cfg.output_dir), stopped=run.stopped, config=run.config)
+
+
+@dataclass
+class Model:
+    """An export folder (`mmtune export`) loaded once: its labels, and probabilities for a data file or for posts."""
+
+    folder: Path
+    predictor: Any  # mmtune.serving.predictor.Predictor
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.predictor.labels)
+
+    def predict_proba(self, data: str | Path, images: str | Path | None = None,
+                      tta_flip: bool = False) -> Predictions:
+        from mmtune.recipes.exported import predict_loaded
+
+        return predict_loaded(self.predictor, Path(data), Path(images) if images else None, tta_flip=tta_flip)
+
+
+def load(folder: str | Path) -> Model:
+    """An export folder, loaded (`mmtune export` wrote it): `api.load("export").predict_proba("test.json")`."""
+    from mmtune.recipes.exported import load_export
+
+    return Model(Path(folder), load_export(Path(folder)))
 
 
 def load_run(run_dir: str | Path) -> Run:

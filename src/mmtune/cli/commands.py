@@ -139,6 +139,21 @@ def cmd_report(args: argparse.Namespace) -> None:
     console.print(f"report written to {out}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from mmtune.recipes.export import export
+
+    result = export(args.run_dir, args.out, merge=args.merge)
+    console.print(f"exported {len(result.members)} classifier(s) for labels {', '.join(result.labels)} to "
+                  f"{result.out} (model card: {result.out / 'README.md'})")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from mmtune.recipes.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+          announce=lambda url: console.print(f"serving {args.model} at {url} (API docs: {url}docs)"))
+
+
 def cmd_make_tiny(args: argparse.Namespace) -> None:
     from mmtune.recipes.make_tiny import make_tiny_model
 

@@ -13,11 +13,13 @@ from mmtune.cli.commands import (
     cmd_cv,
     cmd_demo,
     cmd_ensemble,
+    cmd_export,
     cmd_folds,
     cmd_inspect,
     cmd_make_tiny,
     cmd_predict,
     cmd_report,
+    cmd_serve,
     cmd_submit,
     cmd_train,
     generative_command,
@@ -150,6 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most misclassified posts shown (0 = no gallery)")
     report.set_defaults(run=cmd_report)
 
+
+    export = commands.add_parser("export", help="a run or cv folder as a self-contained folder others can load "
+                                                "(weights, base checkpoints, labels, config, model card)")
+    export.add_argument("run_dir", type=Path, help="a run folder (mmtune train) or a cv folder (mmtune cv)")
+    export.add_argument("out", type=Path, help="new or empty folder to write")
+    export.add_argument("--merge", action="store_true",
+                        help="vlm-* with LoRA: also write merged/, the base model with the adapters merged in")
+    export.set_defaults(run=cmd_export)
+
+    serve = commands.add_parser("serve", help="an HTTP API (POST /v1/classify) and a page to try a run or export")
+    serve.add_argument("model", type=Path, help="an export folder (mmtune export), a run folder or a cv folder")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=bounded_int(1), default=8000)
+    serve.add_argument("--max-batch", type=bounded_int(1), default=32, help="most posts in one forward pass")
+    serve.add_argument("--max-wait-ms", type=bounded_int(0), default=10,
+                       help="how long the first post of a batch waits for others to join it")
+    serve.set_defaults(run=cmd_serve)
 
     config = commands.add_parser("config", help="check a config as a run would and print it resolved, or every "
                                                 "key with its default, doc and accepted values (--schema)")

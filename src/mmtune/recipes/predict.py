@@ -19,6 +19,7 @@ from mmtune.errors import InputError
 from mmtune.evaluation.predictions import Predictions, write_predictions
 from mmtune.objectives import get_objective
 from mmtune.recipes.train import build_model
+from mmtune.serving.bundle import is_export
 from mmtune.training import checkpoint as ckpt
 from mmtune.training.inference import eval_batch_size, make_loader, predict_probs
 from mmtune.training.loop import resolve_mixed_precision
@@ -45,6 +46,10 @@ def predict(run_dir: Path, data: Path, images: Path | None = None, out: Path | N
 
     `batch_size`: posts per forward pass (default: twice the run's train.batch_size). The returned predictions
     carry the file's gold labels when every post has one (the CSV does not: it is what a submission reads)."""
+    if is_export(run_dir):
+        from mmtune.recipes.exported import predict_export
+
+        return predict_export(run_dir, data, images, out, tta_flip)
     cfg, best = load_run(run_dir)
     labels = list(cfg.data.labels or [])
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
