@@ -103,14 +103,26 @@ class RankFilter(logging.Filter):
         return True
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes each record to `sys.stderr` as it is then: a notebook, a test's capture or the API caller may have
+    replaced it since the handler was made (a stream kept from then may be closed)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """StreamHandler.__init__ assigns its stream; this handler always follows sys.stderr instead."""
+
+
 def log_handler(stream: TextIO | None = None) -> logging.Handler:
     """Rich's handler in a terminal; elsewhere one plain line per record, with the time and the level."""
-    stream = sys.stderr if stream is None else stream
-    if interactive(stream):
+    if interactive(sys.stderr if stream is None else stream):
         handler: logging.Handler = RichHandler(console=plain_console(stderr=True, every_rank=True), show_path=False,
                                                show_time=False)
     else:
-        handler = logging.StreamHandler(stream)
+        handler = CurrentStderrHandler() if stream is None else logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.addFilter(printable_record)
     handler.addFilter(RankFilter(process_rank()))
