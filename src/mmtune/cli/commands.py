@@ -64,9 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     check_predict(args.run_dir, args.data, args.out)
-    from mmtune.recipes.predict import predict  # torch and transformers: only once the paths are known to be sound
+    # torch and transformers: only once the paths are known to be sound
+    from mmtune.recipes.predict_ensemble import predict_source
 
-    predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
+    predict_source(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip)
     console.print(f"predictions written to {args.out}")
 
 

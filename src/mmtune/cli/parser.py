@@ -76,11 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in output_dir from last/")
     train.set_defaults(run=cmd_train)
 
-    predict = commands.add_parser("predict", help="predict a data file with a run's best weights -> CSV")
-    predict.add_argument("run_dir", type=Path)
-    predict.add_argument("data", type=Path)
-    predict.add_argument("--images", type=Path)
-    predict.add_argument("--out", type=Path, required=True)
+    predict = commands.add_parser("predict", help="predict a data file with a run, a cv folder (the mean of its "
+                                                  "folds) or a saved ensemble (its .json) -> CSV")
+    predict.add_argument("run_dir", type=Path, metavar="SOURCE",
+                         help="a run folder (its best weights), a cv folder (the mean of its fold models, as its "
+                              "test.csv) or the .json that mmtune ensemble wrote (its inputs re-run, then its blend)")
+    predict.add_argument("data", type=Path, help="the data file to predict (ViMMSD JSON, JSONL or CSV)")
+    predict.add_argument("--images", type=Path, help="folder the data file's image names are relative to")
+    predict.add_argument("--out", type=Path, required=True, help="prediction CSV to write (id,label,p_<label>...)")
     predict.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped images")
     predict.set_defaults(run=cmd_predict)
 
