@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,14 @@ import yaml
 from rich.text import Text
 
 from mmtune.cli.audit_view import render_audit
-from mmtune.cli.tables import cv_table, demo_run_table, ensemble_table, folds_table, workflow_table
+from mmtune.cli.tables import (
+    cv_table,
+    demo_run_table,
+    ensemble_table,
+    folds_table,
+    label_distribution_table,
+    workflow_table,
+)
 from mmtune.config import Config, describe_schema, load_config, to_dict
 from mmtune.recipes.preflight import check_predict, check_run
 from mmtune.terminal import literal, plain_console
@@ -100,12 +108,16 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from mmtune.recipes.submit import submit_file
+    from mmtune.recipes.submit import submit_file, training_labels
 
     labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
     data = load_config(args.config, args.overrides).data
+    training = training_labels(args.predictions, args.source)  # a bad --source is named before anything is written
     sub = submit_file(args.predictions, args.out, phase=args.phase, fmt=args.fmt, ids=args.ids, labels=labels,
-                      data=data)
+                      data=data, force=args.force)
+    console.print(label_distribution_table(sub.labels, Counter(sub.predicted), training.counts if training else None))
+    if training is not None:
+        console.print(literal(f"training labels: {training.what}"))
     console.print(f"{len(sub.ids)} predictions written to {args.out}")
 
 

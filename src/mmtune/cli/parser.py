@@ -129,15 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--seed", type=seed, default=0)
     ensemble.set_defaults(run=cmd_ensemble)
 
-    submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv)")
-    submit.add_argument("predictions", type=Path)
+    submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv); prints the "
+                                                "predicted label distribution next to the training one")
+    submit.add_argument("predictions", type=Path,
+                        help="prediction CSV of the test file (test.csv, an ensemble's --out, mmtune predict's --out)")
     submit.add_argument("--out", type=Path, required=True, help="results.zip (or a .csv with --format csv)")
-    submit.add_argument("--phase", choices=["dev", "test"], default="test")
-    submit.add_argument("--format", dest="fmt", choices=["vimmsd", "csv"], default="vimmsd")
+    submit.add_argument("--phase", choices=["dev", "test"], default="test",
+                        help="the competition phase written into results.json (default: test)")
+    submit.add_argument("--format", dest="fmt", choices=["vimmsd", "csv"], default="vimmsd",
+                        help="vimmsd: CodaLab's results.zip; csv: a Kaggle-style id,label file (default: vimmsd)")
     submit.add_argument("--ids", type=Path, help="the test data file: every post in it must be predicted")
     submit.add_argument("--labels", help="comma-separated known labels (default: the ViMMSD four for vimmsd)")
+    submit.add_argument("--source", type=Path,
+                        help="run folder, cv folder or ensemble .json the predictions came from: its training labels "
+                             "are shown beside the predicted ones (default: the run or cv folder holding the file)")
+    submit.add_argument("--force", action="store_true",
+                        help="submit a file with gold/fold columns (training predictions, e.g. oof.csv) all the same")
     submit.add_argument("--config", type=Path, help="YAML config whose data.format / data.columns read --ids")
-    submit.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    submit.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="config overrides (for reading --ids)")
     submit.set_defaults(run=cmd_submit)
 
     report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder")

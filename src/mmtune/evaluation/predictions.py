@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtune.data.csvfile import read_table
+from mmtune.data.csvfile import CsvRows, read_table
 from mmtune.errors import InputError
 from mmtune.outputs import atomic_open
 
@@ -165,6 +165,11 @@ def _fold(value: str, where: str) -> int:
         return int(value)
     except ValueError:
         raise InputError(f"{where}: fold must be an integer, got {value!r}") from None
+
+
+def training_columns(path: str | Path) -> list[str]:
+    """The columns that mark training predictions (an OOF file: gold, fold) in a prediction file's header."""
+    return [name for name in CsvRows(Path(path), "prediction file").header() if name in ("gold", "fold")]
 
 
 def read_gold_labels(path: str | Path) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The registry: every module in ensemble/methods/ is a method; what each declares; the contract every blender keeps."""
 
+import json
 import re
 from pathlib import Path
 
@@ -80,3 +81,30 @@ def test_the_cli_lists_the_methods_and_names_them_on_a_bad_one(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"mmtune: error: --method must be one of {known_methods()}, got 'bogus'")
+
+
+@pytest.mark.parametrize("name", BLENDERS)
+def test_every_blender_is_saved_as_json_numbers_and_rebuilt_to_predict_the_same(name, good_and_weak):
+    X, targets, folds = good_and_weak
+    method = get_method(name)
+    blender = method.build(0)
+    method.fit_oof(blender, X, targets, folds)
+    state = json.loads(json.dumps(method.save(blender)))  # only what JSON holds survives
+    rebuilt = method.load(state, X.shape[1], X.shape[2])
+    new_rows = np.random.default_rng(1).dirichlet(np.ones(4), size=(50, 2))
+    assert np.array_equal(rebuilt.predict_proba(new_rows), blender.predict_proba(new_rows))
+
+
+@pytest.mark.parametrize(("name", "state", "key"), [
+    ("mean", {"weights": [0.5]}, "weights"),  # one weight for two members
+    ("weighted", {"weights": [0.5, "0.5"]}, "weights"),
+    ("greedy", {"weights": [0.0, 0.0]}, "weights"),
+    ("greedy", {"weights": [True, 1.0]}, "weights"),
+    ("stack", {"classes": [0, 1, 2, 3], "coef": [[0.0] * 8] * 3, "intercept": [0.0] * 4}, "coef"),
+    ("stack", {"classes": [0, 1, 2, 9], "coef": [[0.0] * 8] * 4, "intercept": [0.0] * 4}, "classes"),
+    ("stack", {"classes": [0, 1, 2, 3], "coef": [[0.0] * 8] * 4, "intercept": [[0.0]] * 4}, "intercept"),
+])
+def test_a_saved_state_that_save_cannot_write_is_refused_naming_its_key(name, state, key):
+    with pytest.raises(methods.StateError) as caught:
+        get_method(name).load(state, 2, 4)
+    assert caught.value.key == key
