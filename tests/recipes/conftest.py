@@ -27,7 +27,8 @@ def two_cvs(demo_small, tiny_models, tmp_path_factory):  # noqa: F811
     config = fusion_config(demo_small, tiny_models, root / "cv-a", epochs=1)
     config["cv"] = {"folds": 3}
     run_cv(load_config(write_config(config, root / "a.yaml")))
-    config |= {"output_dir": str(root / "cv-b"), "seed": 7, "cv": {"folds": 3, "folds_file": str(root / "cv-a" / "folds.csv")}}
+    config |= {"output_dir": str(root / "cv-b"), "seed": 7,
+               "cv": {"folds": 3, "folds_file": str(root / "cv-a" / "folds.csv")}}
     config["train"] |= {"lr": 3e-3}
     run_cv(load_config(write_config(config, root / "b.yaml")))
     return TwoCVs(root / "cv-a", root / "cv-b", Path(demo_small.test), Path(demo_small.test_images))
