@@ -50,8 +50,10 @@ def saved_numbers(state: dict[str, Any], key: str, shape: tuple[int, ...]) -> np
     """state[key] as a float array of `shape`, every entry a finite JSON number (saved files may be edited)."""
     value = state.get(key)
     if not _nested_numbers(value, shape):
-        wanted = " x ".join(map(str, shape))
-        raise StateError(key, f"must be {wanted} finite numbers (nested lists), as the ensemble saved it")
+        wanted = f"a list of {shape[-1]} finite numbers"
+        for size in reversed(shape[:-1]):
+            wanted = f"a list of {size} lists, each {wanted}"
+        raise StateError(key, f"must be {wanted}, as the ensemble saved it")
     return np.array(value, dtype=np.float64)
 
 
