@@ -47,6 +47,8 @@ def model_runs(source: Path) -> list[Path]:
 def check_predict(source: Path, data: Path, out: Path) -> None:
     """`predict`: --out clashes with no input (the data, the runs' configs and weights, the ensemble file), the
     data file is a file, and the models the runs were trained from are still there."""
+    if not data.is_file():
+        raise InputError(f"{data}: data file not found" if not data.exists() else f"{data}: not a file")
     runs = model_runs(source)
     inputs: dict[str, Path | None] = {"data": data, "ensemble file": source if source.is_file() else None}
     base = source.parent if source.is_file() else source  # run files are named from here
@@ -54,8 +56,6 @@ def check_predict(source: Path, data: Path, out: Path) -> None:
         inputs |= {f"run file {path.relative_to(base) if path.is_relative_to(base) else path}": path
                    for path in [run_dir / RUN_CONFIG, *sorted(run_dir.glob("best/*"))]}
     check_outputs({"--out": out}, inputs)
-    if not data.is_file():
-        raise InputError(f"{data}: data file not found" if not data.exists() else f"{data}: not a file")
     for run_dir in runs:
         if (run_dir / RUN_CONFIG).is_file():
             check_config_models(load_saved_config(run_dir / RUN_CONFIG))
