@@ -54,12 +54,18 @@ def test_every_blender_keeps_the_estimator_contract(name, good_and_weak):
     np.testing.assert_allclose(blender.predict_proba(X[:7]).sum(axis=1), 1.0)
 
 
-@pytest.mark.parametrize("name", BLENDERS)
-def test_the_summary_reports_what_a_method_says_it_fitted(name, good_and_weak):
+def fitted(name, good_and_weak):
+    """The method `name` and its blender fitted on the good and weak members."""
     X, targets, folds = good_and_weak
     method = get_method(name)
     blender = method.build(0)
     method.fit_oof(blender, X, targets, folds)
+    return method, blender
+
+
+@pytest.mark.parametrize("name", BLENDERS)
+def test_the_summary_reports_what_a_method_says_it_fitted(name, good_and_weak):
+    method, blender = fitted(name, good_and_weak)
     reported = method.fitted(blender)
     if name in ("mean", "weighted", "greedy"):
         assert set(reported) == {"weights"} and np.isclose(sum(reported["weights"]), 1.0)
@@ -85,12 +91,9 @@ def test_the_cli_lists_the_methods_and_names_them_on_a_bad_one(tmp_path):
 
 @pytest.mark.parametrize("name", BLENDERS)
 def test_every_blender_is_saved_as_json_numbers_and_rebuilt_to_predict_the_same(name, good_and_weak):
-    X, targets, folds = good_and_weak
-    method = get_method(name)
-    blender = method.build(0)
-    method.fit_oof(blender, X, targets, folds)
+    method, blender = fitted(name, good_and_weak)
     state = json.loads(json.dumps(method.save(blender)))  # only what JSON holds survives
-    rebuilt = method.load(state, X.shape[1], X.shape[2])
+    rebuilt = method.load(state, 2, 4)
     new_rows = np.random.default_rng(1).dirichlet(np.ones(4), size=(50, 2))
     assert np.array_equal(rebuilt.predict_proba(new_rows), blender.predict_proba(new_rows))
 
