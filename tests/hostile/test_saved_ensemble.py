@@ -103,3 +103,15 @@ def test_nan_weights_and_a_binary_file_from_the_cli(tmp_path):
                           "key 'blend.state.weights' must be a list of 2 finite numbers")
     path.write_bytes(b"\x80\x04\x95pickle")
     assert_one_line_error(run_mmtune("predict", path, data, "--out", tmp_path / "p.csv"), "not UTF-8")
+
+
+def test_an_input_folder_that_is_gone_or_changed_kind_is_named(tmp_path):
+    data = tmp_path / "test.json"
+    data.write_text("{}")
+    path = saved(tmp_path)  # inputs: cv-a (relative to the JSON) and /abs/run
+    assert_one_line_error(run_mmtune("predict", path, data, "--out", tmp_path / "p.csv"),
+                          f"input 1 ({tmp_path / 'cv-a'}) was a cv folder", "is not there now")
+    (tmp_path / "cv-a").mkdir()
+    (tmp_path / "cv-a" / "config.yaml").write_text("name: x\n")
+    assert_one_line_error(run_mmtune("predict", path, data, "--out", tmp_path / "p.csv"),
+                          "input 1", "is a run folder now")

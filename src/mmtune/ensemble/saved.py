@@ -32,6 +32,7 @@ from mmtune.ensemble.methods import StateError, get_method, known_methods
 from mmtune.ensemble.rules import parse_rules
 from mmtune.errors import InputError
 from mmtune.evaluation.calibration import MacroF1Calibrator
+from mmtune.evaluation.folders import folder_kind
 
 KEY, VERSION = "blend", 1
 KINDS = ("run", "cv", "file")
@@ -212,12 +213,16 @@ class _Reader:
 
 
 def model_sources(saved: SavedBlend) -> list[Source]:
-    """The run and cv folders that predict a new file for the blend; a blend of prediction files has no model
-    to run, which is bad input naming the first such file."""
-    files = [(i, s) for i, s in enumerate(saved.sources) if s.kind == "file"]
-    if files:
-        i, source = files[0]
-        raise InputError(f"{saved.path}: input {i + 1} ({source.path}) was a prediction file, not a run or cv "
-                         "folder: there is no model to predict a new file with; ensemble the run or cv folders "
-                         "(or their oof.csv) to predict new files")
+    """The run and cv folders that predict a new file for the blend, each still the kind of folder it was; a
+    blend of prediction files has no model to run, which is bad input naming the first such file."""
+    for i, source in enumerate(saved.sources):
+        where = f"{saved.path}: input {i + 1} ({source.path})"
+        if source.kind == "file":
+            raise InputError(f"{where} was a prediction file, not a run or cv folder: there is no model to predict "
+                             "a new file with; ensemble the run or cv folders (or their oof.csv) to predict new files")
+        found = folder_kind(source.path) if source.path.is_dir() else None
+        if found != source.kind:
+            now = f"is a {found} folder" if found else "is not there" if not source.path.exists() else "is no folder"
+            raise InputError(f"{where} was a {source.kind} folder when the ensemble was fitted but {now} now; "
+                             "the JSON's input paths are relative to its own folder")
     return list(saved.sources)
