@@ -22,12 +22,12 @@ def check_run(cfg: Config) -> None:
 def predict_kind(source: Path) -> str:
     """What `predict SOURCE` predicts with: "run" (a run folder), "cv" (a cv folder: the mean of its folds) or
     "ensemble" (an ensemble's summary JSON, whose saved blend re-runs its input folders)."""
-    if source.is_file():
+    if source.is_file() and source.suffix.lower() == ".json":
         return "ensemble"
     kind = folder_kind(source) if source.is_dir() else None
     if kind is None:
         raise InputError(f"{source}: not a run folder (no {RUN_CONFIG}), a cv folder (no cv_summary.json) or "
-                         "an ensemble's .json")
+                         "the .json that mmtune ensemble wrote")
     return kind
 
 
@@ -57,5 +57,6 @@ def check_predict(source: Path, data: Path, out: Path) -> None:
                    for path in [run_dir / RUN_CONFIG, *sorted(run_dir.glob("best/*"))]}
     check_outputs({"--out": out}, inputs)
     for run_dir in runs:
-        if (run_dir / RUN_CONFIG).is_file():
-            check_config_models(load_saved_config(run_dir / RUN_CONFIG))
+        if not (run_dir / RUN_CONFIG).is_file():  # a cv folder copied without one of its fold runs
+            raise InputError(f"{run_dir}: not a run folder (no {RUN_CONFIG})")
+        check_config_models(load_saved_config(run_dir / RUN_CONFIG))
