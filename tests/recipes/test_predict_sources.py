@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
+from mmtune import api
 from mmtune.ensemble.saved import read_saved_blend
 from mmtune.errors import InputError
+from mmtune.evaluation.predictions import as_written, read_predictions
 from mmtune.recipes.ensemble import EnsembleRequest, run_ensemble
 from mmtune.recipes.predict_ensemble import predict_ensemble, predict_source
 from tests.hostile.conftest import assert_one_line_error, run_mmtune
@@ -20,6 +23,13 @@ def test_predict_cv_dir_is_the_cvs_test_csv_to_the_last_digit(two_cvs, tmp_path)
     result = run_mmtune("predict", two_cvs.a, two_cvs.test, "--images", two_cvs.test_images, "--out", out)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == (two_cvs.a / "test.csv").read_bytes()
+
+
+def test_api_predict_takes_a_cv_folder_too(two_cvs):
+    private = api.predict(two_cvs.b, two_cvs.test, images=two_cvs.test_images)
+    assert np.array_equal(as_written(private).probs, read_predictions(two_cvs.b / "test.csv").probs)
+    with pytest.raises(InputError, match="nope.json: data file not found"):
+        api.predict(two_cvs.b, two_cvs.test.parent / "nope.json")
 
 
 def test_predict_cv_dir_uses_the_folds_its_summary_names(two_cvs, tmp_path):

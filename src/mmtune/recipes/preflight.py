@@ -44,7 +44,7 @@ def model_runs(source: Path) -> list[Path]:
     return [run for input_source in model_sources(read_saved_blend(source)) for run in model_runs(input_source.path)]
 
 
-def check_predict(source: Path, data: Path, out: Path) -> None:
+def check_predict(source: Path, data: Path, out: Path | None) -> None:
     """`predict`: --out clashes with no input (the data, the runs' configs and weights, the ensemble file), the
     data file is a file, and the models the runs were trained from are still there."""
     if not data.is_file():
