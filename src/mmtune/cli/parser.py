@@ -117,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     methods = known_methods()
     ensemble = commands.add_parser("ensemble", help=f"blend prediction files fitted on OOF: {', '.join(methods)}; "
                                                     "optional macro-F1 calibration")
-    ensemble.add_argument("inputs", type=Path, nargs="+", help="OOF files (with gold, fold) or cv folders")
-    ensemble.add_argument("--out", type=Path, required=True, help="ensemble predictions CSV (+ .oof.csv, .json)")
+    ensemble.add_argument("inputs", type=Path, nargs="+",
+                          help="OOF files (with gold, fold), cv folders or run folders; folders' models can predict "
+                               "new files later (mmtune predict OUT.json)")
+    ensemble.add_argument("--out", type=Path, required=True,
+                          help="ensemble predictions CSV (+ .oof.csv, and .json: the scores and the saved blend)")
     ensemble.add_argument("--method", default="mean", help=" | ".join(methods))
     ensemble.add_argument("--test", type=Path, nargs="+", help="test prediction files, one per input, in order")
     ensemble.add_argument("--rules", type=Path, help="YAML priority rules (for --method rules)")
