@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -115,3 +116,14 @@ def test_an_input_folder_that_is_gone_or_changed_kind_is_named(tmp_path):
     (tmp_path / "cv-a" / "config.yaml").write_text("name: x\n")
     assert_one_line_error(run_mmtune("predict", path, data, "--out", tmp_path / "p.csv"),
                           "input 1", "is a run folder now")
+
+
+@pytest.mark.parametrize(("blend", "fragment"), [
+    (VALID | {"version": True}, "key 'blend.version' must be 1"),
+    ([1, 2], "key 'blend' must be an object, got a list"),
+])
+def test_look_alikes_of_the_right_type(tmp_path, blend, fragment):
+    path = tmp_path / "ens.json"
+    path.write_text(json.dumps({"blend": blend}))
+    with pytest.raises(InputError, match=re.escape(fragment)):
+        read_saved_blend(path)

@@ -99,6 +99,11 @@ def read_saved_blend(path: Path) -> SavedBlend:
     return _Reader(path).blend(raw[KEY])
 
 
+def _full(key: str) -> str:
+    """A key inside `blend` as messages name it: `blend.state.weights`."""
+    return f"{KEY}.{key}" if key else KEY
+
+
 class _Reader:
     """Checks each entry of one file's `blend`, naming `file: key 'blend.x.y'` in every error."""
 
@@ -106,11 +111,11 @@ class _Reader:
         self.path = path
 
     def fail(self, key: str, wanted: str, value: Any) -> InputError:
-        return InputError(f"{self.path}: key '{KEY}.{key}' must be {wanted}, got {describe(value)}")
+        return InputError(f"{self.path}: key '{_full(key)}' must be {wanted}, got {describe(value)}")
 
     def entry(self, obj: dict[str, Any], key: str, where: str) -> Any:
         if key not in obj:
-            raise InputError(f"{self.path}: key '{KEY}.{where + '.' if where else ''}{key}' is missing")
+            raise InputError(f"{self.path}: key '{_full(f'{where}.{key}' if where else key)}' is missing")
         return obj[key]
 
     def mapping(self, value: Any, key: str) -> dict[str, Any]:
@@ -124,7 +129,8 @@ class _Reader:
                                        "calibration", "rules", "train_labels"})
         if unknown:
             raise InputError(f"{self.path}: key '{KEY}.{unknown[0]}' is not a key of a saved blend")
-        if (version := self.entry(blend, "version", "")) != VERSION:
+        version = self.entry(blend, "version", "")
+        if isinstance(version, bool) or not isinstance(version, int) or version != VERSION:
             raise self.fail("version", f"{VERSION} (this mmtune reads version {VERSION})", version)
         method = self.entry(blend, "method", "")
         if method not in known_methods():
