@@ -70,7 +70,8 @@ def allow_mixed_precision(mixed_precision: str) -> None:
 
     accelerate 1.15 keeps one AcceleratorState per process and refuses an Accelerator of another mixed precision
     (ValueError "AcceleratorState has already been initialized and cannot be changed"). `mmtune predict
-    ENSEMBLE.json` loads, one after another, models of runs trained with different `train.mixed_precision`.
+    ENSEMBLE.json` loads, one after another, models of runs trained with different `train.mixed_precision`, and
+    a notebook may train such runs one after another (`api.fit`).
     Only the precision's state is dropped; the processes' state (PartialState: a launcher's process group) stays.
     """
     from accelerate.state import AcceleratorState
