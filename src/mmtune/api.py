@@ -7,6 +7,7 @@
     probs = run.predict_proba("test.json", images="test-images")   # = mmtune predict
     result = api.cv(cfg)                                            # = mmtune cv
     ens = api.ensemble([result.cv_dir], out="ens.csv", method="stack", calibrate=True)  # = mmtune ensemble
+    private = api.predict("ens.json", "private.json", images="private-images")      # = mmtune predict
 
 Bad input raises `mmtune.errors.InputError` with the line the CLI would print.
 """
@@ -118,3 +119,15 @@ def ensemble(inputs: Sequence[str | Path], out: str | Path, method: str = "mean"
                               label_map=Path(label_map) if label_map else None, rules=Path(rules) if rules else None,
                               calibrate="auto" if calibrate is True else (calibrate or None), seed=seed)
     return run_ensemble(request)
+
+
+def predict(source: str | Path, data: str | Path, images: str | Path | None = None, out: str | Path | None = None,
+            tta_flip: bool = False) -> Predictions:
+    """`mmtune predict`: a run folder, a cv folder (the mean of its fold models, as its test.csv) or the .json an
+    ensemble wrote (its input folders re-run, then its saved blend) on a data file; with `out`, also the CSV."""
+    from mmtune.recipes.predict_ensemble import predict_source
+    from mmtune.recipes.preflight import check_predict
+
+    source, data, out = Path(source), Path(data), Path(out) if out else None
+    check_predict(source, data, out)  # what the CLI checks first: the data, --out clashes, the runs and models
+    return predict_source(source, data, Path(images) if images else None, out, tta_flip=tta_flip)

@@ -65,6 +65,22 @@ def cache_accelerate_lomo_check() -> None:
         accelerated_optimizer.is_lomo_available = functools.cache(check)
 
 
+def allow_mixed_precision(mixed_precision: str) -> None:
+    """Let the next `Accelerator(mixed_precision=...)` of this process take another precision than an earlier one.
+
+    accelerate 1.15 keeps one AcceleratorState per process and refuses an Accelerator of another mixed precision
+    (ValueError "AcceleratorState has already been initialized and cannot be changed"). `mmtune predict
+    ENSEMBLE.json` loads, one after another, models of runs trained with different `train.mixed_precision`, and
+    a notebook may train such runs one after another (`api.fit`).
+    Only the precision's state is dropped; the processes' state (PartialState: a launcher's process group) stays.
+    """
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def hub_offline_for_imported_libraries() -> None:
     """Offline mode also for the Hugging Face libraries imported before mmtune.hub found the Hub unreachable.
 

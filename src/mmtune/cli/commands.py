@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
 
 from mmtune.cli.audit_view import render_audit
-from mmtune.cli.tables import cv_table, demo_run_table, ensemble_table, folds_table, scores_table, workflow_table
+from mmtune.cli.tables import (
+    cv_table,
+    demo_run_table,
+    ensemble_table,
+    folds_table,
+    label_distribution_table,
+    scores_table,
+    workflow_table,
+)
 from mmtune.config import Config, load_config
 from mmtune.errors import InputError
 from mmtune.recipes.config import checked_config
@@ -80,12 +89,13 @@ def _print_resume_hint(command: list[str], overrides: list[str], stopped: str, c
 
 def cmd_predict(args: argparse.Namespace) -> None:
     check_predict(args.run_dir, args.data, args.out)
-    from mmtune.recipes.predict import predict  # torch and transformers: only once the paths are known to be sound
+    # torch and transformers: only once the paths are known to be sound
+    from mmtune.recipes.predict_ensemble import predict_source
     from mmtune.recipes.scores import prediction_scores, run_metric
 
-    predictions = predict(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip,
-                          batch_size=args.batch_size)
-    scores = prediction_scores(predictions, run_metric(args.run_dir))
+    predictions = predict_source(args.run_dir, args.data, args.images, args.out, tta_flip=args.tta_flip,
+                                 batch_size=args.batch_size)
+    scores = prediction_scores(predictions, run_metric(args.run_dir)) if predictions.gold is not None else None
     if scores is not None:
         console.print(scores_table(scores, f"scores on {args.data.name} ({scores.posts} labelled posts)"))
     console.print(f"predictions written to {args.out}")
@@ -123,12 +133,16 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from mmtune.recipes.submit import submit_file
+    from mmtune.recipes.submit import submit_file, training_labels
 
     labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
     data = load_config(args.config, args.overrides).data
+    training = training_labels(args.predictions, args.source)  # a bad --source is named before anything is written
     sub = submit_file(args.predictions, args.out, phase=args.phase, fmt=args.fmt, ids=args.ids, labels=labels,
-                      data=data)
+                      data=data, force=args.force)
+    console.print(label_distribution_table(sub.labels, Counter(sub.predicted), training.counts if training else None))
+    if training is not None:
+        console.print(literal(f"training labels: {training.what}"))
     console.print(f"{len(sub.ids)} predictions written to {args.out}")
 
 

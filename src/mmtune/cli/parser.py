@@ -79,12 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in output_dir from last/")
     train.set_defaults(run=cmd_train)
 
-    predict = commands.add_parser("predict", help="predict a data file with a run's best weights -> CSV")
-    predict.add_argument("run_dir", type=Path, help="a run folder (output_dir of `mmtune train`): its best/ weights")
-    predict.add_argument("data", type=Path, help="posts to predict (JSON, JSONL or CSV, read as data.format says); "
-                         "when every post has a label, its scores are printed")
+    predict = commands.add_parser("predict", help="predict a data file with a run, a cv folder (the mean of its "
+                                                  "folds) or a saved ensemble (its .json) -> CSV")
+    predict.add_argument("run_dir", type=Path, metavar="SOURCE",
+                         help="a run folder (its best weights), a cv folder (the mean of its fold models, as its "
+                              "test.csv) or the .json that mmtune ensemble wrote (its inputs re-run, then its blend)")
+    predict.add_argument("data", type=Path, help="the data file to predict (ViMMSD JSON, JSONL or CSV); "
+                         "when every post has a label and SOURCE is a run, its scores are printed")
     predict.add_argument("--images", type=Path, help="folder the data file's image names are relative to")
-    predict.add_argument("--out", type=Path, required=True, help="prediction CSV: id,label,p_<label>...")
+    predict.add_argument("--out", type=Path, required=True, help="prediction CSV to write (id,label,p_<label>...)")
     predict.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped images")
     predict.add_argument("--batch-size", type=bounded_int(1), metavar="N",
                          help="posts per forward pass (default: twice the run's train.batch_size)")
@@ -120,8 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     methods = known_methods()
     ensemble = commands.add_parser("ensemble", help=f"blend prediction files fitted on OOF: {', '.join(methods)}; "
                                                     "optional macro-F1 calibration")
-    ensemble.add_argument("inputs", type=Path, nargs="+", help="OOF files (with gold, fold) or cv folders")
-    ensemble.add_argument("--out", type=Path, required=True, help="ensemble predictions CSV (+ .oof.csv, .json)")
+    ensemble.add_argument("inputs", type=Path, nargs="+",
+                          help="OOF files (with gold, fold), cv folders or run folders; folders' models can predict "
+                               "new files later (mmtune predict OUT.json)")
+    ensemble.add_argument("--out", type=Path, required=True,
+                          help="ensemble predictions CSV (+ .oof.csv, and .json: the scores and the saved blend)")
     ensemble.add_argument("--method", default="mean", help=" | ".join(methods))
     ensemble.add_argument("--test", type=Path, nargs="+", help="test prediction files, one per input, in order")
     ensemble.add_argument("--rules", type=Path, help="YAML priority rules (for --method rules)")
@@ -132,17 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--seed", type=seed, default=0)
     ensemble.set_defaults(run=cmd_ensemble)
 
-    submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv)")
-    submit.add_argument("predictions", type=Path, help="a prediction CSV (predict, cv's test.csv, ensemble)")
+    submit = commands.add_parser("submit", help="prediction CSV -> ViMMSD results.zip (or --format csv); prints the "
+                                                "predicted label distribution next to the training one")
+    submit.add_argument("predictions", type=Path,
+                        help="prediction CSV of the test file (test.csv, an ensemble's --out, mmtune predict's --out)")
     submit.add_argument("--out", type=Path, required=True, help="results.zip (or a .csv with --format csv)")
     submit.add_argument("--phase", choices=["dev", "test"], default="test",
-                        help="the ViMMSD phase written into results.json (default test)")
+                        help="the competition phase written into results.json (default: test)")
     submit.add_argument("--format", dest="fmt", choices=["vimmsd", "csv"], default="vimmsd",
-                        help="vimmsd: results.zip holding results.json; csv: id,label for Kaggle (default vimmsd)")
+                        help="vimmsd: CodaLab's results.zip; csv: a Kaggle-style id,label file (default: vimmsd)")
     submit.add_argument("--ids", type=Path, help="the test data file: every post in it must be predicted")
     submit.add_argument("--labels", help="comma-separated known labels (default: the ViMMSD four for vimmsd)")
+    submit.add_argument("--source", type=Path,
+                        help="run folder, cv folder or ensemble .json the predictions came from: its training labels "
+                             "are shown beside the predicted ones (default: the run or cv folder holding the file)")
+    submit.add_argument("--force", action="store_true",
+                        help="submit a file with gold/fold columns (training predictions, e.g. oof.csv) all the same")
     submit.add_argument("--config", type=Path, help="YAML config whose data.format / data.columns read --ids")
-    submit.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    submit.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="config overrides (for reading --ids)")
     submit.set_defaults(run=cmd_submit)
 
     report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder")

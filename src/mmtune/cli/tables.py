@@ -42,6 +42,27 @@ def cv_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def label_distribution_table(labels: list[str], predicted: Counter[str], training: Counter[str] | None) -> Table:
+    """Each label's share of the predictions, beside its share of the training labels when they are known: a
+    submission whose shares are far from them is worth a second look before a day's wait for the score."""
+    table = Table(title="predicted label distribution" + (" vs training" if training is not None else ""),
+                  title_justify="left")
+    table.add_column("label")
+    table.add_column("predicted", justify="right")
+    if training is not None:
+        table.add_column("training", justify="right")
+    extra = sorted((set(predicted) | set(training or {})) - set(labels))
+    for label in [*labels, *extra]:
+        row = [literal(label), _share(predicted, label)]
+        table.add_row(*row, *([_share(training, label)] if training is not None else []))
+    return table
+
+
+def _share(counts: Counter[str], label: str) -> str:
+    total = sum(counts.values())
+    return f"{counts[label]} ({100 * counts[label] / total:.1f}%)" if total else "0"
+
+
 def ensemble_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"ensemble ({summary['method']}) on {summary['n_oof']} OOF posts", title_justify="left")
     for name in ("input", "weight", "OOF macro-F1"):

@@ -1,5 +1,6 @@
 """Many members' predictions -> one: a registered method fitted on the OOF rows (and applied to the test rows),
-the optional macro-F1 calibration, then the priority rules."""
+the optional macro-F1 calibration, then the priority rules. What was fitted is a `FittedBlend`: applied to the
+test rows here, and to a new file's rows by `mmtune predict ENSEMBLE.json` (ensemble/saved.py)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,32 @@ class BlendRequest:
 
 
 @dataclass
+class FittedBlend:
+    """A blend ready for any aligned members: the fitted blender, then the calibration, then the rules."""
+
+    method: str  # as requested (`rules` blends with its rules file's `base:` method)
+    labels: list[str]
+    blender: Any
+    calibrator: MacroF1Calibrator | None = None
+    rules: RuleSet | None = None
+
+    def apply(self, members: Members) -> np.ndarray:
+        """[N, K] blended probabilities of members aligned to `labels` (probs [M, N, K])."""
+        X = np.transpose(members.probs, (1, 0, 2))
+        probs = self.blender.predict_proba(X)
+        if self.calibrator is not None:
+            probs = self.calibrator.predict_proba(probs)
+        if self.rules is not None:
+            probs, _ = apply_rules(X, probs, self.rules.rules, self.labels)
+        return probs
+
+
+@dataclass
 class Blend:
     oof_probs: np.ndarray
     test_probs: np.ndarray | None
     summary: dict[str, Any]
+    fitted: FittedBlend
 
 
 def blend_method(method: Method, rules: RuleSet | None) -> Method:
@@ -43,8 +66,7 @@ def blend(request: BlendRequest, oof: Members, test: Members | None) -> Blend:
     y = oof.targets() if oof.gold is not None else None
     blender = method.build(request.seed)
     oof_probs = method.fit_oof(blender, X, y, np.array(oof.folds) if oof.folds is not None else None)
-    test_X = np.transpose(test.probs, (1, 0, 2)) if test is not None else None
-    test_probs = blender.predict_proba(test_X) if test_X is not None else None
+    fitted = FittedBlend(request.method, oof.labels, blender, rules=rules)
     summary: dict[str, Any] = {"method": request.method, "inputs": [str(p) for p in oof.paths],
                                "labels": oof.labels, "n_oof": len(oof.ids)}
     summary |= method.fitted(blender)
@@ -55,8 +77,9 @@ def blend(request: BlendRequest, oof: Members, test: Members | None) -> Blend:
         summary["ensemble_oof_is_in_sample"] = method.in_sample
     # Calibration maps the base blend; the rules come last, so that they decide the posts they fire on as written.
     if request.calibrate:
-        oof_probs, test_probs, summary["calibration"] = _calibrate(oof, y, oof_probs, test_probs, request.seed,
-                                                                   always=request.calibrate == "always")
+        fitted.calibrator, summary["calibration"] = _calibrate(oof, y, oof_probs, request.seed,
+                                                               always=request.calibrate == "always")
+        oof_probs = fitted.calibrator.predict_proba(oof_probs)
         # Biases fitted on the OOF rows and applied to them: those rows are no longer out-of-fold for a later
         # blend or stack (the honest figure is calibration.nested_cv).
         if summary["calibration"]["biases_applied"]:
@@ -64,16 +87,15 @@ def blend(request: BlendRequest, oof: Members, test: Members | None) -> Blend:
     if rules is not None:
         oof_before = oof_probs
         oof_probs, _ = apply_rules(X, oof_probs, rules.rules, oof.labels)
-        if test_probs is not None:
-            test_probs, _ = apply_rules(test_X, test_probs, rules.rules, oof.labels)
         if y is not None:
             summary["rules"] = score_rules(X, oof_before, rules.rules, oof.labels, y)
             summary["ensemble_oof_macro_f1"] = macro_f1(oof_probs, y)
-    return Blend(oof_probs, test_probs, summary)
+    # The test rows go through the very object a saved blend is rebuilt as: the same steps, in the same order.
+    return Blend(oof_probs, fitted.apply(test) if test is not None else None, summary, fitted)
 
 
-def _calibrate(oof: Members, y: np.ndarray, oof_probs: np.ndarray, test_probs: np.ndarray | None, seed: int,
-               always: bool) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+def _calibrate(oof: Members, y: np.ndarray, oof_probs: np.ndarray, seed: int,
+               always: bool) -> tuple[MacroF1Calibrator, dict[str, Any]]:
     """Temperature always; the macro-F1 biases when the nested-CV estimate of their gain is positive
     (or `always`): biases fitted on a few hundred OOF rows can chase noise, and nested CV tells."""
     groups = np.array(oof.folds) if oof.folds is not None else None
@@ -81,5 +103,4 @@ def _calibrate(oof: Members, y: np.ndarray, oof_probs: np.ndarray, test_probs: n
     use_biases = always or nested["gain"] > 0
     calibrator = MacroF1Calibrator(biases=use_biases).fit(oof_probs, y)
     info = calibrator.to_dict(oof.labels) | {"nested_cv": nested, "biases_applied": use_biases}
-    calibrated_test = calibrator.predict_proba(test_probs) if test_probs is not None else None
-    return calibrator.predict_proba(oof_probs), calibrated_test, info
+    return calibrator, info

@@ -96,6 +96,13 @@ class MacroF1Calibrator:
             raise InputError(f"calibration: expected [N, {len(self.biases_)}] probabilities, got {probs.shape}")
         return softmax(_logits(probs) / self.temperature_ + self.biases_, axis=1)
 
+    @classmethod
+    def restored(cls, temperature: float, biases: np.ndarray) -> MacroF1Calibrator:
+        """A calibrator fitted before (a saved ensemble's): the same map from its temperature and biases."""
+        calibrator = cls(biases=bool(np.any(biases)))
+        calibrator.temperature_, calibrator.biases_ = float(temperature), np.asarray(biases, dtype=np.float64)
+        return calibrator
+
     def to_dict(self, labels: list[str]) -> dict[str, Any]:
         return {"temperature": self.temperature_, "biases": dict(zip(labels, map(float, self.biases_))),
                 "oof_macro_f1_before": self.macro_f1_before_, "oof_macro_f1_after": self.macro_f1_after_}

@@ -14,10 +14,41 @@ from mmtune.errors import InputError
 from mmtune.files import IsNotRegular, read_regular
 
 OOF_FILE, TEST_FILE, SUMMARY_FILE, FOLDS_FILE = "oof.csv", "test.csv", "cv_summary.json", "folds.csv"
+# A run folder's files that others read: the resolved config, the validation and test predictions.
+RUN_CONFIG, VAL_PREDICTIONS, TEST_PREDICTIONS = "config.yaml", "val_predictions.csv", "test_predictions.csv"
 
 
 def fold_dir(cv_dir: Path, fold: int) -> Path:
     return cv_dir / f"fold-{fold}"
+
+
+def folder_kind(path: Path) -> str | None:
+    """"run" (a train run: its config.yaml), "cv" (a cv folder: its summary or oof.csv), or None."""
+    if (path / RUN_CONFIG).is_file():
+        return "run"
+    if (path / SUMMARY_FILE).is_file() or (path / OOF_FILE).is_file():
+        return "cv"
+    return None
+
+
+def model_source(path: Path) -> tuple[str, Path]:
+    """What a prediction input stands for: ("run" | "cv", its folder) when its models can predict another file
+    (the folder itself, or its oof.csv / val_predictions.csv), else ("file", path)."""
+    if path.is_dir():
+        return folder_kind(path) or "cv", path
+    kind = folder_kind(path.parent)
+    if (kind, path.name) in (("cv", OOF_FILE), ("run", VAL_PREDICTIONS)):
+        return kind, path.parent
+    return "file", path
+
+
+def cv_folds(cv_dir: Path) -> list[int]:
+    """The folds whose models made the cv folder's oof.csv and test.csv (its cv_summary.json names them)."""
+    path = cv_dir / SUMMARY_FILE
+    if not path.is_file():
+        raise InputError(f"{cv_dir}: no {SUMMARY_FILE}: not a cv folder, or its cv has not finished a fold yet "
+                         "(run mmtune cv until it prints 'cv done')")
+    return [int(k) for k in read_cv_summary(path)["folds"]]
 
 
 def _read_text(path: Path) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from mmtune.data.csvfile import read_table
+from mmtune.data.csvfile import CsvRows, read_table
 from mmtune.errors import InputError
 from mmtune.outputs import atomic_open
 
@@ -61,8 +61,7 @@ def gold_indices(gold: list[str | None] | None, labels: list[str], path: Path) -
 
 def write_predictions(path: str | Path, preds: Predictions) -> None:
     """The CSV of `preds`, probabilities renormalized to sum to 1; gold and fold columns when they have them."""
-    probs = np.asarray(preds.probs, dtype=np.float64)
-    probs = probs / probs.sum(axis=1, keepdims=True)
+    cells = _probability_cells(preds.probs)
     header = ["id", "label", *(f"p_{label}" for label in preds.labels)]
     header += ["gold"] if preds.gold is not None else []
     header += ["fold"] if preds.folds is not None else []
@@ -70,11 +69,29 @@ def write_predictions(path: str | Path, preds: Predictions) -> None:
     with atomic_open(Path(path), "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for row, (post_id, p) in enumerate(zip(preds.ids, probs)):
-            line = [post_id, decided[row], *(f"{value:.6f}" for value in p)]
+        for row, (post_id, p) in enumerate(zip(preds.ids, cells)):
+            line = [post_id, decided[row], *p]
             line += [preds.gold[row] if preds.gold[row] is not None else ""] if preds.gold is not None else []
             line += [preds.folds[row]] if preds.folds is not None else []
             writer.writerow(line)
+
+
+def _probability_cells(probs: np.ndarray) -> list[list[str]]:
+    """The p_ cells of a prediction file: each row renormalized to sum to 1, six decimals."""
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    return [[f"{value:.6f}" for value in row] for row in probs]
+
+
+def as_written(preds: Predictions) -> Predictions:
+    """`preds` exactly as `read_predictions` gives them back once written: a model's predictions computed anew
+    match, bit for bit, those it wrote to a file that a cv or an ensemble then read."""
+    probs = np.array([[float(cell) for cell in row] for row in _probability_cells(preds.probs)], dtype=np.float64)
+    return replace(preds, probs=_normalized(probs))
+
+
+def _normalized(probs: np.ndarray) -> np.ndarray:
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def read_predictions(path: str | Path, need_gold: bool = False, decisions_only: bool = False,
@@ -107,7 +124,7 @@ def read_predictions(path: str | Path, need_gold: bool = False, decisions_only: 
     if decisions_only:
         return Predictions(ids, None, labels, decided=decided, path=path)
     probs = np.array(rows, dtype=np.float64)
-    return Predictions(ids, probs / probs.sum(axis=1, keepdims=True), labels, gold=gold if "gold" in fields else None,
+    return Predictions(ids, _normalized(probs), labels, gold=gold if "gold" in fields else None,
                        folds=folds if "fold" in fields else None, path=path)
 
 
@@ -148,6 +165,11 @@ def _fold(value: str, where: str) -> int:
         return int(value)
     except ValueError:
         raise InputError(f"{where}: fold must be an integer, got {value!r}") from None
+
+
+def training_columns(path: str | Path) -> list[str]:
+    """The columns that mark training predictions (an OOF file: gold, fold) in a prediction file's header."""
+    return [name for name in CsvRows(Path(path), "prediction file").header() if name in ("gold", "fold")]
 
 
 def read_gold_labels(path: str | Path) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from mmtune.config import DataConfig
 from mmtune.data.readers import iter_records
 from mmtune.errors import InputError
-from mmtune.evaluation.predictions import Predictions, read_predictions
+from mmtune.evaluation.predictions import Predictions, read_predictions, training_columns
 from mmtune.outputs import atomic_open, check_outputs
 from mmtune.sarcasm import SARCASM_LABELS
 
@@ -80,6 +80,7 @@ class SubmitRequest:
     ids_from: Path | None = None
     labels: list[str] | None = None
     data: DataConfig | None = None  # how to read ids_from (format, column names)
+    force: bool = False  # submit training predictions (an OOF file) all the same
 
 
 def submit(request: SubmitRequest) -> Predictions:
@@ -89,6 +90,12 @@ def submit(request: SubmitRequest) -> Predictions:
     check_outputs({"--out": request.out}, {"predictions": request.predictions, "--ids": request.ids_from})
     known = request.labels or (list(SARCASM_LABELS) if request.fmt == "vimmsd" else None)
     sub = read_predictions(request.predictions, decisions_only=True, known=known)
+    marks = training_columns(request.predictions)
+    if marks and not request.force:
+        # oof.csv predicts the training posts: a zip of it is valid-looking and worthless.
+        raise InputError(f"{request.predictions}: has {' and '.join(marks)} columns: these are predictions of "
+                         "training posts (out-of-fold), not of the test file; submit the test predictions "
+                         "(test.csv, or the --out of mmtune predict), or pass --force")
     if request.ids_from is not None:
         check_coverage(sub, request.ids_from, request.predictions, request.data)
     if request.fmt == "vimmsd":

@@ -1,9 +1,11 @@
 """`mmtune ensemble`: many prediction files -> one, fitted on OOF files, applied to their test files.
 
-Inputs are OOF files (`oof.csv`: with gold and fold) or cv folders (their oof.csv and test.csv).
-Outputs, for `--out ens.csv`: `ens.csv` (the ensemble of the test files, or of the inputs when there
-are none), `ens.oof.csv` (the ensemble's OOF predictions, when `ens.csv` holds test rows) and
-`ens.json` (what was fitted and how every member and the ensemble score on OOF).
+Inputs are OOF files (`oof.csv`: with gold and fold), cv folders (their oof.csv and test.csv) or run folders
+(their val_predictions.csv and test_predictions.csv). Outputs, for `--out ens.csv`: `ens.csv` (the ensemble of
+the test files, or of the inputs when there are none), `ens.oof.csv` (the ensemble's OOF predictions, when
+`ens.csv` holds test rows) and `ens.json` (how every member and the ensemble score on OOF, and under `blend`
+what was fitted: `mmtune predict ens.json FILE` re-runs the input folders' models on FILE and blends them the
+same way; ensemble/saved.py).
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mmtune.config import read_yaml_file
 from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors
 from mmtune.ensemble.methods import Method, get_method, known_methods
 from mmtune.errors import InputError
-from mmtune.evaluation.folders import OOF_FILE, TEST_FILE
+from mmtune.evaluation.folders import (
+    OOF_FILE,
+    TEST_FILE,
+    TEST_PREDICTIONS,
+    VAL_PREDICTIONS,
+    folder_kind,
+    model_source,
+)
 from mmtune.evaluation.predictions import Predictions, read_predictions, write_predictions
 from mmtune.outputs import check_outputs, write_text_atomic
 
@@ -44,14 +55,22 @@ class EnsembleResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def folder_files(folder: Path) -> tuple[Path, Path]:
+    """The (OOF, test) prediction files a folder input stands for: a run folder's validation and test
+    predictions, a cv folder's oof.csv and test.csv."""
+    if folder_kind(folder) == "run":
+        return folder / VAL_PREDICTIONS, folder / TEST_PREDICTIONS
+    return folder / OOF_FILE, folder / TEST_FILE
+
+
 def resolve_inputs(inputs: list[Path], tests: list[Path] | None) -> tuple[list[Path], list[Path] | None]:
-    """CV folders stand for their oof.csv (and test.csv); `--test` files pair with the inputs in order."""
-    oofs = [path / OOF_FILE if path.is_dir() else path for path in inputs]
+    """Run and cv folders stand for their OOF (and test) files; `--test` files pair with the inputs in order."""
+    oofs = [folder_files(path)[0] if path.is_dir() else path for path in inputs]
     if tests is not None:
         if len(tests) != len(inputs):
             raise InputError(f"--test: {len(tests)} test files for {len(inputs)} inputs; give one per input, in order")
         return oofs, tests
-    from_dirs = [path / TEST_FILE for path in inputs if path.is_dir()]
+    from_dirs = [folder_files(path)[1] for path in inputs if path.is_dir()]
     if from_dirs and len(from_dirs) == len(inputs) and all(p.exists() for p in from_dirs):
         return oofs, from_dirs
     return oofs, None
@@ -103,16 +122,21 @@ def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
     mapping = load_label_map(request.label_map)
     needs_gold = method.needs_gold or request.calibrate
     oof = align([read_predictions(p, need_gold=needs_gold) for p in oof_paths], mapping)
+    priors = gold_priors(oof.gold, oof.labels) if oof.gold is not None else None
     test = None
     if test_paths is not None:
-        priors = gold_priors(oof.gold, oof.labels) if oof.gold is not None else None
         test = align([read_predictions(p) for p in test_paths], mapping, labels=oof.labels, priors=priors)
     rules = load_rules(request.rules, oof.labels) if request.rules else None
     blended = blend(BlendRequest(request.method, rules, request.calibrate, request.seed), oof, test)
-    return _write(request.out, oof, test, blended)
+    return _write(request, oof, test, blended, (mapping, priors))
 
 
-def _write(out: Path, oof: Members, test: Members | None, blended: Blend) -> EnsembleResult:
+def _write(request: EnsembleRequest, oof: Members, test: Members | None, blended: Blend,
+           mapped: tuple[LabelMap, np.ndarray | None]) -> EnsembleResult:
+    """The predictions, and the summary with the saved blend; `mapped`: the label map and the priors it used."""
+    from mmtune.ensemble.saved import Source, blend_record
+
+    out = request.out
     paths = output_paths(out, with_test=test is not None)
     oof_out = paths.get("the OOF predictions", out)
     write_predictions(oof_out, Predictions(oof.ids, blended.oof_probs, oof.labels, gold=oof.gold, folds=oof.folds))
@@ -120,5 +144,7 @@ def _write(out: Path, oof: Members, test: Members | None, blended: Blend) -> Ens
         write_predictions(out, Predictions(test.ids, blended.test_probs, test.labels))
     summary = blended.summary | {"outputs": {"predictions": str(out), "oof": str(oof_out),
                                              "summary": str(paths["the summary"])}}
+    sources = [Source(*model_source(path)) for path in request.inputs]
+    summary["blend"] = blend_record(blended.fitted, sources, *mapped, oof.gold, paths["the summary"])
     write_text_atomic(paths["the summary"], json.dumps(summary, indent=1))
     return EnsembleResult(out=out, oof_out=oof_out if test is not None else None, summary=summary)

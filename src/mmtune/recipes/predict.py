@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
+from mmtune.compat import allow_mixed_precision
 from mmtune.config import Config, load_saved_config
 from mmtune.data.checks import load_posts
 from mmtune.errors import InputError
@@ -55,8 +56,9 @@ def predict(run_dir: Path, data: Path, images: Path | None = None, out: Path | N
     posts = load_posts(data, images, cfg.data, labels=labels).require_posts()
     classifier = build_model(cfg, labels)
     ckpt.load_weights(classifier, best, labels)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
+    precision = resolve_mixed_precision(cfg.train.mixed_precision)
+    allow_mixed_precision(precision)  # an ensemble's runs, predicted in one process, may differ in precision
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
     model = accelerator.prepare(classifier)
     with accelerator.main_process_first():  # under a launcher: rank 0 fills the feature cache, the others read it
         examples = classifier.prepare(posts, train=False)

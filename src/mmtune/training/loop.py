@@ -25,7 +25,7 @@ from accelerate.utils import DistributedDataParallelKwargs
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmtune.compat import cache_accelerate_lomo_check
+from mmtune.compat import allow_mixed_precision, cache_accelerate_lomo_check
 from mmtune.config import Config, flat_dict
 from mmtune.durations import budget_seconds
 from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
@@ -67,10 +67,12 @@ def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     cache_accelerate_lomo_check()
     trackers = [name for name in cfg.train.log_with if _tracker_available(name)]
     two_stage = cfg.model.freeze.head_only_epochs > 0
+    precision = resolve_mixed_precision(cfg.train.mixed_precision)
+    allow_mixed_precision(precision)  # a notebook (or a test session) trains runs of other precisions before
     return Accelerator(
         # Why cpu=True without a GPU: only then does Accelerate join torchrun's processes over gloo.
         cpu=not torch.cuda.is_available(),
-        mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
+        mixed_precision=precision,
         gradient_accumulation_steps=cfg.train.grad_accum,
         log_with=trackers or None,
         project_dir=str(run_dir),

@@ -1,5 +1,6 @@
 """The registry: every module in ensemble/methods/ is a method; what each declares; the contract every blender keeps."""
 
+import json
 import re
 from pathlib import Path
 
@@ -53,12 +54,18 @@ def test_every_blender_keeps_the_estimator_contract(name, good_and_weak):
     np.testing.assert_allclose(blender.predict_proba(X[:7]).sum(axis=1), 1.0)
 
 
-@pytest.mark.parametrize("name", BLENDERS)
-def test_the_summary_reports_what_a_method_says_it_fitted(name, good_and_weak):
+def fitted(name, good_and_weak):
+    """The method `name` and its blender fitted on the good and weak members."""
     X, targets, folds = good_and_weak
     method = get_method(name)
     blender = method.build(0)
     method.fit_oof(blender, X, targets, folds)
+    return method, blender
+
+
+@pytest.mark.parametrize("name", BLENDERS)
+def test_the_summary_reports_what_a_method_says_it_fitted(name, good_and_weak):
+    method, blender = fitted(name, good_and_weak)
     reported = method.fitted(blender)
     if name in ("mean", "weighted", "greedy"):
         assert set(reported) == {"weights"} and np.isclose(sum(reported["weights"]), 1.0)
@@ -80,3 +87,27 @@ def test_the_cli_lists_the_methods_and_names_them_on_a_bad_one(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"mmtune: error: --method must be one of {known_methods()}, got 'bogus'")
+
+
+@pytest.mark.parametrize("name", BLENDERS)
+def test_every_blender_is_saved_as_json_numbers_and_rebuilt_to_predict_the_same(name, good_and_weak):
+    method, blender = fitted(name, good_and_weak)
+    state = json.loads(json.dumps(method.save(blender)))  # only what JSON holds survives
+    rebuilt = method.load(state, 2, 4)
+    new_rows = np.random.default_rng(1).dirichlet(np.ones(4), size=(50, 2))
+    assert np.array_equal(rebuilt.predict_proba(new_rows), blender.predict_proba(new_rows))
+
+
+@pytest.mark.parametrize(("name", "state", "key"), [
+    ("mean", {"weights": [0.5]}, "weights"),  # one weight for two members
+    ("weighted", {"weights": [0.5, "0.5"]}, "weights"),
+    ("greedy", {"weights": [0.0, 0.0]}, "weights"),
+    ("greedy", {"weights": [True, 1.0]}, "weights"),
+    ("stack", {"classes": [0, 1, 2, 3], "coef": [[0.0] * 8] * 3, "intercept": [0.0] * 4}, "coef"),
+    ("stack", {"classes": [0, 1, 2, 9], "coef": [[0.0] * 8] * 4, "intercept": [0.0] * 4}, "classes"),
+    ("stack", {"classes": [0, 1, 2, 3], "coef": [[0.0] * 8] * 4, "intercept": [[0.0]] * 4}, "intercept"),
+])
+def test_a_saved_state_that_save_cannot_write_is_refused_naming_its_key(name, state, key):
+    with pytest.raises(methods.StateError) as caught:
+        get_method(name).load(state, 2, 4)
+    assert caught.value.key == key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmtune.ensemble.methods import Method, check_members
-from mmtune.ensemble.methods.mean import WeightedMeanBlender, fitted_weights
+from mmtune.ensemble.methods.mean import WeightedMeanBlender, fitted_weights, load_weights
 from mmtune.evaluation.calibration import macro_f1
 
 
@@ -34,4 +34,4 @@ class GreedySelectionBlender(WeightedMeanBlender):
 
 
 METHOD = Method(build=lambda seed: GreedySelectionBlender(), needs_gold=True, in_sample=True, rules_base=True,
-                fitted=fitted_weights)
+                fitted=fitted_weights, save=fitted_weights, load=load_weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from mmtune.ensemble.methods import Method, check_members, normalized
+from mmtune.ensemble.methods import Method, StateError, check_members, normalized, saved_numbers
 
 
 class WeightedMeanBlender(BaseEstimator):
@@ -31,4 +31,15 @@ def fitted_weights(blender: WeightedMeanBlender) -> dict[str, list[float]]:
     return {"weights": [float(w) for w in blender.weights_]}
 
 
-METHOD = Method(build=lambda seed: WeightedMeanBlender(), rules_base=True, fitted=fitted_weights)
+def load_weights(state: dict, members: int, labels: int) -> WeightedMeanBlender:
+    """A weighted mean with saved weights (those `fitted_weights` reported), as fitted."""
+    weights = saved_numbers(state, "weights", (members,))
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise StateError("weights", "must be non-negative and not all 0")
+    blender = WeightedMeanBlender()
+    blender.weights_ = weights
+    return blender
+
+
+METHOD = Method(build=lambda seed: WeightedMeanBlender(), rules_base=True, fitted=fitted_weights, save=fitted_weights,
+                load=load_weights)

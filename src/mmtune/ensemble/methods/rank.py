@@ -22,4 +22,11 @@ class RankBlender(BaseEstimator):
         return normalized(ranks.mean(axis=1))
 
 
-METHOD = Method(build=lambda seed: RankBlender(), rules_base=True)
+def _load(state: dict, members: int, labels: int) -> RankBlender:
+    """Ranks are taken within the file predicted: nothing was fitted but the number of members."""
+    blender = RankBlender()
+    blender.n_members_ = members
+    return blender
+
+
+METHOD = Method(build=lambda seed: RankBlender(), rules_base=True, load=_load)

@@ -3,7 +3,8 @@
 The meta-learner's OOF predictions (`oof_proba_`) come from `cross_val_predict` over the folds the
 members were validated on (the OOF `fold` column), so a post is always scored by a meta-learner that
 never saw it: a flexible meta-learner cannot turn memorized rows into a fake OOF score. The
-meta-learner that predicts test rows is then refitted on all OOF rows.
+meta-learner that predicts test rows is then refitted on all OOF rows. That logistic regression is saved as its
+coefficients, intercepts and classes (JSON numbers) and rebuilt from them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
 
-from mmtune.ensemble.methods import Method, check_members
+from mmtune.ensemble.methods import Method, StateError, check_members, saved_numbers
 
 LOG_CLIP = 1e-6
 
@@ -70,4 +71,29 @@ def _cross_validated(blender: StackingBlender, X: np.ndarray, y: np.ndarray | No
     return blender.fit(X, y, groups=groups).oof_proba_
 
 
-METHOD = Method(build=lambda seed: StackingBlender(seed=seed), needs_gold=True, fit_oof=_cross_validated)
+def _save(blender: StackingBlender) -> dict[str, list]:
+    """The refitted logistic regression's fitted numbers: all that its predict_proba reads."""
+    meta = blender.meta_
+    return {"classes": [int(c) for c in meta.classes_], "coef": meta.coef_.tolist(),
+            "intercept": meta.intercept_.tolist()}
+
+
+def _load(state: dict, members: int, labels: int) -> StackingBlender:
+    """The stacking blender with its logistic regression rebuilt from the saved numbers."""
+    classes = state.get("classes")
+    if (not isinstance(classes, list) or len(classes) < 2 or classes != sorted(set(classes))
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < labels for c in classes)):
+        raise StateError("classes", f"must be 2 or more increasing class indices in 0..{labels - 1}")
+    rows = 1 if len(classes) == 2 else len(classes)  # scikit-learn keeps one row of coefficients for 2 classes
+    meta = LogisticRegression(C=1.0, max_iter=2000)
+    meta.coef_ = saved_numbers(state, "coef", (rows, members * labels))
+    meta.intercept_ = saved_numbers(state, "intercept", (rows,))
+    meta.classes_ = np.array(classes)
+    meta.n_features_in_ = members * labels
+    blender = StackingBlender()
+    blender.meta_, blender.n_classes_ = meta, labels
+    return blender
+
+
+METHOD = Method(build=lambda seed: StackingBlender(seed=seed), needs_gold=True, fit_oof=_cross_validated, save=_save,
+                load=_load)

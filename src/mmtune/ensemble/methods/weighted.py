@@ -8,7 +8,7 @@ from scipy.special import softmax
 from sklearn.metrics import log_loss
 
 from mmtune.ensemble.methods import Method, check_members, normalized
-from mmtune.ensemble.methods.mean import WeightedMeanBlender, fitted_weights
+from mmtune.ensemble.methods.mean import WeightedMeanBlender, fitted_weights, load_weights
 from mmtune.evaluation.metrics import PROB_CLIP
 
 
@@ -32,4 +32,4 @@ class LogLossWeightsBlender(WeightedMeanBlender):
 
 
 METHOD = Method(build=lambda seed: LogLossWeightsBlender(), needs_gold=True, in_sample=True, rules_base=True,
-                fitted=fitted_weights)
+                fitted=fitted_weights, save=fitted_weights, load=load_weights)
