@@ -23,8 +23,9 @@ from mmtune.durations import budget_seconds
 from mmtune.errors import InputError
 from mmtune.models.adapters import check_lora_numbers
 from mmtune.models.internvl_chat.cache import native_checkpoint
-from mmtune.models.vlm_families import load_processor
-from mmtune.models.vlm_loading import load_weights, lora_targets
+from mmtune.models.vlm_families import family_of, load_processor
+from mmtune.models.vlm_inputs import image_budget_kwargs
+from mmtune.models.vlm_loading import LoadedVlm, load_weights, lora_targets
 from mmtune.training.budget import StopSignals, TimeBudget
 from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
@@ -122,7 +123,21 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
                          ) from None
     if getattr(processor, "chat_template", None) is None:
         raise InputError(f"model.name: {name} has no chat template in its processor (chat_template.jinja)")
+    bound_image_tokens(model, processor, name, cfg)
     return model, processor
+
+
+def bound_image_tokens(model: torch.nn.Module, processor: Any, name: str, cfg: Config) -> None:
+    """model.vlm.max_tiles / max_pixels as the image processor's own settings. Why not per call, as the classifier
+    kinds pass them: TRL's collators call the processor themselves, with its defaults (SmolVLM would split every
+    image into tiles, InternVL tile as its processor says, Qwen2-VL spend tokens by the image's pixels)."""
+    family = family_of(model.config, name)
+    image_processor = getattr(processor, "image_processor", None)
+    if not family.has_vision or image_processor is None:
+        return
+    loaded = LoadedVlm(model, processor, processor.tokenizer, family)
+    for key, value in image_budget_kwargs(loaded, cfg.model.vlm).items():
+        setattr(image_processor, key, value)
 
 
 def compute_dtype(cfg: Config) -> torch.dtype:
