@@ -179,3 +179,38 @@ def test_a_half_precision_build_trains_its_projector_in_fp32(tiny_parts, colour_
     dtypes = {name.split(".")[1]: p.dtype for name, p in trainer.model.named_parameters()}
     assert dtypes == {"multi_modal_projector": torch.float32, "vision_tower": torch.bfloat16,
                       "language_model": torch.bfloat16}
+
+
+def test_the_projector_is_drawn_from_the_seed_and_leaves_the_callers_random_stream_alone(tiny_parts):
+    build = BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(tiny_parts["qwen2"]))
+
+    def projector(seed):
+        return build_llava(build, seed=seed).model.model.multi_modal_projector.state_dict()
+
+    torch.manual_seed(123)
+    first = projector(7)
+    drawn_after = torch.rand(3)
+    torch.manual_seed(123)
+    again = projector(7)
+    assert torch.equal(torch.rand(3), drawn_after)
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    other = projector(8)
+    assert not torch.equal(first["linear_1.weight"], other["linear_1.weight"])
+
+
+@pytest.mark.parametrize("lora", ["true", "false"])
+def test_stage_2_trains_the_projector_at_a_fraction_of_the_learning_rate(tiny_llava, colour_chat, tmp_path, lora):
+    from mmtune.generative.sft import read_chat_splits
+    from mmtune.generative.stages import _stage_trainer
+
+    cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], tmp_path, "build.stage=2",
+                     "train.epochs=1", "train.lr=0.01", "train.schedule=constant", f"model.lora.enabled={lora}",
+                     "build.projector_lr_ratio=0.1")
+    _, trainer = _stage_trainer(cfg, read_chat_splits(cfg), tmp_path)
+    trainer.train()
+    projector = {id(p) for name, p in trainer.model.named_parameters() if "multi_modal_projector" in name.split(".")}
+    rates = {}
+    for group in trainer.optimizer.param_groups:
+        for param in group["params"]:
+            rates.setdefault(id(param) in projector, set()).add(round(group["lr"], 9))
+    assert rates == {True: {0.001}, False: {0.01}}

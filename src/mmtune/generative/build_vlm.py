@@ -59,8 +59,10 @@ class BuiltVlm:
     processor: LlavaProcessor
 
 
-def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.dtype = torch.float32) -> BuiltVlm:
-    """A LLaVA model whose vision tower and LM carry the pretrained weights of `build.vision` and `build.llm`.
+def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.dtype = torch.float32,
+                seed: int = 0) -> BuiltVlm:
+    """A LLaVA model whose vision tower and LM carry the pretrained weights of `build.vision` and `build.llm`; the
+    new projector is drawn from `seed` (the same parts and seed give the same model).
 
     Built directly in `dtype`: a 7B LLM assembled in fp32 would need its 28 GB twice over.
     """
@@ -79,7 +81,9 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
         vision_feature_select_strategy=strategy,
         tie_word_embeddings=llm.config.tie_word_embeddings,
     )
-    model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     _load_vision_weights(model, build.vision, dtype)
     _load_llm_weights(model, llm)
     # Only grow: real LMs pad their embedding matrix past the tokenizer (Qwen2: 151936 rows for 151646 tokens), and
