@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mmtune.testing.real import SMOLLM2, missing_reason, real_model_folder
-from tests.generative.conftest import write_images, write_jsonl
+from tests.generative.conftest import write_colour_chat, write_images
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 # Short captions: on a shared 2-core CPU a 135M model reads about 100 tokens per second per core, forward and back.
@@ -60,14 +60,4 @@ def real_posts(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def real_chat(tmp_path_factory) -> dict[str, Path]:
     """Four chat rows asking an image's colour, preference rows on the same images, and captions."""
-    root = tmp_path_factory.mktemp("real_chat")
-    pairs = write_images(root / "images", 4)
-    chat = [{"images": [name], "messages": [{"role": "user", "content": "What colour?"},
-                                            {"role": "assistant", "content": f"màu {colour}"}]}
-            for name, colour in pairs]
-    prefs = [{"images": [name], "prompt": "What colour?", "chosen": f"màu {colour}", "rejected": "I do not know"}
-             for name, colour in pairs]
-    captions = [{"image": name, "caption": f"a {colour} picture"} for name, colour in pairs]
-    return {"images": root / "images", "chat": write_jsonl(root / "chat.jsonl", chat),
-            "prefs": write_jsonl(root / "prefs.jsonl", prefs),
-            "captions": write_jsonl(root / "captions.jsonl", captions)}
+    return write_colour_chat(tmp_path_factory.mktemp("real_chat"), 4)
