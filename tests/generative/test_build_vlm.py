@@ -10,7 +10,7 @@ from mmtune.config import BuildConfig, load_config
 from mmtune.errors import InputError
 from mmtune.generative.build_vlm import build_llava
 from mmtune.generative.stages import run_build
-from tests.generative.conftest import run_config
+from tests.generative.conftest import read_metrics, run_config
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
@@ -214,3 +214,17 @@ def test_stage_2_trains_the_projector_at_a_fraction_of_the_learning_rate(tiny_ll
         for param in group["params"]:
             rates.setdefault(id(param) in projector, set()).add(round(group["lr"], 9))
     assert rates == {True: {0.001}, False: {0.01}}
+
+
+@pytest.mark.parametrize(("stage", "data", "extra"),
+                         [("1", "captions", ()), ("2", "chat", ("model.lora.enabled=true",))])
+def test_a_stage_resumes_from_its_checkpoint(tiny_llava, colour_chat, tmp_path, stage, data, extra):
+    out = tmp_path / "stage"
+    args = (tiny_llava, colour_chat[data], colour_chat["images"], out, f"build.stage={stage}", "train.epochs=2",
+            "train.batch_size=2", *extra)
+    assert run_build(run_config(*args, "train.time_budget=0.001")) == "time_budget"
+    assert (out / "checkpoint-1").is_dir() and not (out / "model").exists()
+    assert run_build(run_config(*args), resume=True) == "finished"
+    steps = [m["step"] for m in read_metrics(out) if "loss" in m]
+    assert steps == list(range(1, 9))
+    assert (out / "model" / "config.json").is_file()
