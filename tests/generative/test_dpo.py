@@ -53,3 +53,16 @@ def test_bad_dpo_settings_and_chat_rows_are_input_errors(tiny_llava, colour_chat
         run_dpo(run_config(*args[:3], tmp_path / "run2", "dpo.beta=0"))
     with pytest.raises(InputError, match="DPO needs preference rows"):
         run_dpo(run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], tmp_path / "run3"))
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_the_dpo_run(tiny_llava, colour_chat, tmp_path):
+    out = tmp_path / "run"
+    args = (tiny_llava, colour_chat["prefs"], colour_chat["images"], out, "model.lora.enabled=true",
+            "train.epochs=2", "train.batch_size=2")
+    assert run_dpo(run_config(*args, "train.time_budget=0.001")) == "time_budget"
+    assert (out / "checkpoint-1").is_dir() and not (out / "model").exists()
+    assert run_dpo(run_config(*args), resume=True) == "finished"
+    steps = [m["step"] for m in read_metrics(out) if "loss" in m]
+    assert steps == list(range(1, 9))  # 8 rows / 2 per step x 2 epochs, each step once
+    assert (out / "adapter" / "adapter_config.json").is_file()
+

