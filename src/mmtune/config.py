@@ -187,6 +187,8 @@ class FusionConfig:
     hidden_size: int = doc(256, "hidden size of the MLP head", ge=1)
     dropout: float = doc(0.1, "dropout in the projections, the fusion module and the head", ge=0, lt=1)
     post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
+    standardize: bool = doc(True, "standardise each cached tower's features (mean/std of the training posts, saved "
+                                  "with the weights) before its projection")
     max_length: int = doc(128, "maximum tokens per text", ge=1)
     text_pooling: Literal["auto", "cls", "mean"] = doc("auto", "text tower pooling; auto = the model's own")
     lora_towers: list[Literal["text", "image"]] = doc(["text", "image"], "which towers get adapters (model.lora)")
@@ -297,6 +299,9 @@ class TrainConfig:
     early_stopping_patience: int = doc(0, "stop after this many evaluations without improvement (0 = off)", ge=0)
     time_budget: str | None = doc(None, "stop cleanly with a resumable checkpoint before this, e.g. 11h30m")
     val_fold: int = doc(0, "without data.val: the fold of data.train held out for validation", ge=0)
+    full_fit: bool = doc(False, "train on every post of data.train for train.epochs (no fold held out, no early "
+                                "stopping); best/ = the last epoch; without data.val it evaluates on the training "
+                                "posts (a fit score, not a validation score). Epochs: from `mmtune cv` (cv.refit)")
     feature_cache: bool = doc(True, "cache the outputs of frozen encoders on disk")
     cache_dir: str = doc("~/.cache/mmtune/features", "where cached features live", nonempty=True)
     num_workers: int = doc(0, "DataLoader worker processes", ge=0)
@@ -317,6 +322,9 @@ class CVConfig:
         ["caption", "image"], "posts sharing a normalized caption or an identical image stay in one fold"
     )
     folds_file: str | None = doc(None, "folds.csv (id,fold) to use instead of computing folds")
+    refit: bool = doc(False, "after the folds, train once more on every training post (train.full_fit) for the "
+                             "median best epoch of the folds: refit/ (its test_predictions.csv), and "
+                             "test_with_refit.csv = the mean of the fold models and the refit model")
 
 
 @dataclass

@@ -78,11 +78,15 @@ def cmd_cv(args: argparse.Namespace) -> int:
     result = run_cv(cfg)  # a command's time budget counts from the process start
     if not result.complete:
         fold, why = next(iter(result.stopped.items()))
-        console.print(f"fold {fold} stopped ({why}); run the same command again to continue it")
+        run = f"fold {fold}" if isinstance(fold, int) else f"the {fold} run"
+        console.print(f"{run} stopped ({why}); run the same command again to continue it")
         return 0 if why == "time_budget" else 130
     console.print(cv_table(result.summary))
     console.print(f"cv done: {result.oof}" + (f", {result.test}" if result.test else "")
                   + f", {result.cv_dir / 'cv_summary.json'} (trained {result.trained}, skipped {result.skipped})")
+    if result.refit_epochs is not None:
+        console.print(f"refit on every training post for {result.refit_epochs} epochs: {result.cv_dir / 'refit'}"
+                      + (f"; with the fold models: {result.refit_test}" if result.refit_test else ""))
     return 0
 
 

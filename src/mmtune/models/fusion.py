@@ -7,6 +7,13 @@
 The LayerNorm puts both modalities on one scale (CLIP text and image norms differ; EfficientNet
 features are large and non-negative, e5's are unit-norm), which products and differences need.
 
+Feature standardisation (`model.fusion.standardize`): the first Linear of each projection subtracts a
+per-feature mean and divides by a standard deviation fitted on the training posts' cached features (in
+`prepare(train=True)`). The statistics are persistent buffers of that Linear, so they are saved with the
+trainable weights (best/, last/) and used unchanged at predict. Why: a raw EfficientNet feature is ~100x an
+e5 feature, which AdamW's per-parameter steps and the head's weight decay do not undo (benchmarks/RESULTS.md,
+issue 13). A tower whose features are not cached (it trains, or images are augmented) keeps mean 0, std 1.
+
 Fusions (`model.fusion.method`, d = `model.fusion.projection_dim`, P = post features when enabled) are a
 registry, one module each in models/fusions/: concat, gated, cross_attention, interaction (each module's
 docstring says what it computes).
@@ -46,8 +53,31 @@ TOWERS = ("text", "image")
 _CACHE_BATCH = 32
 
 
+class StandardizedLinear(nn.Linear):
+    """A Linear on standardised inputs: (x - input_mean) / input_std, statistics fitted by `fit`.
+
+    Buffers live on the module that owns the weights: checkpoints keep the persistent buffers of trainable
+    modules (training/checkpoint.py), and an old checkpoint without them leaves the identity (0, 1)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        self.register_buffer("input_mean", torch.zeros(in_features))
+        self.register_buffer("input_std", torch.ones(in_features))
+
+    def fit(self, features: torch.Tensor) -> None:
+        features = features.to(torch.float64)
+        std = features.std(dim=0, unbiased=False) if len(features) > 1 else torch.ones(features.shape[-1])
+        with torch.no_grad():
+            self.input_mean.copy_(features.mean(dim=0))
+            # A constant feature (or one post) keeps its scale: dividing by ~0 would blow it up.
+            self.input_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward((x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype))
+
+
 def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.Dropout(dropout))
+    return nn.Sequential(StandardizedLinear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.Dropout(dropout))
 
 
 # ---------------------------------------------------------------------------------------------- classifier
@@ -101,7 +131,12 @@ class FusionClassifier(TracksTrainable, nn.Module):
                 vectors = self._cached_features(name, examples)
                 for example, vector in zip(examples, vectors):
                     example.features[name] = vector
+                if train and self.cfg.model.fusion.standardize:
+                    self._proj(name)[0].fit(torch.stack(vectors))
         return examples
+
+    def _proj(self, name: str) -> nn.Sequential:
+        return self.text_proj if name == "text" else self.image_proj
 
     def _example(self, post: Post) -> Example:
         example = self.examples(post)

@@ -274,7 +274,8 @@ class TrainingLoop:
         """Evaluate, record, save best/ on improvement; True when early stopping says stop."""
         result = self.evaluate()
         state, metric = self.state, self.cfg.train.metric
-        improved = is_better(metric, result.value, state.best_value)
+        # A full fit has no held-out posts to choose by: its best/ is always the latest evaluation.
+        improved = self.cfg.train.full_fit or is_better(metric, result.value, state.best_value)
         if improved:
             state.best_value, state.best_step = result.value, state.global_step
             state.evals_without_improvement = 0
