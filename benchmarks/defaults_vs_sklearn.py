@@ -39,7 +39,8 @@ HELD_OUT = "digits-match"
 # name -> overrides on configs/demo.yaml. `shipped` is the config as it is in this checkout.
 CANDIDATES: dict[str, list[str]] = {
     "shipped": [],
-    "raw": ["model.fusion.standardize=false"],
+    "before": ["model.fusion.standardize=false", "train.loss=focal", "train.class_weights=sqrt_inverse",
+               "model.fusion.hidden_size=256", "model.fusion.projection_dim=256", "train.head_lr=0.002"],
     "raw-ce": ["model.fusion.standardize=false", "train.loss=ce", "train.class_weights=none"],
     "std-focal-sqrt": ["model.fusion.standardize=true", "train.loss=focal", "train.class_weights=sqrt_inverse"],
     "std-ce": ["model.fusion.standardize=true", "train.loss=ce", "train.class_weights=none"],
@@ -47,6 +48,10 @@ CANDIDATES: dict[str, list[str]] = {
                       "train.head_lr=0.001"],
     "std-ce-h512": ["model.fusion.standardize=true", "train.loss=ce", "train.class_weights=none",
                     "model.fusion.hidden_size=512", "model.fusion.projection_dim=512"],
+    "std-focal-h512": ["model.fusion.standardize=true", "train.loss=focal", "train.class_weights=sqrt_inverse",
+                       "model.fusion.hidden_size=512", "model.fusion.projection_dim=512"],
+    "std-ce-h512-full": ["model.fusion.standardize=true", "train.loss=ce", "train.class_weights=none",
+                         "model.fusion.hidden_size=512", "model.fusion.projection_dim=512", "train.full_fit=true"],
 }
 
 NUMBER_WORDS = ["không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín"]
@@ -185,8 +190,27 @@ def mmtune_run(paths: dict[str, Path], cache: Path, out: Path, overrides: list[s
     return {pid: pred.labels[k] for pid, k in zip(pred.ids, pred.probs.argmax(axis=1))}
 
 
+def cv_scores(paths: dict[str, Path], cache: Path, out: Path, gold: dict[str, str]) -> dict[str, float]:
+    """The shipped config in `mmtune cv` with cv.refit: fold models' mean, refit alone, and both."""
+    import shutil
+
+    from mmtune.config import load_config
+    from mmtune.evaluation.predictions import read_predictions
+    from mmtune.recipes.cv import run_cv
+
+    shutil.rmtree(out, ignore_errors=True)
+    run_cv(load_config(CONFIG, [*overrides_for(paths, cache), f"output_dir={out}", "cv.refit=true"]))
+    scores = {}
+    for column, file in (("cv mean", "test.csv"), ("cv refit", "refit/test_predictions.csv"),
+                         ("cv mean+refit", "test_with_refit.csv")):
+        pred = read_predictions(out / file)
+        scores[column] = macro_f1({pid: pred.labels[k] for pid, k in zip(pred.ids, pred.probs.argmax(axis=1))},
+                                  gold)
+    return scores
+
+
 def score_set(name: str, paths: dict[str, Path], work: Path, candidates: dict[str, list[str]], seeds: list[int],
-              report: Callable[[str], None]) -> dict[str, float]:
+              report: Callable[[str], None], with_cv: bool) -> dict[str, float]:
     from mmtune.evaluation.predictions import read_gold_labels
 
     cache = work / "cache"
@@ -194,12 +218,16 @@ def score_set(name: str, paths: dict[str, Path], work: Path, candidates: dict[st
     x, y, x_test, labels, test_ids = features(paths, cache)
     medians = {"sklearn": statistics.median(
         macro_f1(dict(zip(test_ids, (labels[k] for k in sklearn_reference(x, y, x_test, s)))), gold) for s in seeds)}
+    report(f"{name} sklearn: {medians['sklearn']:.3f}")
     for candidate, overrides in candidates.items():
         started = time.perf_counter()
         scores = [macro_f1(mmtune_run(paths, cache, work / "runs" / name / f"{candidate}-{s}", overrides, s), gold)
                   for s in seeds]
         medians[candidate] = statistics.median(scores)
         report(f"{name} {candidate}: {' '.join(f'{v:.3f}' for v in scores)} ({time.perf_counter() - started:.0f} s)")
+    if with_cv:
+        medians |= cv_scores(paths, cache, work / "runs" / name / "cv", gold)
+        report(f"{name} cv: " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items() if k.startswith("cv")))
     return medians
 
 
@@ -212,6 +240,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (median over them)")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--sets", nargs="+", default=None, help="only these data sets (default: all)")
+    parser.add_argument("--cv", action="store_true", help="also the shipped config in cv with cv.refit (5 folds)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     args = parser.parse_args()
     import logging
@@ -223,9 +252,10 @@ def main() -> None:
     sets = {**demo_sets(args.work, args.demo_seeds, args.demo_n_train, args.demo_image_size), **digits_sets(args.work)}
     order = [n for n in sets if n != HELD_OUT] + [HELD_OUT]  # the held-out set is reported last
     chosen = {c: CANDIDATES[c] for c in args.candidates}
-    table = {name: score_set(name, sets[name], args.work, chosen, args.seeds, print)
+    table = {name: score_set(name, sets[name], args.work, chosen, args.seeds, lambda line: print(line, flush=True),
+                             args.cv)
              for name in order if args.sets is None or name in args.sets}
-    columns = ["sklearn", *chosen]
+    columns = ["sklearn", *chosen] + (["cv mean", "cv refit", "cv mean+refit"] if args.cv else [])
     print("| data set | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for name, medians in table.items():

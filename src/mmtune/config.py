@@ -327,6 +327,58 @@ class CVConfig:
                              "test_with_refit.csv = the mean of the fold models and the refit model")
 
 
+TUNE_DISTRIBUTIONS = ("float", "int", "choice")
+
+
+def parse_space_entry(spec: str) -> tuple[str, list[str], bool]:
+    """'float(1e-4, 1e-2, log)' -> ("float", ["1e-4", "1e-2"], True); ValueError says what is wrong.
+
+    float/int take low, high and an optional `log`; choice takes one or more values (given to the key as
+    `key=value` overrides, so the config loader types and checks them)."""
+    name, _, rest = spec.strip().partition("(")
+    name = name.strip()
+    if name not in TUNE_DISTRIBUTIONS or not rest.endswith(")"):
+        raise ValueError(f"'{spec}' is not float(low, high[, log]), int(low, high[, log]) or choice(a, b, ...)")
+    args = [a.strip() for a in rest[:-1].split(",") if a.strip()]
+    if name == "choice":
+        if not args:
+            raise ValueError(f"'{spec}': choice needs at least one value")
+        return name, args, False
+    log = args[-1:] == ["log"]
+    bounds = args[:-1] if log else args
+    try:
+        low, high = (int(b) if name == "int" else float(b) for b in bounds)
+    except ValueError:
+        raise ValueError(f"'{spec}': {name} needs two {name} bounds (low, high) and optionally log") from None
+    if not low < high or (log and low <= 0):
+        raise ValueError(f"'{spec}': needs low < high{' and low > 0 with log' if log else ''}")
+    return name, bounds, log
+
+
+@dataclass
+class TuneConfig:
+    """mmtune tune: an Optuna study over config keys (TPE sampler, median pruner on the per-epoch metric)."""
+
+    space: dict[str, str] = doc({}, "search space: config key -> float(low, high[, log]), int(low, high[, log]) or "
+                                    "choice(a, b, ...), e.g. {train.head_lr: 'float(1e-4, 1e-2, log)'}")
+    trials: int = doc(20, "the study ends when it holds this many finished (complete or pruned) trials", ge=1)
+    time_budget: str | None = doc(None, "this command starts no trial after this time, e.g. 30m")
+    folds: int = doc(1, "objective: the mean best validation train.metric over the first N folds of cv", ge=1)
+    storage: str | None = doc(None, "Optuna storage URL (sqlite:///..., postgresql://...); default: SQLite "
+                                    "output_dir/study.db. A shared RDB lets several machines add trials to one study")
+    study: str = doc("mmtune", "study name in the storage", nonempty=True)
+    pruning: bool = doc(True, "stop a trial whose per-epoch metric falls below the median of earlier trials")
+
+    def check_relations(self, source: str, prefix: str) -> None:
+        for key, spec in self.space.items():
+            try:
+                parse_space_entry(spec)
+            except ValueError as exc:
+                raise InputError(f"{source}: '{prefix}space' {key}: {exc}") from None
+        if self.time_budget is not None:
+            parse_duration(self.time_budget, f"{source}: '{prefix}time_budget'")
+
+
 @dataclass
 class ChatConfig:
     format: Literal["auto", "messages", "sharegpt", "captions", "preference"] = doc(
@@ -370,6 +422,7 @@ class Config:
     model: ModelConfig = doc(ModelConfig(), "model")
     train: TrainConfig = doc(TrainConfig(), "training")
     cv: CVConfig = doc(CVConfig(), "cross-validation")
+    tune: TuneConfig = doc(TuneConfig(), "mmtune tune: hyper-parameter search")
     chat: ChatConfig = doc(ChatConfig(), "chat data for sft, dpo and build-vlm")
     dpo: DpoConfig = doc(DpoConfig(), "mmtune dpo")
     build: BuildConfig = doc(BuildConfig(), "mmtune build-vlm: a LLaVA-style VLM from parts")
@@ -400,6 +453,8 @@ class Config:
         if unknown:
             raise InputError(f"{source}: 'cv.only' fold {unknown[0]} does not exist with cv.folds={folds} "
                              f"(folds 0..{folds - 1})")
+        if self.tune.folds > folds:
+            raise InputError(f"{source}: 'tune.folds' {self.tune.folds} is more than cv.folds={folds}")
         if self.data.val is None and self.train.val_fold >= folds:
             raise InputError(f"{source}: 'train.val_fold' must be in [0, {folds - 1}] with cv.folds={folds}, "
                              f"got {self.train.val_fold}")

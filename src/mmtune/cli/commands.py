@@ -90,6 +90,19 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    check_run(_load(args))
+    from mmtune.recipes.tune import tune
+
+    result = tune(args.config, args.overrides)
+    if result.best_config is None:
+        console.print(f"no complete trial yet ({result.finished} finished); trials: {result.trials_table}")
+        return
+    params = ", ".join(f"{k}={v}" for k, v in result.best_params.items())
+    console.print(f"{result.finished} trials finished; best {result.best_value:.4f} with {params}")
+    console.print(f"best config: {result.best_config}; trials: {result.trials_table}")
+
+
 def cmd_ensemble(args: argparse.Namespace) -> None:
     from mmtune.recipes.ensemble import EnsembleRequest, run_ensemble
 

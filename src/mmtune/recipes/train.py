@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -102,9 +103,11 @@ def build_model(cfg: Config, labels: list[str]) -> torch.nn.Module:
     return build_classifier(cfg, labels, objective.output_size(len(labels)))
 
 
-def train(cfg: Config, resume: bool = False, budget_from_call: bool = False) -> TrainResult:
+def train(cfg: Config, resume: bool = False, budget_from_call: bool = False,
+          on_eval: Callable[[int, float], bool] | None = None) -> TrainResult:
     """Train one run end to end. `budget_from_call`: train.time_budget counts from this call (a notebook)
-    instead of the process start (a command)."""
+    instead of the process start (a command). `on_eval(epoch, value)` sees every evaluation; True stops the run
+    as early stopping does (`mmtune tune` prunes trials with it)."""
     run_dir = Path(cfg.output_dir)
     check_kind(cfg)  # the kind and its config section, before minutes of data loading
     with budget_clock() if budget_from_call else contextlib.nullcontext():
@@ -114,10 +117,11 @@ def train(cfg: Config, resume: bool = False, budget_from_call: bool = False) -> 
             make_run_dir(run_dir)
         accelerator.wait_for_everyone()
         with locked(run_dir, accelerator):
-            return _train_in(run_dir, cfg, accelerator, resume)
+            return _train_in(run_dir, cfg, accelerator, resume, on_eval)
 
 
-def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume: bool) -> TrainResult:
+def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume: bool,
+              on_eval: Callable[[int, float], bool] | None = None) -> TrainResult:
     """`train` once output_dir exists and this command holds it."""
     saved = run_dir / "config.yaml"
     last = ckpt.resolve(run_dir / "last") if resume else None
@@ -144,7 +148,7 @@ def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume
         set_seed(cfg.seed)  # the probe must not change what the run draws afterwards
     if accelerator.is_main_process:
         save_config(cfg, saved)
-    loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
+    loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg), on_eval)
     loop.setup(train_examples, val_examples, resume=resume)
     stopped = loop.train()
     if stopped in ("finished", "early_stopping"):
