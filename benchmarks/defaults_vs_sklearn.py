@@ -54,6 +54,8 @@ CANDIDATES: dict[str, list[str]] = {
                          "model.fusion.hidden_size=512", "model.fusion.projection_dim=512", "train.full_fit=true"],
 }
 
+DEFAULT_CANDIDATES = ["before", "std-focal-sqrt", "std-ce", "shipped", "std-focal-h512", "std-ce-h512-full"]
+
 NUMBER_WORDS = ["không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín"]
 NEUTRAL = ["ảnh chụp hôm nay", "gửi mọi người xem", "bài tập về nhà", "một tấm ảnh", "nhìn xem này",
            "chữ viết tay của bé", "trang vở cũ", "không biết nói gì"]
@@ -238,7 +240,7 @@ def main() -> None:
     parser.add_argument("--demo-n-train", type=int, default=600)
     parser.add_argument("--demo-image-size", type=int, default=48)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (median over them)")
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--candidates", nargs="+", default=DEFAULT_CANDIDATES, choices=list(CANDIDATES))
     parser.add_argument("--sets", nargs="+", default=None, help="only these data sets (default: all)")
     parser.add_argument("--cv", action="store_true", help="also the shipped config in cv with cv.refit (5 folds)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")

@@ -118,7 +118,8 @@ class _Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it (shared studies)
         trial_dir = self.out / "trials" / f"trial-{trial.number}"
         cfg = load_config(self.config_path, [*self.overrides, *(f"{k}={v}" for k, v in params.items()),
-                                             f"output_dir={trial_dir}", "cv.refit=false"])
+                                             # a trial is scored on its validation folds only
+                                             f"output_dir={trial_dir}", "cv.refit=false", "data.test=null"])
         epochs, scores = cfg.train.epochs, []
         for fold in range(self.cfg.tune.folds):
             pruned: list[bool] = []
