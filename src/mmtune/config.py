@@ -187,8 +187,10 @@ class FusionConfig:
     hidden_size: int = doc(256, "hidden size of the MLP head", ge=1)
     dropout: float = doc(0.1, "dropout in the projections, the fusion module and the head", ge=0, lt=1)
     post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
-    standardize: bool = doc(True, "standardise each cached tower's features (mean/std of the training posts, saved "
-                                  "with the weights) before its projection")
+    feature_norm: Literal["none", "tower", "feature"] = doc(
+        "tower", "before its projection, each cached tower's features are centred on the training posts' mean and "
+                 "divided by one scale per tower (tower) or per feature (feature: StandardScaler); saved with the "
+                 "weights")
     max_length: int = doc(128, "maximum tokens per text", ge=1)
     text_pooling: Literal["auto", "cls", "mean"] = doc("auto", "text tower pooling; auto = the model's own")
     lora_towers: list[Literal["text", "image"]] = doc(["text", "image"], "which towers get adapters (model.lora)")

@@ -1,4 +1,4 @@
-"""model.fusion.standardize (tower features standardised with training-post statistics saved in the weights) and
+"""model.fusion.feature_norm (tower features normalised with training-post statistics saved in the weights) and
 train.full_fit (every training post trains, best/ = the last epoch)."""
 
 import json
@@ -40,7 +40,7 @@ def standardized_run(demo_small, tiny_models, tmp_path_factory):
     return cfg
 
 
-def test_saved_statistics_are_the_training_posts_mean_and_std(standardized_run):
+def test_saved_statistics_are_the_training_posts_mean_and_one_scale_per_tower(standardized_run):
     cfg = standardized_run
     run_dir = cfg.output_dir
     weights = load_file(f"{run_dir}/best/trainable.safetensors")
@@ -48,7 +48,8 @@ def test_saved_statistics_are_the_training_posts_mean_and_std(standardized_run):
     for name in ("text", "image"):
         mean, std = weights[f"{name}_proj.0.input_mean"].double(), weights[f"{name}_proj.0.input_std"].double()
         np.testing.assert_allclose(mean, features[name].mean(0), atol=1e-5)
-        np.testing.assert_allclose(std, features[name].std(0, unbiased=False), rtol=1e-4, atol=1e-6)
+        tower_scale = features[name].var(0, unbiased=False).mean().sqrt()
+        np.testing.assert_allclose(std, tower_scale.expand_as(std), rtol=1e-4)
         assert not torch.allclose(mean, torch.zeros_like(mean))  # fitted, not the identity
 
 
@@ -60,9 +61,9 @@ def test_predict_uses_the_saved_statistics(standardized_run, demo_small):
     np.testing.assert_allclose(again.probs, written.probs, atol=2e-6)
 
 
-def test_standardize_off_keeps_the_identity(demo_small, tiny_models, tmp_path):
+def test_feature_norm_none_keeps_the_identity(demo_small, tiny_models, tmp_path):
     config = frozen_config(demo_small, tiny_models, tmp_path, "raw", epochs=1)
-    config["model"]["fusion"]["standardize"] = False
+    config["model"]["fusion"]["feature_norm"] = "none"
     cfg = load_config(write_config(config, tmp_path / "raw.yaml"))
     train(cfg)
     weights = load_file(f"{cfg.output_dir}/best/trainable.safetensors")
@@ -70,10 +71,10 @@ def test_standardize_off_keeps_the_identity(demo_small, tiny_models, tmp_path):
     assert torch.equal(weights["image_proj.0.input_std"], torch.ones_like(weights["image_proj.0.input_std"]))
 
 
-def test_a_constant_feature_keeps_its_scale_and_the_output_is_standardised():
+def test_per_feature_a_constant_feature_keeps_its_scale_and_the_output_is_standardised():
     layer = StandardizedLinear(3, 2)
     features = torch.tensor([[1.0, 5.0, 100.0], [3.0, 5.0, 300.0], [5.0, 5.0, 500.0]])
-    layer.fit(features)
+    layer.fit(features, per_feature=True)
     assert layer.input_std[1] == 1.0  # the constant column: not divided by zero
     with torch.no_grad():
         layer.weight.copy_(torch.eye(2, 3))
@@ -98,3 +99,11 @@ def test_full_fit_trains_on_every_post_for_the_given_epochs(demo_small, tiny_mod
     assert records[-1]["step"] == 3 * -(-n_train // 8)  # every training post, batch 8, 3 epochs
     assert len(read_predictions(run_dir / "test_predictions.csv").ids) == len(
         json.loads(demo_small.test.read_text(encoding="utf-8")))
+
+
+def test_per_tower_one_scale_keeps_the_features_relative_sizes():
+    layer = StandardizedLinear(2, 2)
+    features = torch.tensor([[0.0, 10.0], [2.0, 30.0]])  # stds 1 and 10
+    layer.fit(features, per_feature=False)
+    np.testing.assert_allclose(layer.input_mean, [1.0, 20.0])
+    np.testing.assert_allclose(layer.input_std, [np.sqrt(50.5)] * 2, rtol=1e-6)
