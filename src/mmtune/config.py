@@ -188,7 +188,7 @@ class FusionConfig:
     dropout: float = doc(0.1, "dropout in the projections, the fusion module and the head", ge=0, lt=1)
     post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
     feature_norm: Literal["none", "tower", "feature"] = doc(
-        "tower", "before its projection, each cached tower's features are centred on the training posts' mean and "
+        "feature", "before its projection, each cached tower's features are centred on the training posts' mean and "
                  "divided by one scale per tower (tower) or per feature (feature: StandardScaler); saved with the "
                  "weights")
     max_length: int = doc(128, "maximum tokens per text", ge=1)
