@@ -86,3 +86,11 @@ def test_a_killed_study_continues_and_two_processes_share_one(demo_small, tiny_m
     assert {t.number for t in done_before} <= {t.number for t in done}  # the killed run's trials count
     workers = {t.user_attrs["worker"] for t in done if t.number not in {d.number for d in done_before}}
     assert len(workers) == 2  # both processes added trials to the one study
+
+
+def test_the_command_names_a_bad_space_in_one_line(demo_small, tiny_models, tmp_path):
+    path = tune_config(demo_small, tiny_models, tmp_path, space={"train.head_lr": "float(1, 0)"})
+    done = run_mmtune("tune", path, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmtune: error: ") and "train.head_lr" in lines[0], done.stderr
