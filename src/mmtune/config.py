@@ -188,6 +188,10 @@ class FusionConfig:
     hidden_size: int = doc(256, "hidden size of the MLP head", ge=1)
     dropout: float = doc(0.1, "dropout in the projections, the fusion module and the head", ge=0, lt=1)
     post_features: bool = doc(False, "append hand-made post features (emoji, hashtag, length counts)")
+    feature_norm: Literal["none", "tower", "feature"] = doc(
+        "feature", "before its projection, each cached tower's features are centred on the training posts' mean and "
+                 "divided by one scale per tower (tower) or per feature (feature: StandardScaler); saved with the "
+                 "weights")
     max_length: int = doc(128, "maximum tokens per text", ge=1)
     text_pooling: Literal["auto", "cls", "mean"] = doc("auto", "text tower pooling; auto = the model's own")
     lora_towers: list[Literal["text", "image"]] = doc(["text", "image"], "which towers get adapters (model.lora)")
@@ -298,6 +302,9 @@ class TrainConfig:
     early_stopping_patience: int = doc(0, "stop after this many evaluations without improvement (0 = off)", ge=0)
     time_budget: str | None = doc(None, "stop cleanly with a resumable checkpoint before this, e.g. 11h30m")
     val_fold: int = doc(0, "without data.val: the fold of data.train held out for validation", ge=0)
+    full_fit: bool = doc(False, "train on every post of data.train for train.epochs (no fold held out, no early "
+                                "stopping); best/ = the last epoch; without data.val it evaluates on the training "
+                                "posts (a fit score, not a validation score). Epochs: from `mmtune cv` (cv.refit)")
     feature_cache: bool = doc(True, "cache the outputs of frozen encoders on disk")
     cache_dir: str = doc("~/.cache/mmtune/features", "where cached features live", nonempty=True)
     num_workers: int = doc(0, "DataLoader worker processes", ge=0)
@@ -319,6 +326,62 @@ class CVConfig:
         ["caption", "image"], "posts sharing a normalized caption or an identical image stay in one fold"
     )
     folds_file: str | None = doc(None, "folds.csv (id,fold) to use instead of computing folds")
+    refit: bool = doc(False, "after the folds, train once more on every training post (train.full_fit) for the "
+                             "median best epoch of the folds: refit/ (its test_predictions.csv), and "
+                             "test_with_refit.csv = the mean of the fold models and the refit model")
+
+
+TUNE_DISTRIBUTIONS = ("float", "int", "choice")
+
+
+def parse_space_entry(spec: str) -> tuple[str, list[str], bool]:
+    """'float(1e-4, 1e-2, log)' -> ("float", ["1e-4", "1e-2"], True); ValueError says what is wrong.
+
+    float/int take low, high and an optional `log`; choice takes one or more values (given to the key as
+    `key=value` overrides, so the config loader types and checks them)."""
+    name, _, rest = spec.strip().partition("(")
+    name = name.strip()
+    if name not in TUNE_DISTRIBUTIONS or not rest.endswith(")"):
+        raise ValueError(f"'{spec}' is not float(low, high[, log]), int(low, high[, log]) or choice(a, b, ...)")
+    args = [a.strip() for a in rest[:-1].split(",") if a.strip()]
+    if name == "choice":
+        if not args:
+            raise ValueError(f"'{spec}': choice needs at least one value")
+        return name, args, False
+    log = args[-1:] == ["log"]
+    bounds = args[:-1] if log else args
+    try:
+        low, high = (int(b) if name == "int" else float(b) for b in bounds)
+    except ValueError:
+        raise ValueError(f"'{spec}': {name} needs two {name} bounds (low, high) and optionally log") from None
+    if not low < high or (log and low <= 0):
+        raise ValueError(f"'{spec}': needs low < high{' and low > 0 with log' if log else ''}")
+    return name, bounds, log
+
+
+@dataclass
+class TuneConfig:
+    """mmtune tune: an Optuna study over config keys (TPE sampler, median pruner on the per-epoch metric)."""
+
+    space: dict[str, str] = doc({}, "search space: config key -> float(low, high[, log]), int(low, high[, log]) or "
+                                    "choice(a, b, ...), e.g. {train.head_lr: 'float(1e-4, 1e-2, log)'}")
+    trials: int = doc(20, "the study ends when it holds this many finished (complete or pruned) trials", ge=1)
+    time_budget: str | None = doc(None, "this command starts no trial after this time, e.g. 30m")
+    folds: int = doc(1, "objective: the mean best validation train.metric over the first N folds of cv", ge=1)
+    storage: str | None = doc(None, "Optuna storage URL (sqlite:///..., postgresql://...); default: SQLite "
+                                    "output_dir/study.db. A shared RDB lets several machines add trials to one study")
+    study: str = doc("mmtune", "study name in the storage", nonempty=True)
+    pruning: bool = doc(True, "stop a trial whose per-epoch metric falls below the median of earlier trials")
+
+    def check_relations(self, origins: Origins, prefix: str) -> None:
+        for key, spec in self.space.items():
+            try:
+                parse_space_entry(spec)
+            except ValueError as exc:
+                raise _bad(origins, f"{prefix}space", f"{key}: {exc}") from None
+        if self.time_budget is not None:
+            key = f"{prefix}time_budget"
+            parse_duration(self.time_budget, f"{origins.at(key)}: '{key}'")
 
 
 @dataclass
@@ -371,6 +434,7 @@ class Config:
     model: ModelConfig = doc(ModelConfig(), "model")
     train: TrainConfig = doc(TrainConfig(), "training")
     cv: CVConfig = doc(CVConfig(), "cross-validation")
+    tune: TuneConfig = doc(TuneConfig(), "mmtune tune: hyper-parameter search")
     chat: ChatConfig = doc(ChatConfig(), "chat data for sft, dpo and build-vlm")
     dpo: DpoConfig = doc(DpoConfig(), "mmtune dpo")
     build: BuildConfig = doc(BuildConfig(), "mmtune build-vlm: a LLaVA-style VLM from parts")
@@ -401,6 +465,8 @@ class Config:
         if unknown:
             raise _bad(origins, "cv.only", f"fold {unknown[0]} does not exist with cv.folds={folds} "
                                            f"(folds 0..{folds - 1})")
+        if self.tune.folds > folds:
+            raise _bad(origins, "tune.folds", f"{self.tune.folds} is more than cv.folds={folds}")
         if self.data.val is None and self.train.val_fold >= folds:
             raise _bad(origins, "train.val_fold", f"must be in [0, {folds - 1}] with cv.folds={folds}, "
                                                   f"got {self.train.val_fold}")

