@@ -16,6 +16,8 @@ from mmtune.files import IsNotRegular, read_regular
 OOF_FILE, TEST_FILE, SUMMARY_FILE, FOLDS_FILE = "oof.csv", "test.csv", "cv_summary.json", "folds.csv"
 # A run folder's files that others read: the resolved config, the validation and test predictions.
 RUN_CONFIG, VAL_PREDICTIONS, TEST_PREDICTIONS = "config.yaml", "val_predictions.csv", "test_predictions.csv"
+# What marks an export folder (mmtune export): its manifest (labels, members, layout).
+EXPORT_MANIFEST = "mmtune_export.json"
 
 
 def fold_dir(cv_dir: Path, fold: int) -> Path:
@@ -23,7 +25,10 @@ def fold_dir(cv_dir: Path, fold: int) -> Path:
 
 
 def folder_kind(path: Path) -> str | None:
-    """"run" (a train run: its config.yaml), "cv" (a cv folder: its summary or oof.csv), or None."""
+    """"run" (a train run: its config.yaml), "cv" (a cv folder: its summary or oof.csv), "export" (an export
+    folder: its manifest), or None."""
+    if (path / EXPORT_MANIFEST).is_file():
+        return "export"
     if (path / RUN_CONFIG).is_file():
         return "run"
     if (path / SUMMARY_FILE).is_file() or (path / OOF_FILE).is_file():

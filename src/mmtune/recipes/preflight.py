@@ -20,14 +20,15 @@ def check_run(cfg: Config) -> None:
 
 
 def predict_kind(source: Path) -> str:
-    """What `predict SOURCE` predicts with: "run" (a run folder), "cv" (a cv folder: the mean of its folds) or
-    "ensemble" (an ensemble's summary JSON, whose saved blend re-runs its input folders)."""
+    """What `predict SOURCE` predicts with: "run" (a run folder), "cv" (a cv folder: the mean of its folds),
+    "export" (an export folder: mmtune export) or "ensemble" (an ensemble's summary JSON, whose saved blend re-runs
+    its input folders)."""
     if source.is_file() and source.suffix.lower() == ".json":
         return "ensemble"
     kind = folder_kind(source) if source.is_dir() else None
     if kind is None:
-        raise InputError(f"{source}: not a run folder (no {RUN_CONFIG}), a cv folder (no cv_summary.json) or "
-                         "the .json that mmtune ensemble wrote")
+        raise InputError(f"{source}: not a run folder (no {RUN_CONFIG}), a cv folder (no cv_summary.json), an "
+                         "export folder (no mmtune_export.json) or the .json that mmtune ensemble wrote")
     return kind
 
 
@@ -37,6 +38,8 @@ def model_runs(source: Path) -> list[Path]:
     kind = predict_kind(source)
     if kind == "run":
         return [source]
+    if kind == "export":
+        return []  # its manifest and members are read and checked when it loads
     if kind == "cv":
         return [fold_dir(source, k) for k in cv_folds(source)]
     from mmtune.ensemble.saved import model_sources, read_saved_blend  # scikit-learn: only for an ensemble

@@ -25,12 +25,13 @@ from torch import nn
 
 from mmtune.config import Config, load_saved_config, save_config
 from mmtune.errors import InputError
+from mmtune.evaluation.folders import EXPORT_MANIFEST
 from mmtune.files import IsNotRegular, read_regular
 from mmtune.hub import cached_config
 from mmtune.models.sources import looks_local
 from mmtune.training import checkpoint as ckpt
 
-MANIFEST = "mmtune_export.json"
+MANIFEST = EXPORT_MANIFEST
 FORMAT = "mmtune-export"
 VERSION = 1
 MEMBERS, BASE = "members", "base"
