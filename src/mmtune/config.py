@@ -310,7 +310,8 @@ class TrainConfig:
     num_workers: int = doc(0, "DataLoader worker processes", ge=0)
     tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
     log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
-    log_every_steps: int = doc(10, "write the training loss and learning rate to the trackers every N steps", ge=1)
+    log_every_steps: int = doc(10, "record the training loss and learning rate every N steps (sent to the trackers "
+                                   "in batches: every 30 s, at each evaluation and at the end)", ge=1)
 
     def check_relations(self, origins: Origins, prefix: str) -> None:
         if self.time_budget is not None:

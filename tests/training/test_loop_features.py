@@ -60,8 +60,16 @@ def test_head_only_stage_keeps_the_backbone_then_unfreezes_it(demo_small, tiny_m
 
 def test_tensorboard_tracker_writes_events(demo_small, tiny_models, tmp_path):
     pytest.importorskip("tensorboard")
-    _, run_dir = run(demo_small, tiny_models, tmp_path, epochs=1, log_with=["tensorboard"])
-    assert list(run_dir.rglob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run_dir = run(demo_small, tiny_models, tmp_path, epochs=1, log_with=["tensorboard"], log_every_steps=2)
+    # The run's writer; add_hparams writes a second event file in a subfolder.
+    events = min(run_dir.rglob("events.out.tfevents.*"), key=lambda path: len(path.parts))
+    scalars = EventAccumulator(str(events)).Reload()
+    # 9 steps: the training loss of every second step (written unflushed) and the epoch's evaluation, all on disk.
+    assert [event.step for event in scalars.Scalars("train/loss")] == [2, 4, 6, 8]
+    assert [event.step for event in scalars.Scalars("train/lr")] == [2, 4, 6, 8]
+    assert [event.step for event in scalars.Scalars("val/macro_f1")] == [9]
 
 
 def test_lora_run_predicts_after_reloading_adapters(demo_small, tiny_models, tmp_path):

@@ -4,14 +4,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from mmtune.config import load_config
 from mmtune.errors import InputError
 from mmtune.recipes.train import build_model, train
+from mmtune.training import loop as loop_module
+from mmtune.training.loop import make_accelerator
 from tests.training.conftest import fusion_config, run_mmtune, train_then_sigkill, write_config
 
 
@@ -80,6 +84,44 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(demo_small, tiny_models
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
     _assert_same_run(tmp_path / "straight", killed_dir)
+
+
+def _head_only_config(demo, tiny_models, out, tmp_path, **train):
+    """Frozen towers on cached features, one process, no accumulation: the loop's direct steps."""
+    config = fusion_config(demo, tiny_models, out, feature_cache=True, cache_dir=str(tmp_path / "cache"), **train)
+    config["model"]["freeze"] = {"preset": "all"}
+    return config
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run_with_direct_steps(demo_small, tiny_models, tmp_path):
+    settings = {"epochs": 3, "batch_size": 4, "save_every_steps": 4}  # 18 optimizer steps per epoch
+    straight = write_config(_head_only_config(demo_small, tiny_models, tmp_path / "straight", tmp_path, **settings),
+                            tmp_path / "a.yaml")
+    assert run_mmtune("train", straight).returncode == 0
+    killed_dir = tmp_path / "killed"
+    killed = write_config(_head_only_config(demo_small, tiny_models, killed_dir, tmp_path, **settings),
+                          tmp_path / "b.yaml")
+    train_then_sigkill(killed, killed_dir, at_step=24)  # mid-epoch 2 of 3
+    resumed = run_mmtune("train", killed, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    _assert_same_run(tmp_path / "straight", killed_dir)
+
+
+def test_direct_steps_with_one_process_and_no_accumulation():
+    accelerator = make_accelerator(load_config(None, ["train.log_with=[]"]), Path("unused"))
+    assert loop_module.direct_steps(accelerator, 1) and not loop_module.direct_steps(accelerator, 2)
+
+
+def test_direct_steps_train_exactly_as_accelerates_wrappers(demo_small, tiny_models, tmp_path, monkeypatch):
+    for name, direct in (("direct", True), ("wrapped", False)):
+        monkeypatch.setattr(loop_module, "direct_steps", lambda accelerator, grad_accum, direct=direct: direct)
+        config = _head_only_config(demo_small, tiny_models, tmp_path / name, tmp_path, epochs=2, max_grad_norm=0.05)
+        assert train(load_config(write_config(config, tmp_path / f"{name}.yaml"))).stopped == "finished"
+    wa, wb = _weights(tmp_path / "direct"), _weights(tmp_path / "wrapped")
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[name], wb[name]) for name in wa)
+    assert metrics_lines(tmp_path / "direct") == metrics_lines(tmp_path / "wrapped")
 
 
 def test_time_budget_stops_early_with_a_resumable_checkpoint(demo_small, tiny_models, tmp_path):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # Reasons to stop between steps, by precedence: the processes agree on the highest any of them has.
 _STOPS: tuple[str | None, ...] = (None, "time_budget", "signal")
+# Seconds between writes of the training records to the trackers (evaluations and the end also write them).
+TRACKER_WRITE_S = 30.0
 
 
 def agreed_stop(accelerator: Accelerator, stop: str | None) -> str | None:
@@ -81,6 +83,15 @@ def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     )
 
 
+def direct_steps(accelerator: Accelerator, grad_accum: int) -> bool:
+    """Whether optimizer steps can bypass Accelerate's per-step wrappers: one plain process, every batch an
+    optimizer step and no grad scaler. Then `accumulate`, `backward`, `clip_grad_norm_` and
+    `AcceleratedOptimizer.step`/`zero_grad` reduce to the torch calls they wrap (same numbers: the loss is divided
+    by 1), yet cost ~0.25 ms per step, a sixth of a head-only step on cached features."""
+    return (accelerator.num_processes == 1 and accelerator.distributed_type == DistributedType.NO
+            and grad_accum == 1 and accelerator.scaler is None)
+
+
 def _tracker_available(name: str) -> bool:
     from accelerate.utils import is_tensorboard_available, is_wandb_available
 
@@ -111,6 +122,8 @@ class TrainingLoop:
         # Kinds with their own training loss (vlm-generative's lm objective) return it from forward in training.
         self._kind_loss = bool(getattr(classifier, "provides_loss", False))
         self._resume_rng: dict[str, Any] | None = None
+        self._pending_logs: list[tuple[int, dict[str, float]]] = []  # training records not yet in the trackers
+        self._logs_written = time.monotonic()
 
     # ------------------------------------------------------------------------------------ setup
 
@@ -136,6 +149,7 @@ class TrainingLoop:
         # Listed once: walking the module tree every step costs milliseconds on small heads.
         wanted = set(self.trainable_names)
         self._clip_params = [p for n, p in self.classifier.named_parameters() if n in wanted]
+        self._direct = direct_steps(accelerator, cfg.train.grad_accum)
         if resume:
             self._restore()
         else:
@@ -198,7 +212,7 @@ class TrainingLoop:
             state.losses_since_eval.append(losses[-1])
             state.batches_done += 1
             progress.update(1)
-            if not accelerator.sync_gradients:
+            if not self._direct and not accelerator.sync_gradients:
                 continue
             self.scheduler.step()
             state.global_step += 1
@@ -215,6 +229,8 @@ class TrainingLoop:
     def _step(self, batch: dict[str, Any]) -> float:
         batch.pop("index")
         target = batch.pop("target")
+        if self._direct:
+            return self._direct_step(batch, target)
         with self.accelerator.accumulate(self.model):
             outputs = self.model(batch)
             loss = outputs if self._kind_loss else self.loss_fn(outputs.float(), target)
@@ -225,11 +241,45 @@ class TrainingLoop:
             self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
+    def _direct_step(self, batch: dict[str, Any], target: torch.Tensor) -> float:
+        """`_step` when `direct_steps` holds: the same torch calls without Accelerate's wrappers. The optimizer's
+        state is the wrapped one's, so checkpoints and resume do not depend on which of the two ran."""
+        outputs = self.model(batch)
+        loss = outputs if self._kind_loss else self.loss_fn(outputs.float(), target)
+        loss.backward()
+        if self.cfg.train.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self._clip_params, self.cfg.train.max_grad_norm)
+        optimizer = self.optimizer.optimizer
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
     def _log_step(self, losses: list[float]) -> None:
-        # Trackers write to disk: every train.log_every_steps optimizer steps, not every step.
-        if self.accelerator.trackers and self.state.global_step % max(1, self.cfg.train.log_every_steps) == 0:
-            self.accelerator.log({"train/loss": losses[-1], "train/lr": self.scheduler.get_last_lr()[0]},
-                                 step=self.state.global_step)
+        # Every train.log_every_steps optimizer steps, kept here and written in batches (_write_logs).
+        step = self.state.global_step
+        if not self.accelerator.trackers or step % max(1, self.cfg.train.log_every_steps):
+            return
+        self._pending_logs.append((step, {"train/loss": losses[-1], "train/lr": self.scheduler.get_last_lr()[0]}))
+        if time.monotonic() - self._logs_written >= TRACKER_WRITE_S:
+            self._write_logs()
+
+    def _write_logs(self) -> None:
+        """The training records kept since the last write, to every tracker. Why batched: one TensorBoard write
+        (`tracker.log`) flushes the event file and wakes its writer thread, ~0.5 ms, which every 10 head-only
+        steps on cached features was 2% of the training time; here one flush covers all the records."""
+        pending, self._pending_logs = self._pending_logs, []
+        self._logs_written = time.monotonic()
+        if not pending:
+            return
+        for tracker in self.accelerator.trackers:
+            if tracker.name != "tensorboard":
+                for step, values in pending:
+                    tracker.log(values, step=step)
+                continue
+            for step, values in pending:
+                for key, value in values.items():
+                    tracker.writer.add_scalar(key, value, global_step=step)
+            tracker.writer.flush()
 
     def _between_steps(self, signals: StopSignals) -> str | None:
         train_cfg, state = self.cfg.train, self.state
@@ -298,6 +348,7 @@ class TrainingLoop:
             with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
         if self.accelerator.trackers:
+            self._write_logs()
             self.accelerator.log({f"val/{k}": v for k, v in record.items() if isinstance(v, (int, float))},
                                  step=state.global_step)
         log.info(f"epoch {state.epoch} step {state.global_step}: {metric} {result.value:.4f} "
@@ -392,5 +443,6 @@ class TrainingLoop:
         # the main process only, so one rank would tear the group down while the others still use it
         # (and a CV run trains several folds in one process). The CLI releases the group at exit.
         self.accelerator.wait_for_everyone()
+        self._write_logs()
         for tracker in self.accelerator.trackers:
             tracker.finish()
