@@ -104,3 +104,13 @@ def test_serve_refuses_a_port_in_use_in_one_line(tiny_export):
         busy.listen()
         result = run_mmtune("serve", tiny_export, "--port", str(busy.getsockname()[1]), timeout=60)
     assert_one_line_error(result, "--host/--port: cannot listen on 127.0.0.1:")
+
+
+@pytest.mark.parametrize("target", ["mmtune_export.json", "members/run/config.yaml"])
+def test_predict_out_never_lands_on_the_export_s_own_files(tiny_export, demo_small, tmp_path, target):
+    export = shutil.copytree(tiny_export, tmp_path / "export")
+    out = export / target
+    before = out.read_bytes()
+    result = run_mmtune("predict", export, demo_small.test, "--images", demo_small.test_images, "--out", out)
+    assert_one_line_error(result, "--out", target.rsplit("/", 1)[-1])
+    assert out.read_bytes() == before

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mmtune.config import Config, load_saved_config
 from mmtune.errors import InputError
-from mmtune.evaluation.folders import RUN_CONFIG, cv_folds, fold_dir, folder_kind
+from mmtune.evaluation.folders import EXPORT_MANIFEST, RUN_CONFIG, cv_folds, fold_dir, folder_kind
 from mmtune.models.sources import check_config_models
 from mmtune.outputs import check_outputs, check_run_files
 
@@ -54,6 +54,9 @@ def check_predict(source: Path, data: Path, out: Path | None) -> None:
         raise InputError(f"{data}: data file not found" if not data.exists() else f"{data}: not a file")
     runs = model_runs(source)
     inputs: dict[str, Path | None] = {"data": data, "ensemble file": source if source.is_file() else None}
+    if predict_kind(source) == "export":  # --out must not replace the export's manifest or a member's files
+        inputs |= {f"export file {path.relative_to(source)}": path
+                   for path in [source / EXPORT_MANIFEST, *sorted(source.glob("members/*/*"))]}
     base = source.parent if source.is_file() else source  # run files are named from here
     for run_dir in runs:
         inputs |= {f"run file {path.relative_to(base) if path.is_relative_to(base) else path}": path
