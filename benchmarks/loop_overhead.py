@@ -254,7 +254,8 @@ def main() -> None:
     parser.add_argument("--epochs-trainable", type=int, default=2, help="epochs per timed run, trainable towers")
     parser.add_argument("--epochs-frozen", type=int, default=20, help="epochs per timed run, cached frozen towers")
     parser.add_argument("--configs", nargs="+", default=["trainable", "frozen"], choices=["trainable", "frozen"])
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads (1: a loaded 2-core machine slows torch's thread pool ~7x)")
     parser.add_argument("--work", type=Path, default=None, help="keep data/models here (default: a temp dir)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

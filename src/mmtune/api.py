@@ -25,6 +25,10 @@ from mmtune.evaluation.predictions import Predictions
 from mmtune.recipes.cv import CVResult, run_cv
 from mmtune.recipes.ensemble import EnsembleRequest, EnsembleResult, run_ensemble
 from mmtune.recipes.preflight import check_run
+from mmtune.terminal import quiet_known_noise
+
+# A notebook never runs the CLI's logging setup: hide the same known library noise (show_known_noise undoes it).
+quiet_known_noise()
 
 
 def config(path: str | Path | None = None, overrides: Sequence[str] | None = None, **sections: Any) -> Config:
