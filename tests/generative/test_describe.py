@@ -133,7 +133,7 @@ def test_jsonl_and_csv_inputs_come_out_in_their_format(tiny_vlm, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_new_field_feeds_a_fusion_run_through_extra_text(tiny_vlm, demo_small, tiny_models, tmp_path):
+def test_the_new_field_feeds_a_fusion_run_through_extra_text(tiny_vlm, demo_small, tiny_models, tmp_path):  # noqa: F811
     out = tmp_path / "train-ocr.json"
     result = describe(describe_config(tiny_vlm("llava"), tmp_path / "cache", "describe.batch_size=16",
                                       "describe.max_new_tokens=3"), demo_small.train, demo_small.train_images, out)
