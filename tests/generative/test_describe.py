@@ -193,3 +193,20 @@ def test_hostile_inputs_exit_2_with_one_line(demo, tmp_path):
     for args, fragments in cases:
         assert_one_line_error(run_mmtune("describe", *args), *fragments)
     assert not (tmp_path / "o.json").exists()
+
+
+def test_an_internvl_chat_checkpoint_is_read_through_its_conversion(tiny_vlm, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from mmtune.models.internvl_chat.cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "converted"))
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(images / "0.png")
+    data = tmp_path / "posts.jsonl"
+    data.write_text(json.dumps({"id": "0", "image": "0.png", "caption": "x"}) + "\n", encoding="utf-8")
+    cfg = describe_config(tiny_vlm("internvl-chat"), tmp_path / "cache")
+    result = describe(cfg, data, images, tmp_path / "out.jsonl")
+    assert result.generated == 1 and list((tmp_path / "converted").iterdir())
+    assert "ocr_text" in json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))
