@@ -210,3 +210,15 @@ def test_an_internvl_chat_checkpoint_is_read_through_its_conversion(tiny_vlm, tm
     result = describe(cfg, data, images, tmp_path / "out.jsonl")
     assert result.generated == 1 and list((tmp_path / "converted").iterdir())
     assert "ocr_text" in json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))
+
+
+def test_the_cache_skips_shards_it_cannot_read_and_keeps_the_rest(tmp_path, caplog):
+    cache = AnswerCache(tmp_path, "model@1", {"prompt": "p"})
+    cache.add({"k1": "chữ", "k2": ""})
+    (cache.folder / "shard-torn.json").write_text('{"answers": {"k3": "x"', encoding="utf-8")
+    (cache.folder / "shard-wrong.json").write_text('{"answers": {"k4": 3}}', encoding="utf-8")
+    os.mkfifo(cache.folder / "shard-fifo.json")
+    again = AnswerCache(tmp_path, "model@1", {"prompt": "p"})
+    assert again.answers == {"k1": "chữ", "k2": ""} and again.bad_shards == 3
+    assert "3 unreadable cache shards skipped" in caplog.text
+    assert AnswerCache(tmp_path, "model@2", {"prompt": "p"}).answers == {}  # another checkpoint: another entry

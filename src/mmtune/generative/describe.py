@@ -24,6 +24,7 @@ from mmtune.config import Config, FreezeConfig, LoraConfig
 from mmtune.data.images import ImageError
 from mmtune.data.post import Post
 from mmtune.errors import InputError
+from mmtune.files import read_regular
 from mmtune.generative.describe_request import JOIN, DescribeRequest
 from mmtune.models.feature_cache import file_digest, namespace_id
 from mmtune.models.image_pipeline import ImagePipeline
@@ -68,7 +69,7 @@ class AnswerCache:
 
     def _read(self, shard: Path) -> None:
         try:
-            answers = json.loads(shard.read_text(encoding="utf-8"))["answers"]
+            answers = json.loads(read_regular(shard).decode("utf-8"))["answers"]  # a FIFO is never opened
         except (OSError, ValueError, KeyError, TypeError):
             answers = None
         if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
@@ -153,9 +154,8 @@ class DescribeStats:
     images: int = 0  # distinct images (by content) of the posts
     generated: int = 0  # of them answered by the model in this run (on every process together)
     seconds: float = 0.0
-    model_loaded: bool = False
     no_image: int = 0  # posts without images: their field is empty
-    per_process: list[int] = field(default_factory=list)
+    per_process: list[int] = field(default_factory=list)  # images each process answered
 
 
 def describe_posts(posts: Sequence[Post], request: DescribeRequest, cache: AnswerCache,
@@ -179,7 +179,6 @@ def describe_posts(posts: Sequence[Post], request: DescribeRequest, cache: Answe
             cache.answers.update(share)
         stats.per_process = [len(share) for share in shares]
         stats.generated = sum(stats.per_process)
-        stats.model_loaded = True
     texts = [JOIN.join(cache.answers[key] for key in post_keys) for post_keys in keys]
     stats.seconds = time.monotonic() - started
     return texts, stats

@@ -66,6 +66,8 @@ def describe(cfg: Config, data: Path, images: Path | None, out: Path, config_fil
         if replaced:
             log.warning(f"{replaced} rows of {data} already had a '{request.field}' field: replaced")
     state.wait_for_everyone()
+    if stats.no_image:
+        log.warning(f"{stats.no_image} posts of {data} have no image: their '{request.field}' is empty")
     rate = stats.posts / stats.seconds if stats.seconds > 0 else float("inf")
     log.info(f"described {stats.posts} posts ({stats.images} images: {stats.generated} by the model, the rest from "
              f"{cache.folder}) in {stats.seconds:.1f} s, {rate:.3g} posts/s")
