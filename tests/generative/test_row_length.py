@@ -60,6 +60,8 @@ def test_the_counts_the_error_and_the_limit_off(tiny_llava, mixed_chat, tmp_path
     model, processor = load_vlm(cfg)
     rows = read_chat_splits(cfg).train
     lengths = row_lengths(rows, processor, cfg)
+    workers = run_config(tiny_llava, mixed_chat["chat"], mixed_chat["images"], tmp_path / "run", "train.num_workers=2")
+    assert row_lengths(rows, processor, workers) == lengths  # loader processes measure the same, in order
     short = max(lengths[0::2])
     limited = run_config(tiny_llava, mixed_chat["chat"], mixed_chat["images"], tmp_path / "run",
                          f"chat.max_length={short}")

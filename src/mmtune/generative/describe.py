@@ -119,22 +119,23 @@ class Describer:
         if not template:
             raise InputError(f"model.vlm.chat_template: {cfg.model.name} ships no chat template; give one")
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt}]}]
-        self.text = self.loaded.tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                              add_generation_prompt=True)
-        self.generated = 0  # images answered by the model (a run served from the cache answers none)
+        try:
+            self.text = self.loaded.tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                                  add_generation_prompt=True)
+        except Exception as error:  # jinja2 raises its own TemplateError family
+            raise InputError(f"model.vlm.chat_template: cannot render the prompt ({error})") from None
 
     def answer(self, paths: Sequence[Path]) -> list[str]:
         images = [self._load(path) for path in paths]
         batch_images: Any = [[image] for image in images] if self.loaded.family.nested_images else images
         inputs = self.loaded.processor(text=[self.text] * len(images), images=batch_images, padding=True,
                                        return_tensors="pt", **self.image_kwargs)
-        inputs = inputs.to(self.device)
-        dtype = next(self.model.parameters()).dtype
-        inputs = {k: v.to(dtype) if torch.is_floating_point(v) else v for k, v in inputs.items()}
+        # The pixels in the weights' precision (bf16 on a GPU); a quantized model reports its compute dtype here.
+        inputs = {k: v.to(self.device, self.model.dtype) if torch.is_floating_point(v) else v.to(self.device)
+                  for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.request.max_new_tokens, do_sample=False,
                                       num_beams=1, use_cache=True, pad_token_id=self.loaded.tokenizer.pad_token_id)
-        self.generated += len(images)
         new = out[:, inputs["input_ids"].shape[1]:]
         return [text.strip() for text in self.loaded.tokenizer.batch_decode(new, skip_special_tokens=True)]
 

@@ -57,22 +57,32 @@ def within_max_length(rows: ChatRows, processor: Any, cfg: Config, preference: b
 
 def row_lengths(rows: ChatRows, processor: Any, cfg: Config, preference: bool = False) -> list[int]:
     """Each row's tokens as the trainer's collator builds them (images expanded; for preference rows the longer
-    of prompt+chosen and prompt+rejected)."""
+    of prompt+chosen and prompt+rejected), read by `train.num_workers` loader processes as in training."""
     from datasets import Dataset
+    from torch.utils.data import DataLoader
 
     dataset = with_images(Dataset.from_list(rows.rows), cfg.data.image.max_pixels, cfg.model.vlm.image_size,
                           cfg.data.image.max_bytes)
-    collator = _collator(processor, preference)
+    loader = DataLoader(dataset, batch_size=_BATCH, num_workers=cfg.train.num_workers,
+                        collate_fn=_Lengths(_collator(processor, preference), preference))
     lengths: list[int] = []
     with progress(len(rows.rows), "measuring rows", unit="row", delay=3.0) as bar:
-        for start in range(0, len(rows.rows), _BATCH):
-            batch = dataset[start:start + _BATCH]
-            examples = [dict(zip(batch, values)) for values in zip(*batch.values())]
-            per_sequence = collator(examples)["attention_mask"].sum(dim=1).tolist()
-            n = len(examples)
-            lengths += [max(per_sequence[i], per_sequence[i + n]) for i in range(n)] if preference else per_sequence
-            bar.update(n)
+        for batch in loader:
+            lengths += batch
+            bar.update(len(batch))
     return lengths
+
+
+class _Lengths:
+    """A loader's collate function: the batch's row lengths only (its pixels stay in the worker)."""
+
+    def __init__(self, collator: Any, preference: bool) -> None:
+        self.collator, self.preference = collator, preference
+
+    def __call__(self, examples: list[dict[str, Any]]) -> list[int]:
+        per_sequence = self.collator(examples)["attention_mask"].sum(dim=1).tolist()
+        n = len(examples)
+        return [max(per_sequence[i], per_sequence[i + n]) for i in range(n)] if self.preference else per_sequence
 
 
 def _collator(processor: Any, preference: bool) -> Any:
