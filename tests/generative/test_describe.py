@@ -170,10 +170,17 @@ def test_two_processes_split_the_images_and_one_writes_the_file(tiny_vlm, demo, 
     assert read_rows(out) == read_rows(tmp_path / "one.json")
 
 
-# ---- hostile input: one line, exit 2, before any model loads ----------------------------------------------------
+# ---- hostile input: one line, exit 2 ----------------------------------------------------------------------------
 
 
-def test_hostile_inputs_exit_2_with_one_line(demo, tmp_path):
+@pytest.mark.slow
+def test_no_model_or_a_missing_one_is_named(demo, tmp_path):
+    base = [demo.train, "--images", demo.train_images, "--out", tmp_path / "o.json"]
+    assert_one_line_error(run_mmtune("describe", *base), "--model")
+    assert_one_line_error(run_mmtune("describe", *base, "--model", tmp_path / "no-model"), "no-model")
+
+
+def test_hostile_inputs_exit_2_with_one_line_before_any_model_loads(demo, tmp_path):
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"1": {"image": "a.jpg", "caption": "x"', encoding="utf-8")
     common = ["--images", demo.train_images, "--model", tmp_path / "no-model"]
@@ -190,9 +197,20 @@ def test_hostile_inputs_exit_2_with_one_line(demo, tmp_path):
         ([demo.train, *common, "--out", tmp_path / "o.json", "--batch-size", "0"], ["--batch-size"]),
         ([tmp_path / "none.json", *common, "--out", tmp_path / "o.json"], ["none.json", "not found"]),
     ]
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "x.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"id": "7", "image": "x.jpg", "caption": "c"}) + "\n", encoding="utf-8")
+    cases += [
+        ([posts, "--images", corrupt, "--model", "m", "--out", tmp_path / "o.jsonl", "data.on_bad_row=error"],
+         ["post '7'", "unreadable_image"]),
+        ([posts, "--images", corrupt, "--model", "m", "--out", tmp_path / "o.jsonl"],
+         ["no usable post", "unreadable_image"]),
+    ]
     for args, fragments in cases:
         assert_one_line_error(run_mmtune("describe", *args), *fragments)
-    assert not (tmp_path / "o.json").exists()
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "o.jsonl").exists()
 
 
 def test_an_internvl_chat_checkpoint_is_read_through_its_conversion(tiny_vlm, tmp_path, monkeypatch):
