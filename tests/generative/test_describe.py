@@ -18,6 +18,7 @@ from mmtune.demo import make_demo_data
 from mmtune.generative.describe import AnswerCache, Describer, cache_identity
 from mmtune.generative.describe_request import resolve_request
 from mmtune.models.feature_cache import file_digest
+from mmtune.models.vlm_families import families
 from mmtune.recipes.describe import describe
 from tests.hostile.conftest import assert_one_line_error, run_mmtune
 from tests.training.conftest import demo_small, fusion_config, tiny_models, write_config  # noqa: F401
@@ -70,7 +71,7 @@ def test_the_field_is_written_per_post_in_image_order_and_a_second_run_reads_onl
     cache = AnswerCache(tmp_path / "cache", *cache_identity(cfg, resolve_request(cfg.describe, cfg.data.columns)))
     for post in posts:
         answers = [cache.answers[file_digest(path)] for path in post.images]
-        assert rows[post.id]["ocr_text"] == "\n".join(answers)
+        assert rows[post.id]["ocr_text"] == "\n".join(answer for answer in answers if answer)
     assert any(len(post.images) == 2 for post in posts)
     skipped = set(rows) - {post.id for post in posts}
     assert len(skipped) == 2 and all(rows[i]["ocr_text"] == "" for i in skipped)
@@ -240,3 +241,19 @@ def test_the_cache_skips_shards_it_cannot_read_and_keeps_the_rest(tmp_path, capl
     assert again.answers == {"k1": "chữ", "k2": ""} and again.bad_shards == 3
     assert "3 unreadable cache shards skipped" in caplog.text
     assert AnswerCache(tmp_path, "model@2", {"prompt": "p"}).answers == {}  # another checkpoint: another entry
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", [f.name for f in families() if f.has_vision and f.tiny is not None])
+def test_every_vision_family_describes_a_post_with_two_images(family, tiny_vlm, tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, size in enumerate([(40, 30), (30, 50)]):
+        Image.new("RGB", size, (200, 40 * i, 10)).save(images / f"{i}.png")
+    data = tmp_path / "posts.jsonl"
+    data.write_text(json.dumps({"id": "0", "image": ["0.png", "1.png"], "caption": "x"}) + "\n", encoding="utf-8")
+    cfg = describe_config(tiny_vlm(family), tmp_path / "cache", "model.vlm.max_tiles=2")
+    result = describe(cfg, data, images, tmp_path / "out.jsonl")
+    assert result.generated == 2 and result.posts == 1

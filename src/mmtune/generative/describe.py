@@ -137,7 +137,9 @@ class Describer:
             out = self.model.generate(**inputs, max_new_tokens=self.request.max_new_tokens, do_sample=False,
                                       num_beams=1, use_cache=True, pad_token_id=self.loaded.tokenizer.pad_token_id)
         new = out[:, inputs["input_ids"].shape[1]:]
-        return [text.strip() for text in self.loaded.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        # Stopped by max_new_tokens inside a character, a byte-level answer ends in U+FFFD: that half is dropped.
+        return [text.rstrip("\ufffd").strip() for text in self.loaded.tokenizer.batch_decode(
+            new, skip_special_tokens=True)]
 
     def _load(self, path: Path) -> Any:
         try:
@@ -180,7 +182,8 @@ def describe_posts(posts: Sequence[Post], request: DescribeRequest, cache: Answe
             cache.answers.update(share)
         stats.per_process = [len(share) for share in shares]
         stats.generated = sum(stats.per_process)
-    texts = [JOIN.join(cache.answers[key] for key in post_keys) for post_keys in keys]
+    # An image with nothing to read adds no empty line.
+    texts = [JOIN.join(answer for key in post_keys if (answer := cache.answers[key])) for post_keys in keys]
     stats.seconds = time.monotonic() - started
     return texts, stats
 

@@ -19,7 +19,7 @@ PROMPTS = {
     "caption_vi": "Mô tả ngắn gọn nội dung bức ảnh trong một hoặc hai câu.",
 }
 DEFAULT_FIELDS = {"ocr": "ocr_text", "ocr_vi": "ocr_text", "caption": "image_caption", "caption_vi": "image_caption"}
-# The answers of one post's images, in image order, joined by this.
+# The (non-empty) answers of one post's images, in image order, joined by this.
 JOIN = "\n"
 
 
