@@ -394,7 +394,8 @@ class ChatConfig:
     caption_prompt: str = doc("Describe the image briefly.", "captions layout: the user turn before each caption")
     image_token: str = doc("<image>", "the image placeholder in ShareGPT/LLaVA text", nonempty=True)
     max_length: int | None = doc(
-        2048, "truncate prompt+answer to this many tokens (image tokens included); null = off", ge=1)
+        2048, "longest row in tokens, prompt+answer with its image tokens: longer rows are skipped (too_long), "
+              "never cut; null = off", ge=1)
 
 
 # TRL 1.16's DPO loss variants; TRL itself only rejects an unknown one at the first step, minutes in.
