@@ -394,7 +394,8 @@ class ChatConfig:
     caption_prompt: str = doc("Describe the image briefly.", "captions layout: the user turn before each caption")
     image_token: str = doc("<image>", "the image placeholder in ShareGPT/LLaVA text", nonempty=True)
     max_length: int | None = doc(
-        2048, "truncate prompt+answer to this many tokens (image tokens included); null = off", ge=1)
+        2048, "longest row in tokens, prompt+answer with its image tokens: longer rows are skipped (too_long), "
+              "never cut; null = off", ge=1)
 
 
 # TRL 1.16's DPO loss variants; TRL itself only rejects an unknown one at the first step, minutes in.
@@ -427,6 +428,19 @@ class BuildConfig:
 
 
 @dataclass
+class DescribeConfig:
+    """mmtune describe: a generative VLM writes what it reads in each image into a new field of each post."""
+
+    prompt: str = doc("ocr", "ocr (transcribe the text in the image), caption (describe the image), ocr_vi, "
+                             "caption_vi (the same asked in Vietnamese), or your own text", nonempty=True)
+    field: str | None = doc(None, "the new field (column) of each post; default ocr_text for ocr prompts, "
+                                  "image_caption for caption prompts; your own prompt needs one")
+    batch_size: int = doc(8, "images per generate call", ge=1)
+    max_new_tokens: int = doc(128, "longest answer per image, in tokens (greedy decoding)", ge=1)
+    cache_dir: str | None = doc(None, "answers cache (resume); default: .describe-cache beside the output file")
+
+
+@dataclass
 class Config:
     name: str = doc("run", "run name")
     output_dir: str = doc("runs/run", "where the run writes its files", nonempty=True)
@@ -439,6 +453,7 @@ class Config:
     chat: ChatConfig = doc(ChatConfig(), "chat data for sft, dpo and build-vlm")
     dpo: DpoConfig = doc(DpoConfig(), "mmtune dpo")
     build: BuildConfig = doc(BuildConfig(), "mmtune build-vlm: a LLaVA-style VLM from parts")
+    describe: DescribeConfig = doc(DescribeConfig(), "mmtune describe: text read from the images by a VLM")
 
     def check_relations(self, origins: Origins, prefix: str) -> None:
         """Keys whose meaning depends on another key, checked here so that a run never starts on them."""

@@ -9,6 +9,7 @@ import argparse
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
@@ -196,6 +197,28 @@ def cmd_convert_internvl(args: argparse.Namespace) -> None:
     from mmtune.recipes.convert import convert_internvl
 
     console.print(f"converted to transformers' InternVL: {convert_internvl(args.src, args.dst)}")
+
+
+def cmd_describe(args: argparse.Namespace) -> None:
+    from mmtune.recipes.describe import check_describe, describe
+
+    cfg = _describe_config(args)
+    check_describe(cfg, args.data, args.out, args.config)  # before torch loads
+    result = describe(cfg, args.data, args.images, args.out, args.config)
+    skipped = f", {result.skipped} bad posts skipped (empty field)" if result.skipped else ""
+    console.print(literal(f"{result.posts} of {result.rows} posts described ({result.images} images, "
+                          f"{result.generated} generated, {result.images - result.generated} from the cache)"
+                          f"{skipped}; '{result.field}' written to {result.out}"))
+
+
+def _describe_config(args: argparse.Namespace) -> Config:
+    """The config with the flags applied (as values, not overrides: a prompt is free text, never YAML)."""
+    cfg = _load(args)
+    flags = {"prompt": args.prompt, "field": args.field, "batch_size": args.batch_size,
+             "max_new_tokens": args.max_new_tokens}
+    section = replace(cfg.describe, **{key: value for key, value in flags.items() if value is not None})
+    model = replace(cfg.model, name=args.model) if args.model else cfg.model
+    return replace(cfg, describe=section, model=model)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

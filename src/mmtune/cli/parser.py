@@ -12,6 +12,7 @@ from mmtune.cli.commands import (
     cmd_convert_internvl,
     cmd_cv,
     cmd_demo,
+    cmd_describe,
     cmd_ensemble,
     cmd_export,
     cmd_folds,
@@ -106,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     internvl.add_argument("src", type=Path, help="folder of the original checkpoint")
     internvl.add_argument("dst", type=Path, help="new or empty folder for the native one")
     internvl.set_defaults(run=cmd_convert_internvl)
+
+    describe = commands.add_parser("describe", help="a VLM reads each image (its text, or a caption) into a new field "
+                                                    "of each post, for data.columns.extra_text")
+    describe.add_argument("data", type=Path, help="ViMMSD JSON, JSONL or CSV file")
+    describe.add_argument("--images", type=Path, help="folder the image names are relative to")
+    describe.add_argument("--model", help="the VLM: a Hub id or folder any vlm-generative run loads (model.name)")
+    describe.add_argument("--out", type=Path, required=True, help="the data file with the new field, in DATA's format")
+    describe.add_argument("--prompt", help="ocr | caption | ocr_vi | caption_vi | your own text (describe.prompt)")
+    describe.add_argument("--field", help="the new field (default: ocr_text for ocr, image_caption for caption)")
+    describe.add_argument("--batch-size", type=bounded_int(1), metavar="N", help="images per generate call")
+    describe.add_argument("--max-new-tokens", type=bounded_int(1), metavar="N", help="longest answer, in tokens")
+    _config_args(describe)
+    describe.set_defaults(run=cmd_describe)
 
     demo = commands.add_parser("demo", help="generate the synthetic demo data and run the pipeline on it")
     demo.add_argument("--out", type=Path, default=Path("demo-data"), help="folder for the demo data")

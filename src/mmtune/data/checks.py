@@ -303,6 +303,7 @@ class LoadedData:
     skipped: dict[str, str]
     n_rows: int
     examples: dict[str, str] = field(default_factory=dict)  # fault kind -> the first skipped post's detail
+    rows: list[int] = field(default_factory=list)  # each usable post's row in the file (Record.row), as `posts`
 
     def skip_summary(self, max_ids: int = 30) -> str:
         ids = list(self.skipped)
@@ -344,6 +345,7 @@ def load_posts(
         loaded.faults += checked.faults
         if not checked.is_bad(bad):
             loaded.posts.append(checked.post)  # type: ignore[arg-type]
+            loaded.rows.append(checked.record.row)
             continue
         first = next(f for f in checked.faults if f.kind in bad or f.kind == UNSAFE_PATH)
         if cfg.on_bad_row == "error":

@@ -188,6 +188,12 @@ def _iter_csv(path: Path, columns: ColumnsConfig) -> Iterator[Record]:
         )
 
 
+def csv_row_test(path: Path, header: list[str], columns: ColumnsConfig) -> Callable[[list[str]], bool]:
+    """What reads as a row of this CSV file (see `_looks_like_a_row`), for others that read it again."""
+    index = _column_index(path, header, columns)
+    return _looks_like_a_row(index[columns.id], index[columns.image])
+
+
 def _column_index(path: Path, header: list[str], columns: ColumnsConfig) -> dict[str, int]:
     """Column name -> position, for the columns mmtune reads (the label column is optional)."""
     required = {"data.columns.id": columns.id, "data.columns.image": columns.image,

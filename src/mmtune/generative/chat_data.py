@@ -66,6 +66,8 @@ class ChatRows:
     rows: list[dict[str, Any]]
     layout: str
     skipped: Counter[str] = field(default_factory=Counter)
+    path: Path | None = None  # the file read
+    sources: list[str] = field(default_factory=list)  # where each row stands in it (`line 3`, `row 'id'`), as rows
 
 
 @dataclass(frozen=True)
@@ -89,15 +91,18 @@ def read_rows(request: ReadRequest) -> ChatRows:
     if not records:
         raise InputError(f"{request.path}: no rows")
     layout = _layout(request, records[0][1])
-    result = ChatRows(rows=[], layout=layout)
+    result = ChatRows(rows=[], layout=layout, path=request.path)
     for where, record in records:
         try:
-            result.rows += _convert(record, layout, request)
+            converted = _convert(record, layout, request)
         except BadRow as bad:
             if request.on_bad_row == "error":
                 raise InputError(f"{request.path} {where}: {bad}") from None
             result.skipped[bad.reason] += 1
             log.debug(f"{request.path} {where}: skipped ({bad})")
+            continue
+        result.rows += converted
+        result.sources += [where] * len(converted)
     if result.skipped:
         log.warning(f"{request.path}: skipped {sum(result.skipped.values())} bad rows ({dict(result.skipped)})")
     if not result.rows:

@@ -13,7 +13,7 @@ from typing import Any
 
 from mmtune.config import DPO_LOSS_TYPES, Config
 from mmtune.errors import InputError
-from mmtune.generative.sft import ChatSplits, datasets_for, read_chat_splits
+from mmtune.generative.sft import ChatSplits, datasets_for, read_chat_splits, within_limits
 from mmtune.generative.trainer_setup import (
     make_trainer,
     train_with_trl,
@@ -41,7 +41,7 @@ def dpo_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
     """TRL's DPOTrainer; `ref_model=None`: with a peft model TRL scores the reference with adapters disabled."""
     from trl import DPOTrainer
 
-    train_set, val_set = datasets_for(splits, cfg)
+    train_set, val_set = datasets_for(within_limits(splits, processor, cfg, preference=True), cfg)
     args = dpo_arguments(cfg, run_dir, has_eval=val_set is not None)
     return make_trainer("dpo", DPOTrainer, cfg, model=model, ref_model=None, args=args, train_dataset=train_set,
                         eval_dataset=val_set, processing_class=processor, peft_config=peft_config)

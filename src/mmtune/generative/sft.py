@@ -17,6 +17,7 @@ from typing import Any
 from mmtune.config import Config
 from mmtune.errors import InputError
 from mmtune.generative.chat_data import ChatRows, ReadRequest, read_rows
+from mmtune.generative.row_length import within_max_length
 from mmtune.generative.trainer_setup import (
     make_trainer,
     train_with_trl,
@@ -49,6 +50,12 @@ def read_chat_splits(cfg: Config, preference: bool = False) -> ChatSplits:
     return ChatSplits(train, val)
 
 
+def within_limits(splits: ChatSplits, processor: Any, cfg: Config, preference: bool = False) -> ChatSplits:
+    """The splits without their rows over chat.max_length tokens (counted as too_long), so none is ever cut."""
+    val = within_max_length(splits.val, processor, cfg, preference) if splits.val is not None else None
+    return ChatSplits(within_max_length(splits.train, processor, cfg, preference), val)
+
+
 def datasets_for(splits: ChatSplits, cfg: Config) -> tuple[Any, Any]:
     from datasets import Dataset
 
@@ -64,7 +71,7 @@ def sft_trainer(cfg: Config, model: Any, processor: Any, splits: ChatSplits, run
     """TRL's SFTTrainer over prompt/completion rows: the loss covers answer tokens only."""
     from trl import SFTConfig, SFTTrainer
 
-    train_set, val_set = datasets_for(splits, cfg)
+    train_set, val_set = datasets_for(within_limits(splits, processor, cfg), cfg)
     args = SFTConfig(**trainer_arguments(cfg, run_dir, has_eval=val_set is not None), completion_only_loss=True)
     return make_trainer("sft", SFTTrainer, cfg, model=model, args=args, train_dataset=train_set,
                         eval_dataset=val_set, processing_class=processor, peft_config=peft_config)

@@ -471,11 +471,16 @@ def _text_max_length(requested: int, tokenizer: Any, config: Any) -> int:
 
 def _identity(source: str, path: str, cfg: Config, part: str) -> str:
     """Model id or folder (+ a fingerprint of its files, so retraining into the same folder is seen)."""
-    folder = Path(path).expanduser()
-    base = source
-    if folder.is_dir():
-        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in _WEIGHT_SUFFIXES)
-        stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-        digest = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:12]
-        base = f"{source}:{folder.resolve()}@{digest}" if source.startswith("pypi:") else f"{folder.resolve()}@{digest}"
+    stamp = checkpoint_stamp(path)
+    base = source if stamp == path else f"{source}:{stamp}" if source.startswith("pypi:") else stamp
     return f"{base}|{part}|quantize={cfg.model.quantize}"
+
+
+def checkpoint_stamp(path: str) -> str:
+    """A folder as `folder@digest` of its weight and config files' names, sizes and times; a Hub id as itself."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return path
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in _WEIGHT_SUFFIXES)
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return f"{folder.resolve()}@{hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:12]}"
