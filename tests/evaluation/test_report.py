@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from mmtune.config import load_config
-from mmtune.evaluation.report import _posts_by_id, write_report
+from mmtune.evaluation.report import posts_by_id, write_report
 from mmtune.recipes.cv import run_cv
 from tests.hostile.test_report_markup import HOSTILE_RUN_NAME, INJECTIONS, POSTS_PER_LABEL, make_cv
 from tests.training.conftest import demo_small, fusion_config, run_mmtune, tiny_models, write_config  # noqa: F401
@@ -90,6 +90,6 @@ def test_the_gallery_reads_the_validation_file_of_a_run_that_had_one(demo_small)
     cfg = load_config(None, [f"data.train={demo_small.train}", f"data.train_images={demo_small.train_images}",
                              f"data.val={demo_small.test}", f"data.val_images={demo_small.test_images}"])
     test_posts = json.loads(demo_small.test.read_text(encoding="utf-8"))
-    posts = _posts_by_id(cfg)
+    posts = posts_by_id(cfg)
     assert set(posts) == set(test_posts)
     assert all(post.text == test_posts[pid]["caption"] for pid, post in posts.items())

@@ -1,0 +1,453 @@
+"""The leaderboard of runs: every run folder, cv folder and ensemble under some folders, read and scored alike.
+
+A run is scored on its val_predictions.csv, a cv folder on its oof.csv, an ensemble (the `ens.json` that
+`mmtune ensemble --out ens.csv` wrote beside `ens.csv`) on its OOF predictions (`ens.oof.csv`, or `ens.csv`
+when it had no test files). Macro-F1 is computed here from the predictions, the same way for every kind; its
+spread is over the `fold` column when the file has one. Folders come from teammates and Kaggle datasets: every
+file is read with the strict readers, and a folder that cannot be read is skipped with the reason, never a crash.
+Paths written inside an ensemble's JSON are never followed: its files are found next to it, by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmtune.config import Config, config_yaml, flat_dict, load_config
+from mmtune.errors import InputError
+from mmtune.evaluation.folders import (
+    OOF_FILE,
+    RUN_CONFIG,
+    SUMMARY_FILE,
+    TEST_FILE,
+    TEST_PREDICTIONS,
+    VAL_PREDICTIONS,
+    fold_dir,
+    folder_kind,
+    read_cv_summary,
+    read_history,
+    read_json_file,
+)
+from mmtune.evaluation.metrics import evaluate_probs
+from mmtune.evaluation.predictions import Predictions, read_predictions
+
+# Keys that differ between any two runs without saying anything about them: where they wrote, what they are
+# called, which fold a cv's run validated on.
+UNTELLING_KEYS = frozenset({"name", "output_dir", "train.val_fold", "cv.only", "cv.folds_file"})
+MAX_DEPTH = 8  # folders below a given folder that are searched (a run's best/ and last/ are never entered)
+ENSEMBLE_KIND = "ensemble"
+
+
+@dataclass
+class Found:
+    """A folder (or an ensemble's JSON file) to read, and what it looked like."""
+
+    path: Path
+    kind: str  # run | cv | export | ensemble
+    name: str
+
+
+@dataclass
+class Skipped:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Entry:
+    """One row of the leaderboard, with what the report draws from it."""
+
+    name: str
+    kind: str
+    path: Path
+    model: str
+    cfg: Config | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # the resolved config, flat (`train.lr`: 0.001)
+    config_text: str = ""  # the resolved config (or the ensemble's recipe) as YAML, for the report
+    predictions: Predictions | None = None  # validation / OOF, with gold
+    test: Predictions | None = None
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    wall_s: float | None = None
+    date: str | None = None
+    macro_f1: float | None = None
+    fold_f1: dict[int, float] = field(default_factory=dict)
+    per_class_f1: dict[str, float] = field(default_factory=dict)
+    test_macro_f1: float | None = None
+
+    @property
+    def macro_f1_std(self) -> float | None:
+        return float(np.std(list(self.fold_f1.values()))) if len(self.fold_f1) > 1 else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding
+
+
+def discover(roots: Sequence[Path]) -> tuple[list[Found], list[Skipped]]:
+    """Every run, cv folder, export folder and ensemble under `roots` (each root may itself be one); a run or cv
+    folder is not searched further, but ensembles written into it are listed. Symlinked folders are not followed
+    (a loop of links would never end)."""
+    found: dict[Path, Found] = {}
+    skipped: list[Skipped] = []
+    for root in roots:
+        root = Path(root)
+        label = root.resolve().name or str(root)
+        if root.is_file() and is_ensemble_file(root):
+            _add(found, Found(root, ENSEMBLE_KIND, root.stem))
+        elif not root.is_dir():
+            skipped.append(Skipped(root, "not a folder" if root.exists() else "not found"))
+        else:
+            _walk(root, label, found, skipped)
+    return list(found.values()), skipped
+
+
+def _add(found: dict[Path, Found], item: Found) -> None:
+    found.setdefault(item.path.resolve(), item)  # one folder given twice (or by two roots) is one row
+
+
+def _walk(root: Path, label: str, found: dict[Path, Found], skipped: list[Skipped]) -> None:
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        name = label if folder == root else f"{label}/{folder.relative_to(root).as_posix()}"
+        try:
+            kind = folder_kind(folder)
+            children = sorted(folder.iterdir())
+        except OSError as exc:
+            skipped.append(Skipped(folder, f"cannot be read ({exc.strerror})"))
+            continue
+        if kind is not None:
+            _add(found, Found(folder, kind, name))
+        for child in children:
+            if child.suffix == ".json" and is_ensemble_file(child):
+                _add(found, Found(child, ENSEMBLE_KIND, f"{name}/{child.stem}"))
+        if kind is None and depth < MAX_DEPTH:
+            stack.extend((c, depth + 1) for c in reversed(children) if c.is_dir() and not c.is_symlink())
+
+
+def ensemble_files(summary: Path) -> tuple[Path, Path | None]:
+    """(OOF predictions, test predictions) of the ensemble whose summary is `summary` (ens.json): `ens.oof.csv`
+    and `ens.csv` when it blended test files, else `ens.csv` alone holds the OOF rows."""
+    out = summary.with_suffix(".csv")
+    oof = summary.with_name(summary.stem + ".oof.csv")
+    return (oof, out) if oof.is_file() else (out, None)
+
+
+def is_ensemble_file(path: Path) -> bool:
+    """A `.json` file that `mmtune ensemble` wrote: its predictions `.csv` is beside it (cheap, and nothing else
+    is opened) and it is an object with the saved `blend` and the `method`."""
+    if path.suffix != ".json" or not path.with_suffix(".csv").is_file() or path.name == SUMMARY_FILE:
+        return False
+    try:
+        summary = read_json_file(path)
+    except InputError:
+        return True  # a damaged ensemble summary: reading it says what is wrong, and the folder is skipped
+    return isinstance(summary, dict) and isinstance(summary.get("blend"), dict) and "method" in summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_entry(found: Found, gold: Mapping[str, str] | None = None) -> Entry:
+    """The row of one run, cv folder or ensemble, scored; InputError names what is wrong."""
+    readers = {"run": _read_run, "cv": _read_cv, ENSEMBLE_KIND: _read_ensemble}
+    if found.kind not in readers:
+        raise InputError(f"{found.path}: a {found.kind} folder has no predictions to score")
+    entry = readers[found.kind](found)
+    score(entry, gold)
+    return entry
+
+
+def _read_run(found: Found) -> Entry:
+    folder = found.path
+    cfg = load_config(folder / RUN_CONFIG)
+    val = folder / VAL_PREDICTIONS
+    preds = read_predictions(val, need_gold=True) if val.is_file() else None
+    history = read_history(folder)
+    return Entry(found.name, "run", folder, describe_model(cfg), cfg, _settings(cfg), config_yaml(cfg), preds,
+                 _optional_predictions(folder / TEST_PREDICTIONS), {"run": history}, _elapsed([history]),
+                 _date(val, folder / RUN_CONFIG))
+
+
+def _read_cv(found: Found) -> Entry:
+    folder = found.path
+    oof_path = folder / OOF_FILE
+    preds = read_predictions(oof_path, need_gold=True) if oof_path.is_file() else None
+    if (folder / SUMMARY_FILE).is_file():
+        folds = [int(k) for k in read_cv_summary(folder / SUMMARY_FILE)["folds"]]
+    else:
+        folds = sorted(set(preds.folds or [])) if preds is not None else []
+    runs = [fold_dir(folder, k) for k in folds if (fold_dir(folder, k) / RUN_CONFIG).is_file()]
+    if not runs:
+        raise InputError(f"{folder}: a cv folder without a fold run (fold-K/{RUN_CONFIG})")
+    cfg = load_config(runs[0] / RUN_CONFIG)
+    histories = {f"fold {run.name.removeprefix('fold-')}": read_history(run) for run in runs}
+    return Entry(found.name, "cv", folder, describe_model(cfg), cfg, _settings(cfg), config_yaml(cfg), preds,
+                 _optional_predictions(folder / TEST_FILE), histories, _elapsed(list(histories.values())),
+                 _date(oof_path, folder / SUMMARY_FILE))
+
+
+def _read_ensemble(found: Found) -> Entry:
+    summary = read_json_file(found.path)
+    if not isinstance(summary, dict) or not isinstance(summary.get("method"), str):
+        raise InputError(f"{found.path}: not an ensemble summary written by mmtune ensemble (no 'method')")
+    inputs = summary.get("inputs")
+    inputs = [str(item) for item in inputs] if isinstance(inputs, list) else []
+    oof, test = ensemble_files(found.path)
+    recipe = {"method": summary["method"], "inputs": inputs, "calibration": summary.get("calibration") is not None}
+    settings = {"ensemble.method": summary["method"], "ensemble.inputs": len(inputs)}
+    text = json.dumps(recipe, indent=1, ensure_ascii=False)
+    return Entry(found.name, ENSEMBLE_KIND, found.path, f"{summary['method']} ensemble of {len(inputs)} inputs",
+                 None, settings, text, read_predictions(oof, need_gold=True),
+                 read_predictions(test) if test is not None else None, {}, None, _date(oof, found.path))
+
+
+def _optional_predictions(path: Path) -> Predictions | None:
+    return read_predictions(path) if path.is_file() else None
+
+
+def _settings(cfg: Config) -> dict[str, Any]:
+    return {key: value for key, value in flat_dict(cfg).items() if key not in UNTELLING_KEYS}
+
+
+def describe_model(cfg: Config) -> str:
+    """The model in a few words: the kind and its checkpoints (folders by their last name)."""
+    model = cfg.model
+    if model.kind == "fusion":
+        text, image = model.fusion.text_encoder or model.name, model.fusion.image_encoder or model.name
+        return f"fusion {model.fusion.method}: {_checkpoint(text)} + {_checkpoint(image)}"
+    return f"{model.kind}: {_checkpoint(model.name)}"
+
+
+def _checkpoint(name: str | None) -> str:
+    if not name:
+        return "?"
+    return Path(name).name if Path(name).is_absolute() or name.startswith(".") else name
+
+
+def _elapsed(histories: Iterable[list[dict[str, Any]]]) -> float | None:
+    """Wall time from the runs' `elapsed_s` (seconds on their process's clock at each evaluation). A cv's folds
+    trained in one process count on one clock, so a fold that starts after the previous fold's end adds only
+    its own span; a fold of a new process (cv.only, a resumed cv) adds all of its time."""
+    total, previous_end, seen = 0.0, 0.0, False
+    for history in histories:
+        times = [r["elapsed_s"] for r in history if _is_number(r.get("elapsed_s"))]
+        if not times:
+            continue
+        seen = True
+        start, end = times[0], times[-1]
+        total += end - previous_end if start >= previous_end else end
+        previous_end = end
+    return round(total, 1) if seen else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _date(*paths: Path) -> str | None:
+    """When the first file of `paths` that exists was last written, in UTC."""
+    for path in paths:
+        try:
+            stamp = path.stat().st_mtime
+        except OSError:
+            continue
+        return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+
+
+def score(entry: Entry, gold: Mapping[str, str] | None = None) -> None:
+    """Macro-F1 and per-class F1 on the validation/OOF predictions, per fold when they have folds; test
+    macro-F1 when every test post has a gold label (the file's gold column, or `gold`: id -> label)."""
+    preds = entry.predictions
+    if preds is not None:
+        targets = preds.targets()
+        metrics = evaluate_probs(preds.probs, targets, preds.labels)
+        entry.macro_f1 = metrics["macro_f1"]
+        entry.per_class_f1 = {label: row["f1"] for label, row in metrics["per_class"].items()}
+        if preds.folds is not None:
+            folds = np.asarray(preds.folds)
+            entry.fold_f1 = {int(k): evaluate_probs(preds.probs[folds == k], targets[folds == k],
+                                                    preds.labels)["macro_f1"] for k in np.unique(folds)}
+    if entry.test is not None:
+        entry.test_macro_f1 = test_macro_f1(entry.test, gold)
+
+
+def test_macro_f1(test: Predictions, gold: Mapping[str, str] | None) -> float | None:
+    known = test.gold if test.gold is not None and None not in test.gold else None
+    if known is None and gold is not None:
+        known = [gold.get(pid) for pid in test.ids]
+    if known is None or not set(known) <= set(test.labels):
+        return None  # a post without gold, or with a label the model does not know: no score rather than a wrong one
+    index = {label: k for k, label in enumerate(test.labels)}
+    return evaluate_probs(test.probs, np.array([index[g] for g in known]), test.labels)["macro_f1"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The table
+
+
+def differing_settings(entries: Sequence[Entry]) -> list[str]:
+    """The config keys whose values are not the same in every listed entry that has them (runs and cv folders
+    have every config key; ensembles have their own `ensemble.*` keys)."""
+    keys: list[str] = []
+    for entry in entries:
+        keys += [key for key in entry.settings if key not in keys]
+    return [key for key in keys if len({_cell(e.settings[key]) for e in entries if key in e.settings}) > 1]
+
+
+_MISSING = object()
+
+
+def _cell(value: Any) -> str:
+    if value is _MISSING:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def setting_text(entry: Entry, key: str) -> str:
+    """The entry's value of a config key as the table shows it (JSON spelling: null, true, 1e-05); "" without."""
+    return _cell(entry.settings.get(key, _MISSING))
+
+
+def labels_of(entries: Sequence[Entry]) -> list[str]:
+    labels: list[str] = []
+    for entry in entries:
+        labels += [label for label in entry.per_class_f1 if label not in labels]
+    return labels
+
+
+def record(entry: Entry, keys: Sequence[str]) -> dict[str, Any]:
+    """The entry as JSON: plain values only (NaN never appears: an unknown figure is null)."""
+    return {
+        "name": entry.name, "kind": entry.kind, "path": str(entry.path), "model": entry.model,
+        "settings": {key: setting_text(entry, key) for key in keys},
+        "macro_f1": entry.macro_f1, "macro_f1_std": entry.macro_f1_std,
+        "fold_macro_f1": {str(k): v for k, v in entry.fold_f1.items()}, "per_class_f1": entry.per_class_f1,
+        "test_macro_f1": entry.test_macro_f1, "wall_s": entry.wall_s, "date": entry.date,
+    }
+
+
+COLUMNS = ("name", "kind", "model", "macro_f1", "test_macro_f1", "wall_s", "date")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # what --sort names it
+    title: str
+    numeric: bool  # right-aligned
+
+
+def columns(keys: Sequence[str], labels: Sequence[str]) -> list[Column]:
+    """The leaderboard's columns: the fixed ones, each differing config key, each class's F1."""
+    return [Column("name", "name", False), Column("kind", "kind", False), Column("model", "model", False),
+            *(Column(key, key, False) for key in keys), Column("macro_f1", "macro-F1", True),
+            *(Column(f"f1:{label}", f"F1 {label}", True) for label in labels),
+            Column("test_macro_f1", "test macro-F1", True), Column("wall_s", "wall", True),
+            Column("date", "date", False)]
+
+
+def cells(entry: Entry, keys: Sequence[str], labels: Sequence[str]) -> list[tuple[str, Any]]:
+    """(text, value to sort by) of each column of `columns(keys, labels)`; the value is None where unknown."""
+    spread = f" ± {entry.macro_f1_std:.3f}" if entry.macro_f1_std is not None else ""
+    return [(entry.name, entry.name), (entry.kind, entry.kind), (entry.model, entry.model),
+            *((setting_text(entry, key), _sort_value(entry.settings.get(key))) for key in keys),
+            (_number(entry.macro_f1) + (spread if entry.macro_f1 is not None else ""), entry.macro_f1),
+            *((_number(entry.per_class_f1.get(x)), entry.per_class_f1.get(x)) for x in labels),
+            (_number(entry.test_macro_f1), entry.test_macro_f1), (duration_text(entry.wall_s), entry.wall_s),
+            (entry.date or "", entry.date)]
+
+
+def _sort_value(value: Any) -> float | str | None:
+    return None if value is None else float(value) if _is_number(value) else _cell(value)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{rest:02d}s"
+
+
+def sort_keys(keys: Sequence[str], labels: Sequence[str]) -> list[str]:
+    """What `--sort` accepts: the fixed columns, each differing config key, and `f1:LABEL`."""
+    return [*COLUMNS, *keys, *(f"f1:{label}" for label in labels)]
+
+
+def sort_entries(entries: list[Entry], column: str, keys: Sequence[str]) -> list[Entry]:
+    """Scores high first, wall time short first, text in order; a row without the value last."""
+    labels = labels_of(entries)
+    if column not in sort_keys(keys, labels):
+        raise InputError(f"--sort: unknown column '{column}'; one of {', '.join(sort_keys(keys, labels))}")
+
+    def value(entry: Entry) -> Any:
+        if column.startswith("f1:") and column not in keys:
+            return entry.per_class_f1.get(column[3:])
+        if column in keys:
+            return _sortable(entry.settings.get(column))
+        return getattr(entry, column)
+
+    present = [e for e in entries if value(e) is not None]
+    absent = [e for e in entries if value(e) is None]
+    descending = column in ("macro_f1", "test_macro_f1", "date") or column.startswith("f1:")
+    return sorted(present, key=value, reverse=descending) + absent
+
+
+def _sortable(value: Any) -> Any:
+    """Config values of one key may mix types (a number, null, a list): numbers first in order, then text."""
+    if value is None:
+        return None
+    return (0, float(value), "") if _is_number(value) else (1, 0.0, _cell(value))
+
+
+def to_csv(entries: Sequence[Entry], keys: Sequence[str]) -> str:
+    """One row per entry; text a spreadsheet would run as a formula (=, +, -, @) is quoted with a leading '."""
+    labels = labels_of(entries)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["name", "kind", "path", "model", *keys, "macro_f1", "macro_f1_std", *(f"f1:{x}" for x in labels),
+                     "test_macro_f1", "wall_s", "date"])
+    for entry in entries:
+        text = [entry.name, entry.kind, str(entry.path), entry.model,
+                *(setting_text(entry, key) for key in keys)]
+        numbers = [entry.macro_f1, entry.macro_f1_std, *(entry.per_class_f1.get(x) for x in labels),
+                   entry.test_macro_f1, entry.wall_s]
+        writer.writerow([*map(_inert, text), *("" if n is None else f"{n:.6g}" for n in numbers),
+                         entry.date or ""])
+    return buffer.getvalue()
+
+
+def _inert(text: str) -> str:
+    if text[:1] not in ("=", "+", "-", "@", "\t", "\r"):
+        return text
+    try:
+        float(text)
+        return text  # a number (-2) is no formula
+    except ValueError:
+        return "'" + text
+
+
+def to_json(entries: Sequence[Entry], keys: Sequence[str], skipped: Sequence[Skipped]) -> str:
+    return json.dumps({"keys": list(keys), "labels": labels_of(entries),
+                       "runs": [record(entry, keys) for entry in entries],
+                       "skipped": [{"path": str(s.path), "reason": s.reason} for s in skipped]},
+                      indent=1, ensure_ascii=False, allow_nan=False)
+
