@@ -35,7 +35,8 @@ def report(run_dir: Path, out: Path | None = None, gallery_size: int = 120) -> P
     return write_report(run_dir, out, gallery_size=gallery_size)
 
 
-def report_folders(dirs: list[Path], out: Path | None = None, gallery_size: int = 120, gold: Path | None = None) -> Path:
+def report_folders(dirs: list[Path], out: Path | None = None, gallery_size: int = 120,
+                   gold: Path | None = None) -> Path:
     """One run or cv folder: its page. Several folders, or one that holds runs: the page comparing every run, cv
     folder and ensemble found (default --out: the one folder's report.html)."""
     if len(dirs) == 1 and folder_kind(dirs[0]) in ("run", "cv"):

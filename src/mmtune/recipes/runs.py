@@ -73,5 +73,5 @@ def _export_entry(found: Found) -> Entry:
     from mmtune.serving.bundle import read_manifest
 
     manifest = read_manifest(found.path)
-    members = manifest["members"]
-    return Entry(found.name, "export", found.path, f"{str(manifest.get('kind', '?'))} export of {len(members)} model(s)")
+    model = f"{str(manifest.get('kind', '?'))} export of {len(manifest['members'])} model(s)"
+    return Entry(found.name, "export", found.path, model)
