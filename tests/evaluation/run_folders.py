@@ -121,16 +121,19 @@ class Board:
     runs: dict[str, Path]
 
 
-def make_board(root: Path) -> Board:
+def make_board(root: Path, labels: list[str] = LABELS, texts: list[str] | None = None,
+               names: dict[str, str] | None = None) -> Board:
     """runs/{lr-small, lr-big} (train.lr differs), runs/cv-{a,b} (seed and lr differ), runs/blend.json (the mean
-    of the two cvs): the good cv is cv-b, the poor run is lr-small."""
-    data = write_data(root / "data")
+    of the two cvs): the good cv is cv-b, the poor run is lr-small. `names`: other folder names for those keys,
+    `labels` and `texts`: other labels, captions and ids (hostile strings)."""
+    folder = {key: (names or {}).get(key, key) for key in ("lr-small", "lr-big", "cv-a", "cv-b", "blend")}
+    data = write_data(root / "data", labels, texts)
     runs = root / "runs"
     made = {
-        "lr-small": make_run(runs / "lr-small", data, "small", ["train.lr=0.0001"], right=0.4),
-        "lr-big": make_run(runs / "lr-big", data, "big", ["train.lr=0.001"], right=0.7, seed=1),
-        "cv-a": make_cv(runs / "cv-a", data, "cv", ["train.lr=0.001", "seed=1"], right=0.6, seed=2),
-        "cv-b": make_cv(runs / "cv-b", data, "cv", ["train.lr=0.003", "seed=2"], right=0.9, seed=3),
+        "lr-small": make_run(runs / folder["lr-small"], data, "small", ["train.lr=0.0001"], 0.4, 0, labels),
+        "lr-big": make_run(runs / folder["lr-big"], data, "big", ["train.lr=0.001"], 0.7, 1, labels),
+        "cv-a": make_cv(runs / folder["cv-a"], data, "cv", ["train.lr=0.001", "seed=1"], 0.6, 2, labels),
+        "cv-b": make_cv(runs / folder["cv-b"], data, "cv", ["train.lr=0.003", "seed=2"], 0.9, 3, labels),
     }
-    made["blend"] = make_ensemble([made["cv-a"], made["cv-b"]], runs / "blend.csv")
+    made["blend"] = make_ensemble([made["cv-a"], made["cv-b"]], runs / f"{folder['blend']}.csv")
     return Board(root, data, made)

@@ -8,6 +8,7 @@ from pathlib import Path
 from mmtune.config import load_config
 from mmtune.errors import InputError
 from mmtune.evaluation.folders import folder_kind
+from mmtune.evaluation.leaderboard import discover
 from mmtune.evaluation.report import write_report
 from mmtune.evaluation.report_many import write_many_report
 from mmtune.outputs import check_outputs, config_inputs
@@ -39,8 +40,8 @@ def report_folders(dirs: list[Path], out: Path | None = None, gallery_size: int 
                    gold: Path | None = None) -> Path:
     """One run or cv folder: its page. Several folders, or one that holds runs: the page comparing every run, cv
     folder and ensemble found (default --out: the one folder's report.html)."""
-    if len(dirs) == 1 and folder_kind(dirs[0]) in ("run", "cv"):
-        return report(dirs[0], out, gallery_size)
+    if len(dirs) == 1 and (folder_kind(dirs[0]) is not None or not discover(dirs)[0]):
+        return report(dirs[0], out, gallery_size)  # one run or cv folder (or nothing to compare: it says why)
     if gallery_size < 0:
         raise InputError(f"the gallery size (--gallery) must be 0 or more, got {gallery_size}")
     if out is None:
