@@ -150,3 +150,12 @@ def test_an_export_folder_is_listed_with_its_model(board, tmp_path):
     export = next(e for e in read.entries if e.kind == "export")
     assert export.model == "fusion export of 2 model(s)" and export.macro_f1 is None
     assert read.entries[-1] is export  # no score: listed last
+
+
+def test_linked_folders_are_read_once_and_a_loop_of_links_ends(board, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "best").symlink_to(board.runs["cv-b"], target_is_directory=True)
+    (tmp_path / "mine" / "again").symlink_to(board.runs["cv-b"], target_is_directory=True)
+    (tmp_path / "mine" / "loop").symlink_to(tmp_path / "mine", target_is_directory=True)
+    read = read_board([tmp_path / "mine"])
+    assert [(e.name, e.kind) for e in read.entries] == [("mine/again", "cv")] and read.skipped == []

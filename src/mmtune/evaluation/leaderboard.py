@@ -94,8 +94,8 @@ class Entry:
 
 def discover(roots: Sequence[Path]) -> tuple[list[Found], list[Skipped]]:
     """Every run, cv folder, export folder and ensemble under `roots` (each root may itself be one); a run or cv
-    folder is not searched further, but ensembles written into it are listed. Symlinked folders are not followed
-    (a loop of links would never end)."""
+    folder is not searched further, but ensembles written into it are listed. Linked folders are followed, each
+    folder once (a loop of links ends)."""
     found: dict[Path, Found] = {}
     skipped: list[Skipped] = []
     for root in roots:
@@ -115,9 +115,13 @@ def _add(found: dict[Path, Found], item: Found) -> None:
 
 
 def _walk(root: Path, label: str, found: dict[Path, Found], skipped: list[Skipped]) -> None:
-    stack = [(root, 0)]
+    stack, seen = [(root, 0)], set()
     while stack:
         folder, depth = stack.pop()
+        real = folder.resolve()
+        if real in seen:
+            continue  # a folder linked twice, or a loop of links
+        seen.add(real)
         name = label if folder == root else f"{label}/{folder.relative_to(root).as_posix()}"
         try:
             kind = folder_kind(folder)
@@ -131,7 +135,7 @@ def _walk(root: Path, label: str, found: dict[Path, Found], skipped: list[Skippe
             if child.suffix == ".json" and is_ensemble_file(child):
                 _add(found, Found(child, ENSEMBLE_KIND, f"{name}/{child.stem}"))
         if kind is None and depth < MAX_DEPTH:
-            stack.extend((c, depth + 1) for c in reversed(children) if c.is_dir() and not c.is_symlink())
+            stack.extend((c, depth + 1) for c in reversed(children) if c.is_dir())
 
 
 def ensemble_files(summary: Path) -> tuple[Path, Path | None]:
