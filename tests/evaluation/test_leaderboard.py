@@ -112,7 +112,7 @@ def test_names_are_data_in_the_table_and_the_csv(tmp_path, monkeypatch):
     assert "f1:=1+1" in rows[0]
     names = [row[0] for row in rows[1:]]
     assert f"runs/{HOSTILE}" in names  # a name that starts with "runs/" is no formula ...
-    lone = run_mmtune("runs", tmp_path / "runs" / HOSTILE, "--csv").stdout
+    lone = read_board([tmp_path / "runs" / HOSTILE]).csv()
     assert list(csv.reader(io.StringIO(lone)))[1][0] == "'" + HOSTILE  # ... one that starts with "=" is quoted
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 import html5lib
 import pytest
 
+from mmtune.errors import InputError
 from mmtune.evaluation.folders import OOF_FILE, TEST_FILE
 from mmtune.evaluation.predictions import read_predictions
 from mmtune.recipes.report import report_folders
@@ -152,7 +153,8 @@ def test_several_folders_need_an_out_that_is_no_input(pages, tmp_path):
     board, _ = pages["benign"]
     a, b = board.runs["cv-a"], board.runs["lr-big"]
     assert_one_line_error(run_mmtune("report", a, b), "--out", "needs a file name")
-    assert_one_line_error(run_mmtune("report", a, b, "--out", a / OOF_FILE), "--out", "is also the input")
+    with pytest.raises(InputError, match="--out .*oof.csv: is also the input run file oof.csv"):
+        report_folders([a, b], a / OOF_FILE)
     result = run_mmtune("report", a, b, "--out", tmp_path / "two.html")
     assert result.returncode == 0, result.stderr
     names = [row["text"][0] for row in json.loads(
