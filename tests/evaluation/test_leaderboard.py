@@ -159,3 +159,14 @@ def test_linked_folders_are_read_once_and_a_loop_of_links_ends(board, tmp_path):
     (tmp_path / "mine" / "loop").symlink_to(tmp_path / "mine", target_is_directory=True)
     read = read_board([tmp_path / "mine"])
     assert [(e.name, e.kind) for e in read.entries] == [("mine/again", "cv")] and read.skipped == []
+
+
+def test_an_ensemble_scored_on_the_rows_it_was_fitted_on_says_so(board, tmp_path):
+    from tests.evaluation.run_folders import make_ensemble
+
+    summary = json.loads(make_ensemble([board.runs["cv-a"], board.runs["cv-b"]], tmp_path / "ens.csv").read_text())
+    summary["ensemble_oof_is_in_sample"] = True  # what mmtune ensemble writes for a blend fitted on its OOF rows
+    (tmp_path / "ens.json").write_text(json.dumps(summary), encoding="utf-8")
+    entry = read_board([tmp_path]).entries[0]
+    assert entry.model == "mean ensemble of 2 inputs (OOF in-sample)"
+    assert read_board([board.runs["blend"]]).entries[0].model == "mean ensemble of 2 inputs"

@@ -211,7 +211,10 @@ def _read_ensemble(found: Found) -> Entry:
     recipe = {"method": summary["method"], "inputs": inputs, "calibration": summary.get("calibration") is not None}
     settings = {"ensemble.method": summary["method"], "ensemble.inputs": len(inputs)}
     text = json.dumps(recipe, indent=1, ensure_ascii=False)
-    return Entry(found.name, ENSEMBLE_KIND, found.path, f"{summary['method']} ensemble of {len(inputs)} inputs",
+    # A blend fitted on the OOF rows it is scored on flatters itself: the summary says so, and so does the row.
+    in_sample = " (OOF in-sample)" if summary.get("ensemble_oof_is_in_sample") is True else ""
+    return Entry(found.name, ENSEMBLE_KIND, found.path, f"{summary['method']} ensemble of {len(inputs)} inputs"
+                 + in_sample,
                  None, settings, text, read_predictions(oof, need_gold=True),
                  read_predictions(test) if test is not None else None, {}, None, _date(oof, found.path))
 
