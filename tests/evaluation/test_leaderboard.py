@@ -170,3 +170,12 @@ def test_an_ensemble_scored_on_the_rows_it_was_fitted_on_says_so(board, tmp_path
     entry = read_board([tmp_path]).entries[0]
     assert entry.model == "mean ensemble of 2 inputs (OOF in-sample)"
     assert read_board([board.runs["blend"]]).entries[0].model == "mean ensemble of 2 inputs"
+
+
+def test_a_cv_folder_shared_without_its_fold_runs_is_still_scored(board, tmp_path):
+    import shutil
+
+    shutil.copytree(board.runs["cv-b"], tmp_path / "cv", ignore=shutil.ignore_patterns("fold-*"))
+    entry = read_board([tmp_path / "cv"]).entries[0]
+    assert (entry.kind, entry.model, entry.settings, entry.wall_s) == ("cv", "?", {}, None)
+    assert entry.macro_f1 == pytest.approx(read_board([board.runs["cv-b"]]).entries[0].macro_f1)

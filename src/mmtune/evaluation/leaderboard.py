@@ -192,13 +192,15 @@ def _read_cv(found: Found) -> Entry:
     else:
         folds = sorted(set(preds.folds or [])) if preds is not None else []
     runs = [fold_dir(folder, k) for k in folds if (fold_dir(folder, k) / RUN_CONFIG).is_file()]
-    if not runs:
-        raise InputError(f"{folder}: a cv folder without a fold run (fold-K/{RUN_CONFIG})")
-    cfg = load_config(runs[0] / RUN_CONFIG)
     histories = {f"fold {run.name.removeprefix('fold-')}": read_history(run) for run in runs}
-    return Entry(found.name, "cv", folder, describe_model(cfg), cfg, _settings(cfg), config_yaml(cfg), preds,
-                 _optional_predictions(folder / TEST_FILE), histories, _elapsed(list(histories.values())),
-                 _date(oof_path, folder / SUMMARY_FILE))
+    entry = Entry(found.name, "cv", folder, "?", predictions=preds, test=_optional_predictions(folder / TEST_FILE),
+                  histories=histories, wall_s=_elapsed(list(histories.values())),
+                  date=_date(oof_path, folder / SUMMARY_FILE))
+    if runs:  # a cv folder shared as its predictions alone (no fold-K/) is still scored, without a config
+        entry.cfg = load_config(runs[0] / RUN_CONFIG)
+        entry.model, entry.settings, entry.config_text = (describe_model(entry.cfg), _settings(entry.cfg),
+                                                          config_yaml(entry.cfg))
+    return entry
 
 
 def _read_ensemble(found: Found) -> Entry:
