@@ -15,7 +15,8 @@ from typing import Any
 
 from mmtune.config import Config
 from mmtune.evaluation import figures
-from mmtune.evaluation.leaderboard import Entry, Skipped, cells, columns, labels_of
+from mmtune.evaluation.leaderboard import Entry, Skipped
+from mmtune.evaluation.leaderboard_table import cells, columns, labels_of
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.report import Figure, label_distribution, posts_by_id, templates, thumbnail, write_page
 

@@ -7,17 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.errors import InputError
-from mmtune.evaluation.leaderboard import (
+from mmtune.evaluation.leaderboard import Entry, Found, Skipped, discover, read_entry
+from mmtune.evaluation.leaderboard_table import (
     Column,
-    Entry,
-    Found,
-    Skipped,
     cells,
     columns,
     differing_settings,
-    discover,
     labels_of,
-    read_entry,
     sort_entries,
     to_csv,
     to_json,
