@@ -47,7 +47,17 @@ class Browser:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
                 return reply["result"]
-            self.events.append(reply)
+            self._event(reply)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        """Keep an event; an alert() the page opened is dismissed at once (it would block the page), and
+        `errors` reports it."""
+        self.events.append(event)
+        if event.get("method") == "Page.javascriptDialogOpening":
+            self._next_id += 1
+            dismiss = {"id": self._next_id, "method": "Page.handleJavaScriptDialog", "params": {"accept": False},
+                       "sessionId": self.session}
+            os.write(self._write, json.dumps(dismiss).encode() + b"\0")
 
     def _receive(self) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
@@ -67,7 +77,7 @@ class Browser:
         self.events.clear()
         self.send("Page.navigate", url=page.resolve().as_uri())
         while not any(event.get("method") == "Page.loadEventFired" for event in self.events):
-            self.events.append(self._receive())
+            self._event(self._receive())
 
     def evaluate(self, expression: str) -> Any:
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -81,7 +91,7 @@ class Browser:
         self.send("Input.insertText", text=text)
 
     def errors(self) -> list[str]:
-        """Console errors, uncaught exceptions and error log entries seen so far."""
+        """Console errors, uncaught exceptions, dialogs (alert) and error log entries seen so far."""
         found = []
         for event in self.events:
             method, params = event.get("method"), event.get("params", {})
@@ -89,6 +99,8 @@ class Browser:
                 found.append(json.dumps(params.get("args")))
             elif method == "Runtime.exceptionThrown":
                 found.append(json.dumps(params.get("exceptionDetails")))
+            elif method == "Page.javascriptDialogOpening":
+                found.append(f"a {params.get('type')} dialog: {params.get('message')}")
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 found.append(params["entry"].get("text", ""))
         return found
