@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from mmtune.config import load_config
-from mmtune.evaluation.report import _posts_by_id, write_report
+from mmtune.evaluation.report import posts_by_id, write_report
 from mmtune.recipes.cv import run_cv
 from tests.hostile.test_report_markup import HOSTILE_RUN_NAME, INJECTIONS, POSTS_PER_LABEL, make_cv
 from tests.training.conftest import demo_small, fusion_config, run_mmtune, tiny_models, write_config  # noqa: F401
@@ -90,6 +90,23 @@ def test_the_gallery_reads_the_validation_file_of_a_run_that_had_one(demo_small)
     cfg = load_config(None, [f"data.train={demo_small.train}", f"data.train_images={demo_small.train_images}",
                              f"data.val={demo_small.test}", f"data.val_images={demo_small.test_images}"])
     test_posts = json.loads(demo_small.test.read_text(encoding="utf-8"))
-    posts = _posts_by_id(cfg)
+    posts = posts_by_id(cfg)
     assert set(posts) == set(test_posts)
     assert all(post.text == test_posts[pid]["caption"] for pid, post in posts.items())
+
+
+def test_a_real_cv_on_the_leaderboard_and_beside_its_fold_on_one_page(cv_dir, tmp_path):
+    from mmtune.recipes.report import report_folders
+    from mmtune.recipes.runs import read_board
+
+    board = read_board([cv_dir, cv_dir / "fold-1"])
+    summary = json.loads((cv_dir / "cv_summary.json").read_text(encoding="utf-8"))
+    cv, fold = sorted(board.entries, key=lambda e: e.kind)
+    assert (cv.kind, fold.kind, fold.name) == ("cv", "run", "fold-1")
+    assert cv.macro_f1 == pytest.approx(summary["oof"]["macro_f1"])
+    assert cv.macro_f1_std == pytest.approx(summary["macro_f1"]["std"])
+    assert cv.wall_s > 0 and fold.wall_s > 0 and cv.model.startswith("fusion concat: bert + vit")
+    assert board.keys == []  # a fold and its cv share every setting but the untelling ones
+    page = report_folders([cv_dir, cv_dir / "fold-1"], tmp_path / "both.html", gallery_size=10)
+    seen = body_attributes(render_dom(page, tmp_path))
+    assert seen["ready"] == "yes" and seen["images-loaded"] == seen["images-total"]

@@ -357,7 +357,7 @@ def test_every_image_loader_honours_data_image_max_bytes(tmp_path, big_image):
     # torch and transformers behind these: imported by these tests only
     from mmtune.data.images import ImageError
     from mmtune.data.post import Post
-    from mmtune.evaluation.report import _thumbnail
+    from mmtune.evaluation.report import thumbnail
     from mmtune.generative.trainer_setup import _open
     from mmtune.models.image_pipeline import ImagePipeline
 
@@ -373,8 +373,8 @@ def test_every_image_loader_honours_data_image_max_bytes(tmp_path, big_image):
         assert load(roomy), name
     with pytest.raises(InputError, match=rf"big\.png: unreadable image \({size} bytes > data.image.max_bytes"):
         _open(str(big_image), 10**8, 32, size - 1)
-    assert _thumbnail(post, cfg.data.image) is None
-    assert _thumbnail(post, roomy.data.image).startswith("data:image/jpeg;base64,")
+    assert thumbnail(post, cfg.data.image) is None
+    assert thumbnail(post, roomy.data.image).startswith("data:image/jpeg;base64,")
 
 
 def test_chat_data_is_read_with_the_configured_image_cap(tmp_path, big_image):

@@ -23,7 +23,7 @@ from mmtune.data.labels import infer_labels
 from mmtune.data.readers import iter_records
 from mmtune.data.text import TextNormalizer
 from mmtune.errors import InputError
-from mmtune.evaluation.report import _posts_by_id
+from mmtune.evaluation.report import posts_by_id
 from mmtune.generative.chat_data import ReadRequest, read_rows
 from mmtune.models.feature_cache import file_digest as cache_digest
 from mmtune.recipes.train import train
@@ -522,7 +522,7 @@ def test_a_report_gallery_without_usable_posts_says_why(tmp_path, images, caplog
     path = write_posts(tmp_path / "d.json", [{"id": "1", "image": "gone.jpg", "caption": "x", "label": "cat"}])
     cfg = Config(data=DataConfig(train=str(path), train_images=str(images)))
     with caplog.at_level("WARNING"):
-        assert _posts_by_id(cfg) == {}
+        assert posts_by_id(cfg) == {}
     assert (f"report gallery without thumbnails or captions: data.train ({path}): no usable post, all 1 skipped: "
             "missing_image 1") in caplog.text
 

@@ -6,6 +6,7 @@ checks: bad input is named in a fraction of a second."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from mmtune.cli.tables import (
     ensemble_table,
     folds_table,
     label_distribution_table,
+    runs_table,
     scores_table,
     workflow_table,
 )
@@ -31,6 +33,7 @@ from mmtune.recipes.preflight import check_predict, check_run
 from mmtune.terminal import literal, plain_console
 
 console = plain_console()
+err_console = plain_console(stderr=True)
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -165,10 +168,24 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from mmtune.recipes.report import report
+    from mmtune.recipes.report import report_folders
 
-    out = report(args.run_dir, args.out, gallery_size=args.gallery)
+    out = report_folders(args.dirs, args.out, gallery_size=args.gallery, gold=args.gold)
     console.print(f"report written to {out}")
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from mmtune.recipes.runs import read_board
+
+    board = read_board(args.dirs, gold=args.gold, sort=args.sort)
+    for skipped in board.skipped:  # on stderr: --json and --csv output stays clean for a pipe
+        err_console.print(literal(f"skipped {skipped.path}: {skipped.reason}"))
+    if board.skipped:
+        err_console.print(f"{len(board.skipped)} folder(s) skipped")
+    if args.json or args.csv:
+        sys.stdout.write(board.json() if args.json else board.csv())
+        return
+    console.print(runs_table(board))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from mmtune.cli.commands import (
     cmd_make_tiny,
     cmd_predict,
     cmd_report,
+    cmd_runs,
     cmd_serve,
     cmd_submit,
     cmd_train,
@@ -180,12 +181,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="config overrides (for reading --ids)")
     submit.set_defaults(run=cmd_submit)
 
-    report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder")
-    report.add_argument("run_dir", type=Path, help="a run folder (mmtune train) or a cv folder (mmtune cv)")
-    report.add_argument("--out", type=Path, help="HTML file (default: RUN_DIR/report.html)")
+    report = commands.add_parser("report", help="one self-contained HTML page of a run or cv folder, or comparing "
+                                                "several (leaderboard, curves, per-class F1, disagreements)")
+    report.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                        help="a run folder (mmtune train) or a cv folder (mmtune cv); several, or a folder holding "
+                             "runs, cv folders and ensembles: one page comparing them")
+    report.add_argument("--out", type=Path, help="HTML file (default: DIR/report.html; needed with several DIRs)")
+    report.add_argument("--gold", type=Path, help="id,label CSV of the test posts: the leaderboard scores test files")
     report.add_argument("--gallery", type=bounded_int(0), default=120,
-                        help="most misclassified posts shown (0 = no gallery)")
+                        help="most misclassified (or, comparing, disagreed-on) posts shown (0 = none)")
     report.set_defaults(run=cmd_report)
+
+    runs = commands.add_parser("runs", help="leaderboard of every run, cv folder, ensemble and export under DIRs: "
+                                            "model, differing settings, OOF macro-F1, per-class F1, test, time")
+    runs.add_argument("dirs", type=Path, nargs="*", metavar="DIR", help="folders to search (default: .)")
+    runs.add_argument("--sort", default="macro_f1", metavar="COLUMN",
+                      help="name, kind, model, macro_f1 (default), test_macro_f1, wall_s, date, a differing config "
+                           "key (train.lr) or f1:LABEL; scores and dates high first, the rest low first")
+    runs.add_argument("--gold", type=Path, help="id,label CSV of the test posts: scores each test prediction file")
+    output = runs.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the leaderboard as JSON instead of a table")
+    output.add_argument("--csv", action="store_true", help="print the leaderboard as CSV instead of a table")
+    runs.set_defaults(run=cmd_runs)
 
 
     export = commands.add_parser("export", help="a run or cv folder as a self-contained folder others can load "

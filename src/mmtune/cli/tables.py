@@ -128,3 +128,14 @@ def scores_table(scores: Any, title: str) -> Table:
     for label, f1 in scores.per_class_f1.items():
         table.add_row(literal(f"F1 {label}"), f"{f1:.4f}")
     return table
+
+
+def runs_table(board: Any) -> Table:
+    """The leaderboard (mmtune.recipes.runs.Board): one row per run, cv folder, ensemble or export folder."""
+    table = Table(title=f"{len(board.entries)} runs" + (f" ({len(board.skipped)} skipped)" if board.skipped else ""),
+                  title_justify="left", box=box.SIMPLE)
+    for column in board.columns:
+        table.add_column(literal(column.title), justify="right" if column.numeric else "left")
+    for entry in board.entries:
+        table.add_row(*(literal(text) for text, _ in board.cells(entry)))
+    return table

@@ -56,20 +56,30 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-@_plain_text
 def learning_curves(histories: Mapping[str, Sequence[dict[str, Any]]], metric: str) -> bytes:
     """Train loss and validation metric against optimizer steps, one line per run (fold)."""
+    return overlaid_learning_curves({name: {name: history} for name, history in histories.items()}, metric)
+
+
+@_plain_text
+def overlaid_learning_curves(groups: Mapping[str, Mapping[str, Sequence[dict[str, Any]]]], metric: str) -> bytes:
+    """Train loss and validation metric against optimizer steps: one colour per group (a run, or a cv folder
+    whose folds are its lines), named once in the legend."""
     plt = _pyplot()
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, history in histories.items():
-        steps = [record["step"] for record in history]
-        losses = [_point(record.get("train_loss")) for record in history]
-        loss_axis.plot(steps, losses, "o-", markersize=3, label=_short(name))
-        metric_axis.plot(steps, [_point(record.get(metric)) for record in history], "s-", markersize=3,
-                         label=_short(name))
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for number, (group, histories) in enumerate(groups.items()):
+        colour = colours(number % colours.N)
+        for line, history in enumerate(histories.values()):
+            steps = [record["step"] for record in history]
+            label = _short(group) if line == 0 else None
+            loss_axis.plot(steps, [_point(r.get("train_loss")) for r in history], "o-", markersize=3, color=colour,
+                           label=label)
+            metric_axis.plot(steps, [_point(r.get(metric)) for r in history], "s-", markersize=3, color=colour,
+                             label=label)
     loss_axis.set(title="train loss", xlabel="optimizer step")
     metric_axis.set(title=f"validation {_short(metric)}", xlabel="optimizer step")
-    if len(histories) > 1:
+    if len(groups) > 1:
         metric_axis.legend(fontsize=8)
     return _png(figure)
 
@@ -97,6 +107,24 @@ def per_class_f1(per_class: Mapping[str, Mapping[str, float]]) -> bytes:
     axis.bar_label(bars, fmt="%.2f", fontsize=8)
     axis.set(title="F1 per class", ylim=(0, 1.05))
     axis.tick_params(axis="x", rotation=20)
+    return _png(figure)
+
+
+@_plain_text
+def per_class_f1_compared(runs: Mapping[str, Mapping[str, float]]) -> bytes:
+    """Each class's F1 of several runs, side by side (one bar per run within each class's group)."""
+    plt = _pyplot()
+    labels = list(dict.fromkeys(label for per_class in runs.values() for label in per_class))
+    figure, axis = plt.subplots(figsize=(max(6.4, 1.2 * len(labels) * max(1, len(runs)) / 3), 3.8))
+    positions = np.arange(len(labels))
+    width = 0.8 / max(1, len(runs))
+    for number, (name, per_class) in enumerate(runs.items()):
+        axis.bar(positions + (number - (len(runs) - 1) / 2) * width, [per_class.get(x, np.nan) for x in labels],
+                 width, label=_short(name))
+    axis.set_xticks(positions, [_short(label) for label in labels])
+    axis.set(title="F1 per class", ylim=(0, 1.05))
+    axis.tick_params(axis="x", rotation=20)
+    axis.legend(fontsize=8)
     return _png(figure)
 
 

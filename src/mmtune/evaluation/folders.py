@@ -98,6 +98,11 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_json_file(path: Path) -> Any:
+    """A JSON file from a run folder (an ensemble's summary), read strictly: a damaged one is InputError."""
+    return _parse_json(_read_text(path), str(path))
+
+
 def read_cv_summary(path: Path) -> dict[str, Any]:
     summary = _parse_json(_read_text(path), str(path))
     if not _is_cv_summary(summary):

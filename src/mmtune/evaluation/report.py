@@ -1,8 +1,10 @@
 """`mmtune report RUN_DIR|CV_DIR`: one self-contained HTML page (figures and thumbnails inlined as PNG/JPEG).
+(Several folders: evaluation/report_many.py, which shares this module's gallery pieces and template setup.)
 
 For a run: its validation predictions; for a cv folder: the OOF predictions, every fold's learning
 curve and the spread across folds. The gallery lists the misclassified posts (thumbnail, caption,
-gold, predicted, probabilities), most confident mistakes first, sortable and filterable in the page.
+gold, predicted, probabilities), most confident mistakes first, sortable and filterable in the page; then the
+resolved config and the predicted label distribution of the test file.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,13 +21,21 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from mmtune.config import Config, ImageConfig, load_config
+from mmtune.config import Config, ImageConfig, config_yaml, load_config
 from mmtune.data.checks import load_posts
 from mmtune.data.images import load_image
 from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.evaluation import figures
-from mmtune.evaluation.folders import OOF_FILE, SUMMARY_FILE, fold_dir, read_cv_summary, read_history
+from mmtune.evaluation.folders import (
+    OOF_FILE,
+    SUMMARY_FILE,
+    TEST_FILE,
+    TEST_PREDICTIONS,
+    fold_dir,
+    read_cv_summary,
+    read_history,
+)
 from mmtune.evaluation.metrics import evaluate_probs
 from mmtune.evaluation.predictions import Predictions, read_predictions
 from mmtune.outputs import atomic_open
@@ -42,6 +53,7 @@ class ReportData:
     targets: np.ndarray
     histories: dict[str, list[dict[str, Any]]]
     cv_summary: dict[str, Any] | None
+    test: Predictions | None = None  # the predictions of data.test (a run's test_predictions.csv, a cv's test.csv)
 
 
 def gather(run_dir: Path) -> ReportData:
@@ -53,21 +65,34 @@ def gather(run_dir: Path) -> ReportData:
         preds = read_predictions(run_dir / OOF_FILE, need_gold=True)
         histories = {f"fold {k}": read_history(d) for k, d in fold_dirs.items()}
         return ReportData(f"{cfg.name}: {len(fold_dirs)}-fold cv", "cv", cfg, preds, preds.targets(), histories,
-                          summary)
+                          summary, _test_predictions(run_dir / TEST_FILE))
     if (run_dir / "config.yaml").exists() and (run_dir / "val_predictions.csv").exists():
         cfg = load_config(run_dir / "config.yaml")
         preds = read_predictions(run_dir / "val_predictions.csv", need_gold=True)
         return ReportData(f"{cfg.name}: run {run_dir.name}", "run", cfg, preds, preds.targets(),
-                          {"run": read_history(run_dir)}, None)
+                          {"run": read_history(run_dir)}, None, _test_predictions(run_dir / TEST_PREDICTIONS))
     raise InputError(f"{run_dir}: neither a finished run folder (config.yaml, val_predictions.csv) "
                      "nor a cv folder (oof.csv, cv_summary.json)")
+
+
+def _test_predictions(path: Path) -> Predictions | None:
+    return read_predictions(path) if path.is_file() else None
+
+
+def label_distribution(tests: dict[str, Predictions]) -> dict[str, Any]:
+    """Each label's count and share of the predicted labels of each test file (columns: `tests`' names)."""
+    labels = list(dict.fromkeys(label for preds in tests.values() for label in preds.labels))
+    counts = {name: Counter(preds.predicted) for name, preds in tests.items()}
+    rows = [{"label": label, "cells": [(counts[name][label], counts[name][label] / len(tests[name].ids))
+                                       for name in tests]} for label in labels]
+    return {"names": list(tests), "rows": rows, "posts": [len(preds.ids) for preds in tests.values()]}
 
 
 # ----------------------------------------------------------------------------------------------
 # Gallery
 
 
-def _posts_by_id(cfg: Config) -> dict[str, Post]:
+def posts_by_id(cfg: Config) -> dict[str, Post]:
     """The validated posts (data.val when the run had one, else data.train, whose folds were validated), for
     thumbnails and captions; a report without them still renders."""
     data = cfg.data
@@ -81,7 +106,7 @@ def _posts_by_id(cfg: Config) -> dict[str, Post]:
     return {post.id: post for post in posts}
 
 
-def _thumbnail(post: Post | None, image: ImageConfig) -> str | None:
+def thumbnail(post: Post | None, image: ImageConfig) -> str | None:
     if post is None or not post.images:
         return None
     try:
@@ -100,7 +125,7 @@ def gallery_rows(data: ReportData, limit: int) -> tuple[list[dict[str, Any]], in
     predicted = data.preds.probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != data.targets)
     wrong = wrong[np.argsort(-data.preds.probs[wrong, predicted[wrong]], kind="stable")]
-    posts = _posts_by_id(data.cfg) if len(wrong) else {}
+    posts = posts_by_id(data.cfg) if len(wrong) else {}
     rows = []
     for row in wrong[:limit]:
         pid = data.preds.ids[row]
@@ -111,7 +136,7 @@ def gallery_rows(data: ReportData, limit: int) -> tuple[list[dict[str, Any]], in
             "gold_prob": float(data.preds.probs[row, data.targets[row]]),
             "probs": [float(p) for p in data.preds.probs[row]],  # in `labels` order: a label is never a JS key
             "fold": data.preds.folds[row] if data.preds.folds else None,
-            "text": post.text if post else "", "thumb": _thumbnail(post, data.cfg.data.image),
+            "text": post.text if post else "", "thumb": thumbnail(post, data.cfg.data.image),
         })
     return rows, len(wrong)
 
@@ -149,7 +174,7 @@ def figure_blocks(data: ReportData, metrics: dict[str, Any]) -> list[Figure]:
 
 
 @lru_cache(maxsize=1)
-def _templates() -> jinja2.Environment:
+def templates() -> jinja2.Environment:
     """The report template, filled in one pass: a value is never read as template syntax, and every value is
     escaped for where it lands (text and attributes by autoescape, the gallery's JSON block by |tojson)."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("mmtune", "resources"),
@@ -161,11 +186,12 @@ def _templates() -> jinja2.Environment:
 def render(data: ReportData, gallery_size: int) -> str:
     metrics = evaluate_probs(data.preds.probs, data.targets, data.preds.labels)
     rows, n_wrong = gallery_rows(data, gallery_size)
-    return _templates().get_template("report.html").render(
+    return templates().get_template("report.html").render(
         title=data.title, source="out-of-fold" if data.kind == "cv" else "validation", metrics=metrics,
         per_class=list(metrics["per_class"].items()), spread=data.cv_summary["macro_f1"] if data.cv_summary else None,
         figures=figure_blocks(data, metrics), shown=len(rows), wrong=n_wrong,
-        gallery={"labels": data.preds.labels, "rows": rows})
+        gallery={"labels": data.preds.labels, "rows": rows}, configs=[(data.title, config_yaml(data.cfg))],
+        distribution=label_distribution({"test predictions": data.test}) if data.test is not None else None)
 
 
 def write_report(run_dir: Path, out: Path | None = None, gallery_size: int = 120) -> Path:
@@ -173,9 +199,13 @@ def write_report(run_dir: Path, out: Path | None = None, gallery_size: int = 120
         raise InputError(f"the gallery size (--gallery) must be 0 or more, got {gallery_size}")
     data = gather(Path(run_dir))
     out = out or Path(run_dir) / "report.html"
+    return write_page(out, render(data, gallery_size))
+
+
+def write_page(out: Path, page: str) -> Path:
     if out.is_dir():
         raise InputError(f"{out}: is a folder; --out names the HTML file to write")
     # why backslashreplace: text that still holds a lone surrogate ("\ud800") cannot be UTF-8; it shows escaped
     with atomic_open(out, "w", encoding="utf-8", errors="backslashreplace") as handle:
-        handle.write(render(data, gallery_size))
+        handle.write(page)
     return out
