@@ -19,7 +19,9 @@ from mmtune.models.label_scoring import (
     Answers,
     answer_logprobs_cached,
     answer_logprobs_loop,
+    answer_logprobs_packed,
     answer_loss,
+    packed_scoring_supported,
     reduce_scores,
 )
 from mmtune.models.vlm_common import VlmClassifierBase
@@ -57,11 +59,14 @@ class VlmGenerativeClassifier(VlmClassifierBase):
         prompt = {k: v for k, v in batch.items() if k != "answer_target"}
         if self.training and self.objective == "lm":
             return answer_loss(self.vlm, prompt, self.answers, batch["answer_target"])
-        if self.training and torch.is_grad_enabled() and self.cfg.model.gradient_checkpointing:
-            # Under checkpointing transformers drops the cache, so each label gets its own full forward.
+        first_only = self.scoring == "first_token"
+        if self.training and torch.is_grad_enabled() and packed_scoring_supported(self.vlm):
+            # One forward and one backward over prompt + packed answers; works under gradient checkpointing.
+            logprobs = answer_logprobs_packed(self.vlm, prompt, self.answers, first_only=first_only)
+        elif self.training and torch.is_grad_enabled() and self.cfg.model.gradient_checkpointing:
+            # Under checkpointing transformers drops the cache: each label gets its own full forward.
             logprobs = answer_logprobs_loop(self.vlm, prompt, self.answers)
         else:
-            logprobs = answer_logprobs_cached(self.vlm, prompt, self.answers,
-                                              first_only=self.scoring == "first_token")
+            logprobs = answer_logprobs_cached(self.vlm, prompt, self.answers, first_only=first_only)
         return reduce_scores(logprobs, self.answers, self.scoring)
 
