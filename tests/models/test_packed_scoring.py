@@ -8,11 +8,13 @@ import torch
 
 from mmtune.models.label_scoring import (
     Answers,
+    _PackedAnswers,
     answer_logprobs_loop,
     answer_logprobs_packed,
     attention_kernel,
     packed_scoring_supported,
 )
+from mmtune.models.vlm_families import family_names
 from tests.models.conftest import build
 
 # Answers of 1 to 4 tokens in the tiny tokenizers (plus the end-of-turn token): blocks of different lengths.
@@ -27,8 +29,8 @@ def _batch(classifier, setup, train: bool) -> dict:
     return classifier.collate(multi[:1] + examples[:3], train=train)
 
 
-@pytest.mark.parametrize("family", ["qwen2-vl", "idefics3", "llava", "llama"])
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize(("family", "attention"), [*((family, "sdpa") for family in family_names()),
+                                                    ("qwen2-vl", "eager"), ("idefics3", "eager"), ("llava", "eager")])
 def test_packed_scores_equal_the_per_label_loop(family, attention, vlm_setup):
     setup = vlm_setup(family, "vlm-generative", WORDS, f"model.vlm.attn_implementation={attention}")
     classifier = build(setup).eval()
@@ -88,20 +90,38 @@ def test_training_under_checkpointing_runs_one_packed_forward(vlm_setup):
     torch.testing.assert_close(logits.detach(), expected, atol=1e-5, rtol=0)
 
 
-def test_a_kernel_without_4d_masks_is_refused_and_training_falls_back(vlm_setup):
+def test_a_kernel_without_4d_masks_is_refused(vlm_setup):
+    classifier = build(vlm_setup("llama")).train()
+    batch = _batch(classifier, vlm_setup("llama"), train=True)
+    classifier.vlm.config._attn_implementation = "flash_attention_2"
+    try:
+        assert not packed_scoring_supported(classifier.vlm)
+        with pytest.raises(ValueError, match="4D mask.*flash_attention_2"):
+            answer_logprobs_packed(classifier.vlm, batch, classifier.answers)
+    finally:
+        classifier.vlm.config._attn_implementation = "sdpa"
+
+
+def test_training_falls_back_to_one_forward_per_label_without_4d_masks(vlm_setup, monkeypatch):
+    import mmtune.models.vlm_generative as kind
+
+    monkeypatch.setattr(kind, "packed_scoring_supported", lambda model: False)
     setup = vlm_setup("llama", "vlm-generative", "model.gradient_checkpointing=true")
     classifier = build(setup).train()
     batch = _batch(classifier, setup, train=True)
-    classifier.vlm.config._attn_implementation = "flash_attention_2"
-    assert not packed_scoring_supported(classifier.vlm)
-    with pytest.raises(ValueError, match="4D mask.*flash_attention_2"):
-        answer_logprobs_packed(classifier.vlm, batch, classifier.answers)
-    classifier.vlm.config._attn_implementation = "sdpa"  # the forward below runs; the choice was made above
+    calls = []
+    hook = classifier.vlm.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        logits = classifier(batch)
+    finally:
+        hook.remove()
+    assert len(calls) == len(classifier.labels)
+    with torch.no_grad():
+        packed = answer_logprobs_packed(classifier.vlm, batch, classifier.answers)
+    torch.testing.assert_close(logits.detach(), packed.sum(-1) / classifier.answers.mask.sum(-1), atol=1e-5, rtol=0)
 
 
 def test_single_token_answers_need_no_answer_block():
     answers = Answers.from_lists([[5], [6], [7]])
-    from mmtune.models.label_scoring import _PackedAnswers
-
     layout = _PackedAnswers.of(answers, answers.ids.shape[1])
     assert layout.tokens.numel() == 0 and layout.owner.numel() == 0

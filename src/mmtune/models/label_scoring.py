@@ -18,8 +18,9 @@ checkpointing when the attention kernel cannot take a custom 4D mask. `answer_lo
 
 Positions: prompts are left-padded, and a forward without position ids numbers them 0..P-1 pads included
 (rotary embeddings depend on differences only, so the pads' offset does not change any score). Answers
-continue at P, P+1, ... (each packed answer too). Families with `rope_deltas` (Qwen2-VL) number positions in three rows from the images'
-grid and keep the shift to plain numbering in `model.model.rope_deltas`, which the continuation must add.
+continue at P, P+1, ... (each packed answer restarts there). Families with `rope_deltas` (Qwen2-VL) number
+positions in three rows from the images' grid and keep the shift to plain numbering in `model.model.rope_deltas`,
+which the continuation must add (packed scoring asks `get_rope_index` for the prompt's and continues after them).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ instruction tuning: the loss is the gold answer's token cross-entropy (the loop 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -21,10 +22,13 @@ from mmtune.models.label_scoring import (
     answer_logprobs_loop,
     answer_logprobs_packed,
     answer_loss,
+    attention_kernel,
     packed_scoring_supported,
     reduce_scores,
 )
 from mmtune.models.vlm_common import VlmClassifierBase
+
+log = logging.getLogger(__name__)
 
 
 class VlmGenerativeClassifier(VlmClassifierBase):
@@ -44,6 +48,11 @@ class VlmGenerativeClassifier(VlmClassifierBase):
         self.register_buffer("answer_ids", answers.ids, persistent=False)
         self.register_buffer("answer_mask", answers.mask, persistent=False)
         self._record_trainable()
+        if not packed_scoring_supported(self.vlm):
+            log.warning(f"{cfg.model.name}: attention kernel {attention_kernel(self.vlm)!r} takes no 4D mask; "
+                        "training scores the labels " + ("with one forward per label (gradient checkpointing)"
+                                                         if cfg.model.gradient_checkpointing else
+                                                         "through the shared prompt's cache"))
 
     @property
     def answers(self) -> Answers:
