@@ -72,17 +72,24 @@ def test_packed_gradients_equal_the_per_label_loop(family, checkpointing, vlm_se
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_training_under_checkpointing_runs_one_packed_forward(vlm_setup):
-    setup = vlm_setup("qwen2.5-vl", "vlm-generative", "model.lora.enabled=true", "model.gradient_checkpointing=true")
-    classifier = build(setup).train()
-    batch = _batch(classifier, setup, train=True)
+def _forwards(classifier, batch) -> tuple[torch.Tensor, list[dict]]:
+    """The classifier's logits and the keyword arguments of each forward of its VLM."""
     calls = []
     hook = classifier.vlm.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs),
                                                 with_kwargs=True)
     try:
-        logits = classifier(batch)
+        return classifier(batch), calls
     finally:
         hook.remove()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_kind_scores_with_one_packed_forward(training, vlm_setup):
+    setup = vlm_setup("qwen2.5-vl", "vlm-generative", "model.lora.enabled=true", "model.gradient_checkpointing=true")
+    classifier = build(setup).train(training)
+    batch = _batch(classifier, setup, train=training)
+    with torch.set_grad_enabled(training):
+        logits, calls = _forwards(classifier, batch)
     assert len(calls) == 1 and calls[0]["attention_mask"].dim() == 4
     with torch.no_grad():
         looped = answer_logprobs_loop(classifier.vlm, batch, classifier.answers)
@@ -102,23 +109,24 @@ def test_a_kernel_without_4d_masks_is_refused(vlm_setup):
         classifier.vlm.config._attn_implementation = "sdpa"
 
 
-def test_training_falls_back_to_one_forward_per_label_without_4d_masks(vlm_setup, monkeypatch):
+def test_without_4d_masks_the_kind_falls_back_to_the_cache_and_the_loop(vlm_setup, monkeypatch, caplog):
     import mmtune.models.vlm_generative as kind
 
     monkeypatch.setattr(kind, "packed_scoring_supported", lambda model: False)
     setup = vlm_setup("llama", "vlm-generative", "model.gradient_checkpointing=true")
-    classifier = build(setup).train()
+    classifier = build(setup)
+    assert "takes no 4D mask" in caplog.text and "one forward per label" in caplog.text
     batch = _batch(classifier, setup, train=True)
-    calls = []
-    hook = classifier.vlm.register_forward_hook(lambda *args: calls.append(1))
-    try:
-        logits = classifier(batch)
-    finally:
-        hook.remove()
-    assert len(calls) == len(classifier.labels)
     with torch.no_grad():
-        packed = answer_logprobs_packed(classifier.vlm, batch, classifier.answers)
-    torch.testing.assert_close(logits.detach(), packed.sum(-1) / classifier.answers.mask.sum(-1), atol=1e-5, rtol=0)
+        expected = answer_logprobs_packed(classifier.vlm, batch, classifier.answers)
+    expected = expected.sum(-1) / classifier.answers.mask.sum(-1)
+    # Training under checkpointing: one forward per label; inference: the prompt, then the answers on its cache.
+    for training, forwards in ((True, len(classifier.labels)), (False, 2)):
+        classifier.train(training)
+        with torch.set_grad_enabled(training):
+            logits, calls = _forwards(classifier, batch)
+        assert len(calls) == forwards
+        torch.testing.assert_close(logits.detach(), expected, atol=1e-5, rtol=0)
 
 
 def test_single_token_answers_need_no_answer_block():

@@ -9,7 +9,9 @@ Packed scoring (`answer_logprobs_packed`): one sequence per post, the prompt onc
 but their last token) one after another, under a 4D attention mask in which each answer token sees the
 prompt's real tokens and the earlier tokens of its own answer, never another answer; every answer's positions
 restart where the prompt ends. One forward, no cache, so it works under gradient checkpointing (where
-transformers turns the cache off) and trains a step with one forward and one backward.
+transformers turns the cache off) and trains a step with one forward and one backward. It is what the kind
+runs, in training and in inference (faster than the shared cache on every family, benchmarks/RESULTS.md);
+the shared cache stays for attention kernels that take no 4D mask.
 
 `answer_logprobs_loop` is the plain alternative: one full forward of prompt + answer per label. It is the
 reference the tests and benchmarks/label_scoring.py compare against, and the training path under gradient

@@ -48,11 +48,12 @@ class VlmGenerativeClassifier(VlmClassifierBase):
         self.register_buffer("answer_ids", answers.ids, persistent=False)
         self.register_buffer("answer_mask", answers.mask, persistent=False)
         self._record_trainable()
-        if not packed_scoring_supported(self.vlm):
-            log.warning(f"{cfg.model.name}: attention kernel {attention_kernel(self.vlm)!r} takes no 4D mask; "
-                        "training scores the labels " + ("with one forward per label (gradient checkpointing)"
-                                                         if cfg.model.gradient_checkpointing else
-                                                         "through the shared prompt's cache"))
+        self.packed = packed_scoring_supported(self.vlm)
+        if not self.packed:
+            log.warning(f"{cfg.model.name}: attention kernel {attention_kernel(self.vlm)!r} takes no 4D mask; the "
+                        "labels are scored through the shared prompt's cache" +
+                        (", in training with one forward per label (gradient checkpointing turns the cache off)"
+                         if cfg.model.gradient_checkpointing else ""))
 
     @property
     def answers(self) -> Answers:
@@ -69,8 +70,9 @@ class VlmGenerativeClassifier(VlmClassifierBase):
         if self.training and self.objective == "lm":
             return answer_loss(self.vlm, prompt, self.answers, batch["answer_target"])
         first_only = self.scoring == "first_token"
-        if self.training and torch.is_grad_enabled() and packed_scoring_supported(self.vlm):
-            # One forward and one backward over prompt + packed answers; works under gradient checkpointing.
+        if self.packed:
+            # One forward over prompt + packed answers (and one backward): works under gradient checkpointing,
+            # and measured faster than the shared cache in training and in inference (benchmarks/RESULTS.md).
             logprobs = answer_logprobs_packed(self.vlm, prompt, self.answers, first_only=first_only)
         elif self.training and torch.is_grad_enabled() and self.cfg.model.gradient_checkpointing:
             # Under checkpointing transformers drops the cache: each label gets its own full forward.
