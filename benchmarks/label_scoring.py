@@ -1,7 +1,9 @@
 """Label scoring of vlm-generative: shared-prompt scores against a per-label loop and against generate().
 
 Targets (issue 4): on tiny VLMs of each family on the CPU, max_abs_diff <= 1e-4 between the shared-prompt
-scores and the per-label loop's, and speedup_vs_loop >= 4.
+scores and the per-label loop's, and speedup_vs_loop >= 4. Issue 16: packed scoring (what the kind runs now)
+equal to the loop, and its training step under gradient checkpointing against the per-label loop and against
+one forward and backward over the prompts alone (the limit).
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/label_scoring.py [--families qwen2-vl,internvl]
         [--posts 16] [--rounds 5] [--image-size 96] [--work DIR]
@@ -11,7 +13,7 @@ recipe sets it up (the `vi` prompt, the recipe's four Vietnamese label words, le
 --posts demo posts in one batch. The methods, each timed as the median of --rounds interleaved runs (wall and
 CPU seconds), all under no_grad:
     shared    `answer_logprobs_cached`: one forward over the prompts and images, cache repeated K times, one
-              forward over the K answers (what the kind runs in evaluation);
+              forward over the K answers (what the kind ran before packed scoring; now its fallback);
     loop      `answer_logprobs_loop(every_position=True)`: one full forward of prompts + answer per label
               (K forwards of the whole batch: images and prompt recomputed every time), the head over every
               position as `model(...).logits` gives it: the plain per-label loop, the target's baseline;
@@ -25,7 +27,7 @@ CPU seconds), all under no_grad:
     prompt    the same forward with the head at the last position only: what the shared method pays before its
               answers, reported beside it.
     packed    `answer_logprobs_packed`: one forward over each prompt followed by the K answers under a 4D mask
-              (no cache), reported beside shared: the kind keeps whichever is faster for inference.
+              (no cache): what the kind runs, in training and inference (packed_vs_shared < 1 on every family).
 max_abs_diff compares the shared and the loop's per-token log-probabilities (max_abs_diff_packed: packed against
 the loop).
 
