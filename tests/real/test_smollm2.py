@@ -17,7 +17,7 @@ from mmtune.data.checks import load_posts
 from mmtune.generative.dpo import run_dpo
 from mmtune.generative.sft import run_sft
 from mmtune.generative.stages import run_build
-from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop
+from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop, answer_logprobs_packed
 from mmtune.recipes.train import build_model, train
 from tests.generative.conftest import read_metrics, run_config
 from tests.real.conftest import LABELS
@@ -58,8 +58,10 @@ def test_zero_shot_label_scoring_uses_the_real_chat_template_and_vocabulary(smol
         assert classifier.vlm(**batch, logits_to_keep=1).logits.shape[-1] == 49152
         shared = answer_logprobs_cached(classifier.vlm, batch, classifier.answers)
         looped = answer_logprobs_loop(classifier.vlm, batch, classifier.answers)
+        packed = answer_logprobs_packed(classifier.vlm, batch, classifier.answers)
         probs = classifier(batch).softmax(-1)
     torch.testing.assert_close(shared, looped, atol=2e-4, rtol=0)
+    torch.testing.assert_close(packed, looped, atol=2e-4, rtol=0)
     assert (shared[classifier.answers.mask[None].expand_as(shared)] < 0).all()
     torch.testing.assert_close(probs.sum(-1), torch.ones(len(posts)))
     # A real model has preferences: the four answers are not equally likely.

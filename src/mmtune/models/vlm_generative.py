@@ -9,6 +9,7 @@ instruction tuning: the loss is the gold answer's token cross-entropy (the loop 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -19,10 +20,15 @@ from mmtune.models.label_scoring import (
     Answers,
     answer_logprobs_cached,
     answer_logprobs_loop,
+    answer_logprobs_packed,
     answer_loss,
+    attention_kernel,
+    packed_scoring_supported,
     reduce_scores,
 )
 from mmtune.models.vlm_common import VlmClassifierBase
+
+log = logging.getLogger(__name__)
 
 
 class VlmGenerativeClassifier(VlmClassifierBase):
@@ -42,6 +48,12 @@ class VlmGenerativeClassifier(VlmClassifierBase):
         self.register_buffer("answer_ids", answers.ids, persistent=False)
         self.register_buffer("answer_mask", answers.mask, persistent=False)
         self._record_trainable()
+        self.packed = packed_scoring_supported(self.vlm)
+        if not self.packed:
+            log.warning(f"{cfg.model.name}: attention kernel {attention_kernel(self.vlm)!r} takes no 4D mask; the "
+                        "labels are scored through the shared prompt's cache" +
+                        (", in training with one forward per label (gradient checkpointing turns the cache off)"
+                         if cfg.model.gradient_checkpointing else ""))
 
     @property
     def answers(self) -> Answers:
@@ -57,11 +69,15 @@ class VlmGenerativeClassifier(VlmClassifierBase):
         prompt = {k: v for k, v in batch.items() if k != "answer_target"}
         if self.training and self.objective == "lm":
             return answer_loss(self.vlm, prompt, self.answers, batch["answer_target"])
-        if self.training and torch.is_grad_enabled() and self.cfg.model.gradient_checkpointing:
-            # Under checkpointing transformers drops the cache, so each label gets its own full forward.
+        first_only = self.scoring == "first_token"
+        if self.packed:
+            # One forward over prompt + packed answers (and one backward): works under gradient checkpointing,
+            # and measured faster than the shared cache in training and in inference (benchmarks/RESULTS.md).
+            logprobs = answer_logprobs_packed(self.vlm, prompt, self.answers, first_only=first_only)
+        elif self.training and torch.is_grad_enabled() and self.cfg.model.gradient_checkpointing:
+            # Under checkpointing transformers drops the cache: each label gets its own full forward.
             logprobs = answer_logprobs_loop(self.vlm, prompt, self.answers)
         else:
-            logprobs = answer_logprobs_cached(self.vlm, prompt, self.answers,
-                                              first_only=self.scoring == "first_token")
+            logprobs = answer_logprobs_cached(self.vlm, prompt, self.answers, first_only=first_only)
         return reduce_scores(logprobs, self.answers, self.scoring)
 
