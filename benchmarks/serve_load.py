@@ -1,7 +1,7 @@
 """`mmtune serve` under load: 32 concurrent clients against the demo run, dynamic batching against batch 1, and
 the served posts/s against `mmtune predict`'s posts/s on the same posts (issue 15's target: >= 0.8 with batching).
 
-    PYTHONPATH=src python benchmarks/serve_load.py [--model EXPORT_OR_RUN] [--seconds 30] [--clients 32]
+    PYTHONPATH=src python benchmarks/serve_load.py [--model EXPORT] [--seconds 30] [--clients 32]
                                                   [--rounds 3] [--predict-posts 256] [--work DIR]
 
 Without --model it builds the demo run cheaply once (the demo config on 120 synthetic training posts, 3 epochs)
@@ -257,7 +257,7 @@ def stage_costs(served: Served, pool: list[tuple[str, str, str]], pool_file: Pat
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", type=Path, help="an export or run folder (default: the demo run, built once)")
+    parser.add_argument("--model", type=Path, help="an export folder (default: the demo run, built once and exported)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mmtune-serve-load")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--clients", type=int, default=32)
@@ -268,13 +268,14 @@ def main() -> None:
     from mmtune.recipes.exported import load_export
 
     args.work.mkdir(parents=True, exist_ok=True)
-    model = args.model or demo_export(args.work)
-    pool = post_pool(args.work if args.model is None else demo_export(args.work))
+    demo = demo_export(args.work)  # with --model too: the posts are the demo data's
+    model = args.model or demo
+    pool = post_pool(args.work)
     pool_file = args.work / "pool.json"
     pool_file.write_text(json.dumps(pool), encoding="utf-8")
     services = {name: Served(model, free_port(), batch, wait, args.work / "services.log")
                 for name, (batch, wait) in SETTINGS.items()}
-    predictor = load_export(demo_export(args.work) if args.model is None else model, for_service=True)
+    predictor = load_export(model, for_service=True)
     rates: dict[str, list[float]] = {name: [] for name in [*SETTINGS, *PREDICT]}
     per_cpu: dict[str, list[float]] = {name: [] for name in [*SETTINGS, *PREDICT]}
     scratch = Path(tempfile.mkdtemp(prefix="serve-load-"))
