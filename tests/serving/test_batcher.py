@@ -37,6 +37,23 @@ def test_requests_within_the_wait_share_a_batch_up_to_its_size_and_keep_their_or
     assert [r[:, 0].tolist() for r in results] == [[0, 1], [0, 1, 2], [0, 1, 2, 3]]
 
 
+def test_the_stats_count_the_seconds_the_model_ran():
+    def slow(posts):
+        time.sleep(0.1)
+        return np.zeros((len(posts), 2))
+
+    async def scenario():
+        batcher = Batcher(slow, max_batch=1, max_wait_ms=0)
+        await batcher.start()
+        await asyncio.gather(batcher.submit(_posts(1)), batcher.submit(_posts(1)))
+        await asyncio.sleep(0.2)  # idle: not counted
+        await batcher.stop()
+        return batcher.stats
+
+    stats = asyncio.run(scenario())
+    assert stats.forwards == 2 and 0.2 <= stats.busy_s < 0.35
+
+
 def test_a_failing_batch_answers_with_its_error_releases_its_files_and_the_worker_lives():
     released = []
 

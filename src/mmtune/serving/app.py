@@ -103,7 +103,8 @@ def create_app(batcher: Batcher, labels: list[str], limits: Limits, page: str | 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         stats = batcher.stats
-        return {"status": "ok", "forwards": stats.forwards, "posts": stats.posts, **(about or {})}
+        return {"status": "ok", "forwards": stats.forwards, "posts": stats.posts,
+                "model_busy_s": round(stats.busy_s, 3), **(about or {})}
 
     @app.get("/v1/labels")
     async def get_labels() -> dict[str, list[str]]:

@@ -32,6 +32,7 @@ class _Job:
 class BatchStats:
     forwards: int = 0
     posts: int = 0
+    busy_s: float = 0.0  # seconds the model ran: over the wall time, how busy the service keeps it
     sizes: list[int] = field(default_factory=list)  # posts per forward, the most recent last (bounded)
 
 
@@ -67,6 +68,7 @@ class Batcher:
     async def _work(self) -> None:
         while True:
             jobs = await self._gather()
+            started = time.perf_counter()
             try:
                 probs = await asyncio.to_thread(self.run, [post for job in jobs for post in job.posts])
             except Exception as exc:  # why: one failing batch answers its requests with the error, the worker lives
@@ -75,6 +77,7 @@ class Batcher:
                         job.done.set_exception(exc)
                 continue
             finally:
+                self.stats.busy_s += time.perf_counter() - started
                 for job in jobs:
                     if job.release is not None:
                         job.release()
