@@ -124,8 +124,8 @@ def whole_gguf(model: RealModel, files: list[Path], cache: Path) -> Path:
     """The package's own file, or its chunks joined once into `cache` (and checked against `model.sha256`)."""
     if not model.parts:
         return files[0]
-    size = sum(path.stat().st_size for path in files)
-    out = cache / f"{model.name}-{size}" / model.gguf
+    key = model.sha256[:12] if model.sha256 else str(sum(path.stat().st_size for path in files))
+    out = cache / f"{model.name}-gguf-{key}" / model.gguf
     if not out.is_file():
         _build_once(out.parent, lambda staging: _join(files, staging / model.gguf, model.sha256))
     return out
