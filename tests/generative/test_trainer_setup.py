@@ -62,7 +62,7 @@ def test_a_full_models_checkpoint_in_the_saved_layout_is_restored_into_every_wei
     trained.save_pretrained(tmp_path / "checkpoint-3")  # LLaVA's saved keys: language_model.model.*, not model.*
     model = AutoModelForImageTextToText.from_pretrained(tiny_llava)
     assert model.state_dict().keys() == trained.state_dict().keys()
-    restore_full_weights(model, tmp_path / "checkpoint-3")
+    assert restore_full_weights(model, tmp_path / "checkpoint-3")
     expected = trained.state_dict()
     assert all(torch.equal(tensor, expected[name]) for name, tensor in model.state_dict().items())
     (tmp_path / "empty").mkdir()
