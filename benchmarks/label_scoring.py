@@ -47,6 +47,8 @@ its own ChatML template) from the `real` extra (mmtune.testing.real), without ge
 (defaults: 4 posts, 3 rounds; a 135M model on a shared CPU takes seconds per forward):
 
     HF_HUB_OFFLINE=1 python benchmarks/label_scoring.py --real [--posts 4] [--rounds 3] [--train-posts 2]
+
+`--real Gemma-3-270M` runs Gemma-3-270M instead (262,144-token vocabulary, Gemma 3's turn format).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from mmtune.models.label_scoring import (
 )
 from mmtune.models.vlm_families import family_names
 from mmtune.recipes.train import build_model
-from mmtune.testing.real import SMOLLM2, real_model_folder
+from mmtune.testing.real import MODELS, SMOLLM2, real_model_folder
 from mmtune.testing.tiny import make_tiny
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
@@ -199,7 +201,8 @@ def loop_scores(model: torch.nn.Module, batch: dict, answers: Answers) -> torch.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(family_names()))
-    parser.add_argument("--real", action="store_true", help="SmolLM2-135M-Instruct instead of the tiny families")
+    parser.add_argument("--real", nargs="?", const=SMOLLM2.name, choices=list(MODELS), default=None,
+                        help="a real model instead of the tiny families (default SmolLM2-135M-Instruct)")
     parser.add_argument("--posts", type=int, default=None, help="default 16 (tiny) or 4 (--real)")
     parser.add_argument("--rounds", type=int, default=None, help="default 5 (tiny) or 3 (--real)")
     parser.add_argument("--train-posts", type=int, default=None, help="posts in a training step (default: --posts)")
@@ -211,7 +214,7 @@ def main() -> None:
     torch.manual_seed(0)
     work = args.work or Path(tempfile.mkdtemp(prefix="label-scoring-"))
     demo = make_demo_data(work / "demo", n_train=40, n_test=4, seed=0, image_size=96, inject_faults=True)
-    models = ([(SMOLLM2.name, real_model_folder(SMOLLM2))] if args.real else
+    models = ([(args.real, real_model_folder(MODELS[args.real]))] if args.real else
               [(family, make_tiny(family, work / family)) for family in args.families.split(",")])
     results = []
     for name, folder in models:

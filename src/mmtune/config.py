@@ -423,8 +423,9 @@ class BuildConfig:
     projector_act: str = doc("gelu", "activation between the projector's two linear layers", nonempty=True)
     chat_template: str | None = doc(None, "a .jinja chat template for the built model; null = USER:/ASSISTANT:")
     train_vision_tower: bool = doc(False, "stage 2: also train the vision encoder (fully)")
-    projector_lr_ratio: float = doc(0.1, "stage 2: the projector's learning rate as a fraction of train.lr (LLaVA's "
-                                         "LoRA recipe: 2e-5 against 2e-4; 1 = train.lr)", gt=0, le=100)
+    projector_lr_ratio: float | None = doc(
+        None, "stage 2: the projector's learning rate as a fraction of train.lr; null = LLaVA-1.5's recipes: 0.1 "
+              "with LoRA (2e-5 against 2e-4), 1 when the LM trains fully (2e-5 for every part)", gt=0, le=100)
 
 
 @dataclass

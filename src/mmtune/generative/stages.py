@@ -5,7 +5,7 @@
   vision encoder and the LM stay frozen. Starts from `model.name` when it names a built VLM, else assembles.
 - stage 2 (instruction tuning): from `model.name` (stage 1's run_dir/model), the projector trains fully and the
   LM through LoRA (`model.lora.enabled`; without it the LM trains fully); `build.train_vision_tower` adds the
-  vision encoder. The projector trains at `build.projector_lr_ratio` x train.lr (0.1, as LLaVA's LoRA recipe).
+  vision encoder. The projector trains at `build.projector_lr_ratio` x train.lr (default: LLaVA-1.5's ratios).
 
 The learning rate follows `train.lr` at `train.reference_batch_size` rescaled to the effective batch by
 `train.lr_scaling` (LLaVA: 1e-3 at 256 for stage 1, 2e-5 at 128 for stage 2); the rate used is written to
@@ -74,8 +74,17 @@ def _stage_trainer(cfg: Config, splits: ChatSplits, run_dir: Path) -> tuple[Buil
     else:
         train_only(built.model, [*trained, "language_model", "lm_head"])
         trainer = sft_trainer(cfg, built.model, built.processor, splits, run_dir)
-    scale_learning_rate(trainer, PROJECTOR, cfg.build.projector_lr_ratio)
+    scale_learning_rate(trainer, PROJECTOR, projector_lr_ratio(cfg))
     return built, trainer
+
+
+def projector_lr_ratio(cfg: Config) -> float:
+    """`build.projector_lr_ratio`, or LLaVA-1.5's stage-2 choice. Its full fine-tune trains every part at 2e-5; its
+    LoRA recipe raises the rate to 2e-4 for the low-rank adapters only and keeps the fully trained projector at
+    2e-5 (`mm_projector_lr`). Either way the projector moves at 2e-5: a ratio of 1 without LoRA, 0.1 with it."""
+    if cfg.build.projector_lr_ratio is not None:
+        return cfg.build.projector_lr_ratio
+    return 0.1 if cfg.model.lora.enabled else 1.0
 
 
 def _stage_one_model(cfg: Config) -> BuiltVlm:

@@ -286,9 +286,58 @@ def run_trainer(trainer: Any, callback: RunCallback, resume: bool) -> str:
         trainer.remove_callback(printer)
     trainer.add_callback(LogCallback())
     trainer.add_callback(callback)
-    with callback.signals:
-        trainer.train(resume_from_checkpoint=True if resume else None)
+    restored = resume and restore_full_weights(trainer.model, Path(get_last_checkpoint(trainer.args.output_dir)))
+    trainer_log = logging.getLogger("transformers.trainer")
+    quiet = _WrongLayoutWarnings()
+    if restored:  # the trainer's own load then reports every key as missing, of weights already in place
+        trainer_log.addFilter(quiet)
+    try:
+        with callback.signals:
+            trainer.train(resume_from_checkpoint=True if resume else None)
+    finally:
+        trainer_log.removeFilter(quiet)
     return callback.stopped
+
+
+class _WrongLayoutWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("There were missing keys in the checkpoint model loaded",
+                                                   "There were unexpected keys in the checkpoint model loaded"))
+
+
+def restore_full_weights(model: torch.nn.Module, checkpoint: Path) -> bool:
+    """The weights of a model trained without LoRA, as `checkpoint` saved them. Why not leave it to the trainer:
+    it resumes a full model with a plain `load_state_dict` of the file, whose keys `save_pretrained` wrote in the
+    checkpoint layout (LLaVA: `language_model.model.*`, `multi_modal_projector.*`), so none match the modules'
+    names and every weight silently stays where training started. Each saved key is mapped back to the model's own
+    tensor through the conversion `save_pretrained` applied. (Adapters resume through peft, which is right.)
+    Returns whether it restored the weights (False for a peft model)."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers.core_model_loading import revert_weight_conversion
+
+    if isinstance(model, PeftModel):
+        return False
+    own = model.state_dict(keep_vars=True)
+    name_of = {id(tensor): name for name, tensor in own.items()}
+    saved_as = {saved: name_of[id(tensor)] for saved, tensor in revert_weight_conversion(model, dict(own)).items()
+                if id(tensor) in name_of}
+    index = checkpoint / "model.safetensors.index.json"
+    files = (sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())) if index.is_file()
+             else ["model.safetensors"])
+    restored: dict[int, torch.Tensor] = {}
+    for file in files:
+        for key, tensor in load_file(str(checkpoint / file)).items():
+            if key in saved_as:
+                restored[id(own[saved_as[key]])] = tensor
+    missing = [name for name, param in model.named_parameters() if param.requires_grad and id(param) not in restored]
+    if missing:
+        raise InputError(f"{checkpoint}: no saved weights for {', '.join(missing[:3])}; cannot resume this run")
+    with torch.no_grad():
+        for tensor in own.values():
+            if id(tensor) in restored:
+                tensor.copy_(restored[id(tensor)])
+    return True
 
 
 TrainerFactory = Callable[[Config, Any, Any, Any, Path, Any], Any]
