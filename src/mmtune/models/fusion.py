@@ -31,7 +31,8 @@ from mmtune.config import Config
 from mmtune.data.post import Post
 from mmtune.models.base import Example
 from mmtune.models.examples import ExampleMaker
-from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
+from mmtune.models.extraction import both_towers, image_features, resolve_workers, text_features
+from mmtune.models.feature_cache import FeatureCache, FeatureStore
 from mmtune.models.fusions import make_fusion
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
@@ -120,14 +121,20 @@ class FusionClassifier(TracksTrainable, nn.Module):
 
     def prepare(self, posts: Sequence[Post], *, train: bool) -> list[Example]:
         examples = [self._example(post) for post in posts]
-        for name in TOWERS:
-            if self.cached[name] and examples:
-                vectors = self._cached_features(name, examples)
-                for example, vector in zip(examples, vectors):
-                    example.features[name] = vector
-                norm = self.cfg.model.fusion.feature_norm
-                if train and norm != "none":
-                    self._proj(name)[0].fit(torch.stack(vectors), per_feature=norm == "feature")
+        names = [name for name in TOWERS if self.cached[name] and examples]
+        if names == list(TOWERS):
+            # The text pass in a thread beside the image batches: both forwards release the GIL.
+            text, image = both_towers(lambda: self._cached_features("text", examples),
+                                      lambda: self._cached_features("image", examples))
+            vectors = {"text": text, "image": image}
+        else:
+            vectors = {name: self._cached_features(name, examples) for name in names}
+        for name in names:
+            for example, vector in zip(examples, vectors[name]):
+                example.features[name] = vector
+            norm = self.cfg.model.fusion.feature_norm
+            if train and norm != "none":
+                self._proj(name)[0].fit(torch.stack(vectors[name]), per_feature=norm == "feature")
         return examples
 
     def _proj(self, name: str) -> nn.Sequential:
@@ -143,15 +150,9 @@ class FusionClassifier(TracksTrainable, nn.Module):
         tower = self._tower(name)
         store = self._store(tower)
         if name == "text":
-            items: list[Any] = [e.text for e in examples]
-            keys = [text_key(text) for text in items]
-        else:
-            items = [e.post for e in examples]
-            # Each image file is hashed once, however many posts share it.
-            digests = {p: file_digest(p) for p in {p for post in items for p in post.images}}
-            keys = [image_key(digests[p] for p in post.images) for post in items]
-        return store.get_or_compute(keys, lambda positions: tower.features([items[i] for i in positions]),
-                                    batch_size=_CACHE_BATCH, desc=f"{name} features")
+            return text_features(tower, store, [e.text for e in examples], batch_size=_CACHE_BATCH)
+        workers = resolve_workers(self.cfg.train.extract_workers)
+        return image_features(tower, store, [e.post for e in examples], workers=workers, batch_size=_CACHE_BATCH)
 
     def _store(self, tower: nn.Module) -> FeatureStore:
         if self._cache is None:

@@ -1,0 +1,117 @@
+"""The one encoding pass of frozen towers into the feature cache, with the CPU work off the encoder's path.
+
+Image posts are loaded, resized and normalised in DataLoader worker processes (`train.extract_workers`,
+default min(4, CPUs); 0 = in this process) while this process runs the encoder on the batch before: the
+forward never waits for decoding once the first batch is ready. Workers run the tower's own `ImageInputs`
+(mmtune.data.images: the same byte and pixel limits, the same decoders as training), on the same batches
+the cache plans, so the features are bit-identical whatever the worker count.
+
+When both towers are frozen and cached, the text tower encodes in a thread while the image batches flow
+(`both_towers`): its forward and the image forward share the cores the decoding leaves idle.
+
+Crash safety is the cache's: each batch is one shard, written atomically as soon as it is encoded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mmtune.data.post import Post
+from mmtune.models.feature_cache import FeatureStore, file_digest, image_key, text_key
+
+T = TypeVar("T")
+Inputs = dict[str, torch.Tensor]
+# Batches decoded ahead per worker: two keep a worker busy while its previous batch waits in the queue.
+_PREFETCH = 2
+_DEFAULT_MAX_WORKERS = 4
+
+
+def default_workers() -> int:
+    """min(4, the CPUs this process may run on)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return min(_DEFAULT_MAX_WORKERS, cpus)
+
+
+def resolve_workers(setting: int | None) -> int:
+    return default_workers() if setting is None else setting
+
+
+class _Chunks(Dataset):
+    """Chunk i of the planned batches -> `prepare(items of chunk i)`, in a worker process."""
+
+    def __init__(self, prepare: Callable[[list[Any]], Inputs], chunks: list[list[Any]]) -> None:
+        self.prepare = prepare
+        self.chunks = chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> Inputs:
+        return self.prepare(self.chunks[index])
+
+
+def prepared(prepare: Callable[[list[Any]], Inputs], chunks: list[list[Any]], workers: int) -> Iterator[Inputs]:
+    """`prepare(chunk)` for each chunk in order, computed ahead by up to `workers` processes (0: here, lazily)."""
+    # One chunk has nothing to overlap with, and a worker per batch beyond the rest is never used.
+    workers = min(workers, len(chunks) - 1)
+    if workers <= 0:
+        yield from (prepare(chunk) for chunk in chunks)
+        return
+    loader = DataLoader(_Chunks(prepare, chunks), batch_size=None, shuffle=False, num_workers=workers,
+                        prefetch_factor=_PREFETCH, persistent_workers=False)
+    iterator = iter(loader)
+    try:
+        yield from iterator
+    finally:
+        # Why: a pass stopped by the time budget (or an error) must not leave workers decoding; dropping the
+        # last reference to the iterator shuts its workers down now, not at some later garbage collection.
+        del iterator
+
+
+def image_features(tower: Any, store: FeatureStore, posts: Sequence[Post], *, workers: int, batch_size: int,
+                   progress: bool = True) -> list[torch.Tensor]:
+    """One feature vector per post from `store`, encoding the missing posts with decoding in `workers` processes."""
+    # Each image file is hashed once, however many posts share it.
+    digests = {p: file_digest(p) for p in {p for post in posts for p in post.images}}
+    keys = [image_key(digests[p] for p in post.images) for post in posts]
+
+    def stream(chunks: list[list[int]]) -> Iterator[torch.Tensor]:
+        batches = prepared(tower.inputs, [[posts[i] for i in chunk] for chunk in chunks], workers)
+        try:
+            yield from (tower.encode(inputs) for inputs in batches)
+        finally:
+            batches.close()
+
+    return store.get_or_stream(keys, stream, batch_size=batch_size, progress=progress, desc="image features")
+
+
+def text_features(tower: Any, store: FeatureStore, texts: Sequence[str], *, batch_size: int,
+                  progress: bool = True) -> list[torch.Tensor]:
+    keys = [text_key(text) for text in texts]
+    return store.get_or_compute(keys, lambda positions: tower.features([texts[i] for i in positions]),
+                                batch_size=batch_size, progress=progress, desc="text features")
+
+
+def both_towers(text: Callable[[], T], image: Callable[[], T]) -> tuple[T, T]:
+    """(text(), image()), the text pass in a thread beside the image pass; the first error is raised after both
+    ended. The thread runs in a copy of this context, so the extraction time budget (a ContextVar) applies."""
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmtune-text-features") as pool:
+        text_future = pool.submit(context.run, text)
+        try:
+            image_result = image()
+        finally:
+            text_error = text_future.exception()
+    if text_error is not None:
+        raise text_error
+    return text_future.result(), image_result
