@@ -82,17 +82,19 @@ def test_a_frozen_tower_runs_channels_last_with_features_equal_to_1e_3(tiny, pos
     torch.testing.assert_close(frozen, trained_layout, atol=1e-3, rtol=1e-3)
 
 
-def test_prepared_runs_ahead_in_workers_and_in_order() -> None:
-    chunks = [[k] * 3 for k in range(6)]
-    got = [batch["pid"].tolist() + batch["x"].tolist() for batch in prepared(_pid_and_items, chunks, workers=2)]
-    assert [row[1:] for row in got] == [[k] * 3 for k in range(6)]
-    assert {row[0] for row in got} != {os.getpid()}  # computed in worker processes
-    here = [batch["pid"].tolist() + batch["x"].tolist() for batch in prepared(_pid_and_items, chunks, workers=0)]
-    assert here == [[os.getpid()] + [k] * 3 for k in range(6)]
+def test_prepared_splits_each_batch_over_the_workers_and_joins_it_in_order() -> None:
+    chunks = [[k] * 3 for k in range(6)] + [[6]]
+    batches = list(prepared(_pid_and_items, chunks, workers=2))
+    assert [batch["x"].tolist() for batch in batches] == chunks
+    pids = {pid for batch in batches for pid in batch["pid"].tolist()}
+    assert len(pids) == 2 and os.getpid() not in pids  # pieces of each batch decoded by both workers
+    here = list(prepared(_pid_and_items, chunks, workers=0))
+    assert [batch["x"].tolist() for batch in here] == chunks
+    assert {pid for batch in here for pid in batch["pid"].tolist()} == {os.getpid()}
 
 
 def _pid_and_items(chunk: list[int]) -> dict[str, torch.Tensor]:
-    return {"pid": torch.tensor([os.getpid()]), "x": torch.tensor(chunk)}
+    return {"pid": torch.tensor([os.getpid()] * len(chunk)), "x": torch.tensor(chunk)}
 
 
 def test_a_pass_stopped_by_the_budget_leaves_no_worker_running(tiny, posts, tmp_path) -> None:
