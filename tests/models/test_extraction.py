@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from PIL import Image
 from mmtune.config import load_config
 from mmtune.data.post import Post
 from mmtune.errors import InputError
-from mmtune.models.extraction import both_towers, default_workers, image_features, prepared, resolve_workers
+from mmtune.models.extraction import default_workers, image_features, prepared, resolve_workers
 from mmtune.models.feature_cache import ExtractionStopped, FeatureCache, extraction_budget
 from mmtune.models.fusion import FusionClassifier
 from mmtune.models.towers import build_image_tower
@@ -115,32 +114,6 @@ def test_a_pass_stopped_by_the_budget_leaves_no_worker_running(tiny, posts, tmp_
     assert not multiprocessing.active_children()
     # The probe batch's shard stays: the next run computes only the rest.
     assert len(list(tmp_path.rglob("shard-*.safetensors"))) == 1
-
-
-def test_both_towers_runs_text_in_a_thread_with_the_budget_context(tmp_path) -> None:
-    threads: list[str] = []
-
-    class Budget:
-        seconds = 100.0
-
-        def elapsed(self) -> float:
-            return 0.0
-
-    from mmtune.models.feature_cache import _ACTIVE
-
-    def text() -> str:
-        threads.append(threading.current_thread().name)
-        return "budget" if _ACTIVE.get() is not None else "none"
-
-    with extraction_budget(Budget()):
-        assert both_towers(text, lambda: "image") == ("budget", "image")
-    assert threads[0].startswith("mmtune-text-features")
-
-    def broken() -> str:
-        raise ValueError("text failed")
-
-    with pytest.raises(ValueError, match="text failed"):
-        both_towers(broken, lambda: "image")
 
 
 def test_fusion_prepare_caches_both_towers_equal_to_direct_features(tiny, posts, tmp_path) -> None:

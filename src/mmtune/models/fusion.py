@@ -31,7 +31,7 @@ from mmtune.config import Config
 from mmtune.data.post import Post
 from mmtune.models.base import Example
 from mmtune.models.examples import ExampleMaker
-from mmtune.models.extraction import both_towers, image_features, resolve_workers, text_features
+from mmtune.models.extraction import image_features, resolve_workers, text_features
 from mmtune.models.feature_cache import FeatureCache, FeatureStore
 from mmtune.models.fusions import make_fusion
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
@@ -121,20 +121,14 @@ class FusionClassifier(TracksTrainable, nn.Module):
 
     def prepare(self, posts: Sequence[Post], *, train: bool) -> list[Example]:
         examples = [self._example(post) for post in posts]
-        names = [name for name in TOWERS if self.cached[name] and examples]
-        if names == list(TOWERS):
-            # The text pass in a thread beside the image batches: both forwards release the GIL.
-            text, image = both_towers(lambda: self._cached_features("text", examples),
-                                      lambda: self._cached_features("image", examples))
-            vectors = {"text": text, "image": image}
-        else:
-            vectors = {name: self._cached_features(name, examples) for name in names}
-        for name in names:
-            for example, vector in zip(examples, vectors[name]):
-                example.features[name] = vector
-            norm = self.cfg.model.fusion.feature_norm
-            if train and norm != "none":
-                self._proj(name)[0].fit(torch.stack(vectors[name]), per_feature=norm == "feature")
+        for name in TOWERS:
+            if self.cached[name] and examples:
+                vectors = self._cached_features(name, examples)
+                for example, vector in zip(examples, vectors):
+                    example.features[name] = vector
+                norm = self.cfg.model.fusion.feature_norm
+                if train and norm != "none":
+                    self._proj(name)[0].fit(torch.stack(vectors), per_feature=norm == "feature")
         return examples
 
     def _proj(self, name: str) -> nn.Sequential:
