@@ -23,15 +23,19 @@ from mmtune.models.extraction import default_workers, image_features, prepared, 
 from mmtune.models.feature_cache import ExtractionStopped, FeatureCache, extraction_budget
 from mmtune.models.fusion import FusionClassifier
 from mmtune.models.towers import build_image_tower
-from mmtune.testing.tiny import make_tiny
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    for family in ("bert", "convnext"):
-        make_tiny(family, root / family)
-    return root
+def tiny(tiny_encoder) -> Path:
+    """The folder holding the tiny bert and convnext checkpoints."""
+    tiny_encoder("bert")
+    return tiny_encoder("convnext").parent
+
+
+def _jpeg(path: Path, rng: np.random.Generator) -> Path:
+    height, width = rng.integers(20, 90, 2)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +43,7 @@ def posts(tmp_path_factory: pytest.TempPathFactory) -> list[Post]:
     """11 posts of JPEGs of several sizes; post 3 has two images, post 5 a missing one."""
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
-    paths = []
-    for k in range(12):
-        width, height = int(rng.integers(20, 90)), int(rng.integers(20, 90))
-        path = root / f"img{k}.jpg"
-        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
+    paths = [_jpeg(root / f"img{k}.jpg", rng) for k in range(12)]
     made = [Post(str(k), (paths[k],), f"caption {k} " * (k + 1)) for k in range(11)]
     made[3] = Post("3", (paths[3], paths[11]), "two images")
     made[5] = Post("5", (root / "missing.jpg",), "no image")
