@@ -9,7 +9,8 @@ and above a plain serial script, on the same posts in one run; reported at 0, 1,
 Posts: --posts JPEGs of random sizes 320-900 px a side (smooth colour fields plus noise, quality 90), one per
 post, written to a temporary folder. Encoder: pypi:efficientnet-lite0 (224 px), batches of 32, the demo's
 image tower. Every measurement is posts/s over all posts; each round runs all of them back to back, and
-the table gives the median over rounds (the machine is shared: rounds absorb bursts of other work).
+the table gives the median over rounds (the machine is shared: rounds absorb bursts of other work) and the
+median of each round's ratio to that round's forward (paired: a burst slows both sides of a round alike).
 
     forward NCHW        the encoder alone on ready pixel tensors (contiguous), no_grad: the issue's limit
     forward (mmtune)    `ImageTower.encode` on ready tensors: the same forward as mmtune's (channels-last),
@@ -29,6 +30,9 @@ sets one torch thread per worker). --threads 1 on a 2-core machine: one core for
 FusionClassifier.prepare does), then concurrently (the text pass in a thread beside the image batches).
 --variants measures forward variants on ready tensors: torch.inference_mode, channels-last input, channels-last
 weights too, bf16 autocast (CPU), ONNX Runtime (only when installed), with the largest feature difference.
+CPU ms/post: CPU time of this process and its workers per post. On a machine whose cores are all busy with
+other sessions' work (Linux autogroup gives each session an equal share), workers cannot add CPU, only move
+it: there the wall-clock ratio follows the CPU-time ratio, and the overlap shows only when cores are idle.
 The last line is JSON.
 """
 
@@ -78,10 +82,17 @@ def make_posts(folder: Path, n: int, seed: int = 0) -> list[Post]:
     return posts
 
 
-def posts_per_s(n: int, fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process and of its ended, waited-for children (the extraction workers, once joined)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def posts_per_s(n: int, fn: Callable[[], Any]) -> tuple[float, float]:
+    """(posts per wall second, CPU milliseconds per post)."""
+    started, cpu = time.perf_counter(), cpu_seconds()
     fn()
-    return n / (time.perf_counter() - started)
+    return n / (time.perf_counter() - started), 1000 * (cpu_seconds() - cpu) / n
 
 
 def chunks(items: list[Any]) -> list[list[Any]]:
@@ -216,20 +227,29 @@ def main() -> None:
             cases[f"text beside image w{both}"] = lambda: text_and_image(text_tower, tower, posts, both, work, True)
         _no_grad(lambda: tower.encode(ready[0]))  # warm-up: first convolution calls pick their kernels
         speeds: dict[str, list[float]] = {name: [] for name in cases}
+        cpu_ms: dict[str, list[float]] = {name: [] for name in cases}
         for round_ in range(args.rounds):
             for name, case in cases.items():
-                speeds[name].append(posts_per_s(n, case))
-            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in speeds.items()), flush=True)
+                speed, cpu = posts_per_s(n, case)
+                speeds[name].append(speed)
+                cpu_ms[name].append(cpu)
+            print(f"round {round_ + 1} (load {os.getloadavg()[0]:.1f}): "
+                  + ", ".join(f"{k} {v[-1]:.1f}" for k, v in speeds.items()), flush=True)
         variants = forward_variants(tower, ready, n, args.rounds) if args.variants else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     median = {name: statistics.median(values) for name, values in speeds.items()}
     limit, plain = median["forward (mmtune)"], median["plain serial"]
+    paired = {name: statistics.median(v / f for v, f in zip(values, speeds["forward (mmtune)"]))
+              for name, values in speeds.items()}
     print()
-    print(f"{'':28} {'posts/s':>8} {'/ forward (mmtune)':>19} {'/ plain serial':>15}")
+    cpu = {name: statistics.median(values) for name, values in cpu_ms.items()}
+    print(f"{'':28} {'posts/s':>8} {'/ forward (mmtune)':>19} {'paired':>7} {'/ plain serial':>15} "
+          f"{'CPU ms/post':>12} {'forward CPU / CPU':>18}")
     for name, value in median.items():
-        print(f"{name:28} {value:8.1f} {value / limit:19.2f} {value / plain:15.2f}")
+        print(f"{name:28} {value:8.1f} {value / limit:19.2f} {paired[name]:7.2f} {value / plain:15.2f} "
+              f"{cpu[name]:12.1f} {cpu['forward (mmtune)'] / cpu[name]:18.2f}")
     for name, info in variants.items():
         if isinstance(info, dict):
             print(f"variant {name:32} {info['posts_s']:7.1f} posts/s  max |diff| {info['max_abs_diff']:.1e} "
@@ -243,8 +263,10 @@ def main() -> None:
                    "cpu_flags": flags},
         "median_posts_s": {k: round(v, 2) for k, v in median.items()},
         "ratio_to_forward_mmtune": {k: round(v / limit, 3) for k, v in median.items()},
+        "paired_ratio_to_forward_mmtune": {k: round(v, 3) for k, v in paired.items()},
         "ratio_to_plain_serial": {k: round(v / plain, 3) for k, v in median.items()},
         "rounds_posts_s": {k: [round(x, 2) for x in v] for k, v in speeds.items()},
+        "median_cpu_ms_per_post": {k: round(v, 1) for k, v in cpu.items()},
         "variants": variants, "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
     }))
 
