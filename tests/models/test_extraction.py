@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -65,6 +66,12 @@ def test_features_are_bit_identical_for_every_worker_count_and_equal_the_in_proc
     for workers in (0, 1, 2, 4):
         assert torch.equal(_features(tower, posts, workers), serial), workers
     assert torch.count_nonzero(serial[5]) == 0 and torch.count_nonzero(serial[4]) > 0  # the missing image
+
+
+def test_image_inputs_survive_pickling_for_spawned_workers(tiny, posts) -> None:
+    tower = _tower(tiny)
+    copied = pickle.loads(pickle.dumps(tower.inputs))  # what a spawn/forkserver worker receives
+    assert torch.equal(copied(posts[:4])["pixel_values"], tower.inputs(posts[:4])["pixel_values"])
 
 
 def test_a_frozen_tower_runs_channels_last_with_features_equal_to_1e_3(tiny, posts) -> None:
