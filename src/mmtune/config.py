@@ -308,6 +308,9 @@ class TrainConfig:
     feature_cache: bool = doc(True, "cache the outputs of frozen encoders on disk")
     cache_dir: str = doc("~/.cache/mmtune/features", "where cached features live", nonempty=True)
     num_workers: int = doc(0, "DataLoader worker processes", ge=0)
+    extract_workers: int | None = doc(
+        None, "processes that load and resize images while frozen towers encode into the feature cache (one pass); "
+              "null = min(4, CPUs), 0 = in the main process", ge=0)
     tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
     log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
     log_every_steps: int = doc(10, "record the training loss and learning rate every N steps (sent to the trackers "

