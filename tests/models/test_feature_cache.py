@@ -76,6 +76,25 @@ def test_memory_only_cache_writes_nothing(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_a_memory_only_store_keeps_at_most_its_limit_and_still_answers_every_key() -> None:
+    cache = FeatureCache(None, memory_limit=3)
+    texts = ["a", "bb", "ccc", "dddd", "eeeee"]
+    values, encoder = _get(cache, texts)  # more rows than the limit in one call: all answered
+    assert encoder.computed == 5
+    assert [v[0].item() for v in values] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert len(cache.namespace("tiny-model|pool=mean", {"max_length": 16})) == 3
+    values, encoder = _get(cache, ["a", "eeeee"])  # the oldest row went first: recomputed, the newest kept
+    assert encoder.calls == [[0]]
+    assert [v[0].item() for v in values] == [1.0, 5.0]
+
+
+def test_a_store_on_disk_keeps_every_row_whatever_the_limit(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, memory_limit=1)
+    _get(cache, ["a", "bb", "ccc"])
+    _, encoder = _get(cache, ["a", "bb", "ccc"])
+    assert encoder.computed == 0
+
+
 def test_damaged_shard_is_skipped_and_recomputed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _get(FeatureCache(tmp_path), ["a", "bb"], batch_size=1)
     [folder] = list(tmp_path.iterdir())

@@ -127,13 +127,23 @@ def extraction_budget(budget: Budget | None) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
-class FeatureStore:
-    """The features of one namespace: in memory, mirrored to shards in `folder` (None: memory only)."""
+# Rows a memory-only namespace keeps (about 75-250 MB at 384-1280 floats a row): far above a competition's posts,
+# so training never recomputes, while a service's memory stays bounded.
+MEMORY_ONLY_ROWS = 50_000
 
-    def __init__(self, folder: Path | None, identity: str, signature: Mapping[str, Any]) -> None:
+
+class FeatureStore:
+    """The features of one namespace: in memory, mirrored to shards in `folder` (None: memory only).
+
+    `memory_limit`: the most rows a memory-only store keeps, oldest dropped first. A long-running service sees
+    a new caption in nearly every request and would otherwise grow without end; a dropped row is recomputed."""
+
+    def __init__(self, folder: Path | None, identity: str, signature: Mapping[str, Any],
+                 memory_limit: int | None = None) -> None:
         self.folder = folder
         self.identity = identity
         self.signature = dict(signature)
+        self.memory_limit = memory_limit if folder is None else None
         self._features: dict[str, torch.Tensor] = {}
         if folder is not None:
             self._open(folder)
@@ -173,8 +183,12 @@ class FeatureStore:
         ones are stored). Each batch is stored (one shard) before the next is asked for; the iterator is closed
         when the time budget stops the pass."""
         first_position: dict[str, int] = {}
+        # Every row this call returns, held here: a bounded store may drop early rows while later ones arrive.
+        rows: dict[str, torch.Tensor] = {}
         for position, key in enumerate(keys):
-            if key not in self._features:
+            if key in self._features:
+                rows[key] = self._features[key]
+            else:
                 first_position.setdefault(key, position)
         missing = list(first_position.items())
         if missing:
@@ -184,7 +198,7 @@ class FeatureStore:
         chunks = _plan(len(missing), max(1, batch_size), extraction.batch_size(namespace, batch_size)
                        if extraction is not None else batch_size)
         if not chunks:
-            return [self._features[key] for key in keys]
+            return [rows[key] for key in keys]
         batches = stream([[position for _, position in missing[a:b]] for a, b in chunks])
         with progress_bar(len(missing), desc, unit="item", disable=not progress,
                           delay=_PROGRESS_DELAY_S) as bar, _closing(batches):
@@ -195,15 +209,15 @@ class FeatureStore:
                 values = next(batches, None)
                 if values is None:
                     raise ValueError(f"feature computation ended after {start} of {len(missing)} items")
-                self._add([key for key, _ in missing[start:end]], values)
+                rows.update(self._add([key for key, _ in missing[start:end]], values))
                 bar.update(end - start)
                 if extraction is not None:
                     extraction.record(namespace, end - start, time.monotonic() - began)
-        return [self._features[key] for key in keys]
+        return [rows[key] for key in keys]
 
     # -- storage --------------------------------------------------------------------------------
 
-    def _add(self, keys: list[str], values: torch.Tensor) -> None:
+    def _add(self, keys: list[str], values: torch.Tensor) -> dict[str, torch.Tensor]:
         if values.ndim != 2 or values.shape[0] != len(keys):
             raise ValueError(f"feature computation returned shape {tuple(values.shape)} for {len(keys)} items")
         values = values.detach().to("cpu", torch.float32).contiguous()
@@ -213,8 +227,12 @@ class FeatureStore:
                 raise ValueError(f"feature size changed from {dim} to {values.shape[1]} in one namespace")
         if self.folder is not None:
             self._write_shard(keys, values)
-        for key, row in zip(keys, values):
-            self._features[key] = row
+        added = dict(zip(keys, values))
+        self._features.update(added)
+        if self.memory_limit is not None:
+            for oldest in list(self._features)[:max(0, len(self._features) - self.memory_limit)]:
+                del self._features[oldest]
+        return added
 
     def _write_shard(self, keys: list[str], values: torch.Tensor) -> None:
         name = f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.safetensors"
@@ -249,8 +267,9 @@ class FeatureStore:
 class FeatureCache:
     """Feature stores by (tower identity, preprocessing signature) under `root` (None: memory only)."""
 
-    def __init__(self, root: Path | str | None) -> None:
+    def __init__(self, root: Path | str | None, memory_limit: int | None = MEMORY_ONLY_ROWS) -> None:
         self.root = Path(root).expanduser() if root is not None else None
+        self.memory_limit = memory_limit
         self._stores: dict[str, FeatureStore] = {}
 
     def namespace(self, identity: str, signature: Mapping[str, Any]) -> FeatureStore:
@@ -258,7 +277,7 @@ class FeatureCache:
         store = self._stores.get(ident)
         if store is None:
             folder = self.root / f"{_slug(identity)}-{ident}" if self.root is not None else None
-            store = self._stores[ident] = FeatureStore(folder, identity, signature)
+            store = self._stores[ident] = FeatureStore(folder, identity, signature, self.memory_limit)
         return store
 
 
