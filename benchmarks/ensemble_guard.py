@@ -39,12 +39,13 @@ SETTINGS = {
 }
 
 
-def cv_runs(work: Path, n_train: int, n_test: int) -> tuple[dict[str, Path], Path]:
-    """Every setting's cv folder (done ones are kept: cv skips finished folds) and the test split's answer key."""
+def cv_runs(work: Path, n_train: int, n_test: int, names: list[str]) -> tuple[dict[str, Path], Path]:
+    """Each setting's cv folder (done ones are kept: cv skips finished folds) and the test split's answer key."""
     demo = make_demo_data(work / "data", n_train=n_train, n_test=n_test, seed=0)
     folds_file = None
     runs = {}
-    for name, overrides in SETTINGS.items():
+    for name in names:
+        overrides = SETTINGS[name]
         cv_dir = work / f"cv-{name}"
         data = [f"data.train={demo.train}", f"data.train_images={demo.train_images}", f"data.test={demo.test}",
                 f"data.test_images={demo.test_images}", f"output_dir={cv_dir}", "cv.folds=5"]
@@ -86,9 +87,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=1000)
     parser.add_argument("--n-test", type=int, default=400)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--runs-only", action="store_true", help="only train the cvs")
     args = parser.parse_args()
-    runs, gold_file = cv_runs(args.work, args.n_train, args.n_test)
+    runs, gold_file = cv_runs(args.work, args.n_train, args.n_test, args.settings)
     if args.runs_only:
         return
     draws(args, runs, read_gold_labels(gold_file))
@@ -105,7 +107,7 @@ def draws(args: argparse.Namespace, runs: dict[str, Path], gold: dict[str, str])
     print("draw | inputs | auto's choice | auto test | best input test | gain | one post | ok | seconds")
     gains, failures = [], 0
     for draw in range(args.draws):
-        picked = sorted(rng.choice(len(names), size=int(rng.integers(2, 5)), replace=False))
+        picked = sorted(rng.choice(len(names), size=min(int(rng.integers(2, 5)), len(names)), replace=False))
         inputs = [runs[names[i]] for i in picked]
         started = time.perf_counter()
         out = args.work / "draws" / f"{draw}.csv"

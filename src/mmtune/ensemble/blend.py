@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mmtune.ensemble.inputs import Members
 from mmtune.ensemble.methods import Method, get_method
@@ -21,7 +22,7 @@ from mmtune.ensemble.rules import RuleSet, apply_rules, judge_rules
 from mmtune.evaluation.calibration import MacroF1Calibrator, macro_f1, nested_gain
 
 CALIBRATE = (None, "auto", "always")
-UNFITTED = "nothing was fitted on gold labels: the blend of the OOF rows is out-of-sample as it is"
+UNFITTED = "as it is: nothing was fitted on gold labels"
 
 
 @dataclass
@@ -73,6 +74,13 @@ def blend_method(method: Method, rules: RuleSet | None) -> Method:
 def blend(request: BlendRequest, oof: Members, test: Members | None) -> Blend:
     """Fit the method (and calibration) on every OOF row for the test rows; score it out-of-sample on the OOF
     rows; then judge the rules on those out-of-sample rows and keep the ones that do not hurt."""
+    # Nested CV fits hundreds of small models ([N, M*K] features): BLAS threads only contend there. One
+    # logistic regression took 4.9 s with the default threads and 0.21 s with one on a loaded 2-core machine.
+    with threadpool_limits(limits=1):
+        return _blend(request, oof, test)
+
+
+def _blend(request: BlendRequest, oof: Members, test: Members | None) -> Blend:
     method, rules = blend_method(get_method(request.method), request.rules), request.rules
     X = np.transpose(oof.probs, (1, 0, 2))
     y = oof.targets() if oof.gold is not None else None
