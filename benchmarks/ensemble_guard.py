@@ -22,6 +22,7 @@ import numpy as np
 
 from mmtune.config import load_config
 from mmtune.demo import make_demo_data
+from mmtune.ensemble.methods.auto import one_post
 from mmtune.evaluation.calibration import macro_f1
 from mmtune.evaluation.predictions import read_gold_labels, read_predictions
 from mmtune.recipes.cv import run_cv
@@ -59,19 +60,6 @@ def cv_runs(work: Path, n_train: int, n_test: int, names: list[str]) -> tuple[di
         folds_file = folds_file or cv_dir / "folds.csv"
         runs[name] = cv_dir
     return runs, demo.test_gold
-
-
-def one_post(probs: np.ndarray, targets: np.ndarray) -> float:
-    """The largest change of macro-F1 that re-labelling a single post can make."""
-    base, predicted, k = macro_f1(probs, targets), probs.argmax(axis=1), probs.shape[1]
-    largest = 0.0
-    for row in range(len(targets)):
-        for label in range(k):
-            if label != predicted[row]:
-                changed = np.eye(k)[predicted]
-                changed[row] = np.eye(k)[label]
-                largest = max(largest, abs(macro_f1(changed, targets) - base))
-    return largest
 
 
 def test_score(path: Path, gold: dict[str, str]) -> tuple[float, np.ndarray, np.ndarray]:

@@ -74,9 +74,11 @@ def ensemble_table(summary: dict[str, Any]) -> Table:
     for path, weight, score in zip(summary["inputs"], weights, scores):
         table.add_row(literal(path), "" if weight is None else f"{weight:.3f}", "" if score is None else f"{score:.3f}")
     if "auto" in summary:
-        for name, score in summary["auto"]["nested_cv_macro_f1"].items():
-            chosen = " (chosen)" if name == summary["auto"]["choice"] else ""
-            table.add_row(f"auto candidate: {name}{chosen}", "", f"{score:.3f}")
+        auto = summary["auto"]
+        for name, score in auto["nested_cv_macro_f1"].items():
+            note = " (a blend must beat it by more than 2 posts' worth)" if name == "best" else ""
+            chosen = ", chosen" if name == auto["choice"] else ""
+            table.add_row(f"auto candidate: {name}{note}{chosen}", "", f"{score:.3f}")
     if "ensemble_oof_macro_f1" in summary:
         table.add_row(literal(f"ensemble ({summary['ensemble_oof_scored']})"), "",
                       f"{summary['ensemble_oof_macro_f1']:.3f}")

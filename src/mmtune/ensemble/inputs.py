@@ -136,8 +136,8 @@ def check_same_folds(preds: Sequence[Predictions], why: str) -> None:
     come from models trained on different posts, and no nested CV over one input's folds keeps the others'
     training posts out of its held-out fold."""
     with_folds = [p for p in preds if p.folds is not None]
+    first = dict(zip(with_folds[0].ids, with_folds[0].folds)) if with_folds else {}
     for pred in with_folds[1:]:
-        first = dict(zip(with_folds[0].ids, with_folds[0].folds))
         pairs = {(first[pid], fold) for pid, fold in zip(pred.ids, pred.folds) if pid in first}
         # The same split may number its folds otherwise: what must match is the partition of the posts.
         if len({a for a, _ in pairs}) != len(pairs) or len({b for _, b in pairs}) != len(pairs):

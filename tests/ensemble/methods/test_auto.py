@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from mmtune.ensemble.methods import get_method
-from mmtune.ensemble.methods.auto import CANDIDATES, AutoBlender
+from mmtune.ensemble.methods.auto import CANDIDATES, AutoBlender, one_post
 from mmtune.evaluation.calibration import macro_f1
 from tests.ensemble.methods.conftest import member
 
@@ -33,3 +34,24 @@ def test_auto_is_saved_as_its_choice_and_the_chosen_state(good_and_weak):
     state = method.save(blender)
     assert state["choice"] == blender.choice_
     assert state["state"] == get_method(blender.choice_).save(blender.chosen_)
+
+
+def test_one_post_is_the_largest_change_relabelling_one_post_makes():
+    rng = np.random.default_rng(0)
+    targets = rng.choice(4, size=40, p=[0.3, 0.3, 0.3, 0.1])
+    probs = rng.dirichlet(np.ones(4), size=40)
+    decided = probs.argmax(axis=1)
+    brute = max(abs(macro_f1(np.eye(4)[np.where(np.arange(40) == row, label, decided)], targets)
+                    - macro_f1(probs, targets)) for row in range(40) for label in range(4))
+    assert one_post(probs, targets) == pytest.approx(brute) and brute > 0
+
+
+def test_a_near_copy_of_the_best_input_does_not_make_a_blend_worth_choosing(good_and_weak):
+    X, targets, folds = good_and_weak
+    rng = np.random.default_rng(2)
+    copy = np.clip(X[:, 0] + rng.normal(0, 0.01, size=X[:, 0].shape), 1e-6, None)
+    twins = np.stack([X[:, 0], copy / copy.sum(axis=1, keepdims=True)], axis=1)
+    auto = AutoBlender().fit(twins, targets, folds)
+    assert auto.choice_ == "best" and auto.margin_ == pytest.approx(2 * one_post(X[:, 0], targets))
+    for name, score in auto.scores_.items():  # whatever scored higher, it was within the margin
+        assert score <= auto.scores_["best"] + auto.margin_, name
