@@ -1,11 +1,14 @@
 """Ensembles that cannot hurt silently: each guard on small synthetic OOF files whose right answer is known."""
 
+import io
 import json
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from mmtune import api
+from mmtune.cli.tables import ensemble_table
 from mmtune.ensemble.inputs import align, gold_priors, map_labels
 from mmtune.ensemble.methods.weighted import LogLossWeightsBlender
 from mmtune.ensemble.saved import read_saved_blend
@@ -147,8 +150,15 @@ def test_weighted_with_a_label_map_does_not_hand_the_decisions_to_a_model_that_c
     old = LogLossWeightsBlender().fit(X, targets)
     assert old.weights_[1] > 0.7 and macro_f1(old.predict_proba(X), targets) < four_f1 - 0.1
     # Now the binary moves mass between sarcastic and not only; inside the group the 4-class input decides.
-    summary = api.ensemble([four, binary], out=tmp_path / "w.csv", method="weighted", label_map=mapping).summary
+    result = run_mmtune("ensemble", four, binary, "--method", "weighted", "--label-map", mapping,
+                        "--out", tmp_path / "w.csv")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "w.json").read_text())
     assert summary["ensemble_oof_macro_f1"] > four_f1 + 0.05 and summary["warnings"] == []
+    assert summary["label_mapped_inputs"] == [1]
+    wide = Console(width=400, record=True, file=io.StringIO())
+    wide.print(ensemble_table(summary))
+    assert "binary.csv (label map: its weight acts between its label groups, not inside one)" in wide.export_text()
     blended = read_probs(tmp_path / "w.csv")
     sarcasm = [0, 1, 3]
     within = blended[:, sarcasm] / blended[:, sarcasm].sum(axis=1, keepdims=True)

@@ -71,8 +71,11 @@ def ensemble_table(summary: dict[str, Any]) -> Table:
         table.add_column(name, justify="left" if name == "input" else "right")
     weights = summary.get("weights") or [None] * len(summary["inputs"])
     scores = summary.get("members_oof_macro_f1") or [None] * len(summary["inputs"])
-    for path, weight, score in zip(summary["inputs"], weights, scores):
-        table.add_row(literal(path), "" if weight is None else f"{weight:.3f}", "" if score is None else f"{score:.3f}")
+    mapped = set(summary.get("label_mapped_inputs", []))
+    for i, (path, weight, score) in enumerate(zip(summary["inputs"], weights, scores)):
+        note = " (label map: its weight acts between its label groups, not inside one)" if i in mapped else ""
+        table.add_row(literal(f"{path}{note}"), "" if weight is None else f"{weight:.3f}",
+                      "" if score is None else f"{score:.3f}")
     if "auto" in summary:
         auto = summary["auto"]
         for name, score in auto["nested_cv_macro_f1"].items():

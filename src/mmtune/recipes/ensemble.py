@@ -143,6 +143,8 @@ def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
         check_same_folds(oof_preds, f"--method {request.method}")
     blended = blend(BlendRequest(request.method, rules, request.calibrate, request.seed, request.force_rules), oof,
                     test)
+    # Their weights act between the groups their labels map to, never inside one (ensemble/inputs.map_labels).
+    blended.summary["label_mapped_inputs"] = [i for i, p in enumerate(oof_preds) if set(p.labels) != set(oof.labels)]
     for warning in blended.summary["warnings"]:
         log.warning(warning)
     return _write(request, oof, test, blended, (mapping, priors))
