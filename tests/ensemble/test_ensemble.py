@@ -115,7 +115,7 @@ def test_a_two_class_model_joins_through_a_label_map(tmp_path, oof_files):
     two = member(sarcastic, 2.0, rng)[:, :2]
     two /= two.sum(axis=1, keepdims=True)
     binary = tmp_path / "binary.csv"
-    write_predictions(binary, Predictions([str(i) for i in range(300)], two[:, ::-1], ["not-sarcasm", "sarcasm"],
+    write_predictions(binary, Predictions([str(i) for i in range(300)], two, ["not-sarcasm", "sarcasm"],
                                           gold=["sarcasm" if s else "not-sarcasm" for s in sarcastic],
                                           folds=list(folds)))
     mapping = tmp_path / "map.yaml"
