@@ -113,15 +113,18 @@ def cv(cfg: Config) -> CVResult:
 
 def ensemble(inputs: Sequence[str | Path], out: str | Path, method: str = "mean",
              tests: Sequence[str | Path] | None = None, rules: str | Path | None = None,
-             label_map: str | Path | None = None, calibrate: bool | str = False, seed: int = 0) -> EnsembleResult:
+             label_map: str | Path | None = None, calibrate: bool | str = False, seed: int = 0,
+             force_rules: bool = False) -> EnsembleResult:
     """Blend OOF files or cv folders fitted on OOF (`mmtune ensemble`).
 
     calibrate: False, True (= "auto": the macro-F1 biases only when their nested-CV gain is positive) or "always".
+    force_rules: apply the rules that lower OOF macro-F1 too.
     """
     request = EnsembleRequest(inputs=[Path(p) for p in inputs], out=Path(out), method=method,
                               tests=[Path(p) for p in tests] if tests else None,
                               label_map=Path(label_map) if label_map else None, rules=Path(rules) if rules else None,
-                              calibrate="auto" if calibrate is True else (calibrate or None), seed=seed)
+                              calibrate="auto" if calibrate is True else (calibrate or None), seed=seed,
+                              force_rules=force_rules)
     return run_ensemble(request)
 
 

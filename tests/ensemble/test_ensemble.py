@@ -5,11 +5,14 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from mmtune import api
+from mmtune.ensemble.inputs import align
 from mmtune.ensemble.rules import Rule, apply_rules, parse_rules
+from mmtune.ensemble.saved import read_saved_blend
 from mmtune.errors import InputError
-from mmtune.evaluation.predictions import Predictions, write_predictions
+from mmtune.evaluation.predictions import Predictions, read_predictions, write_predictions
 from tests.training.conftest import run_mmtune
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
@@ -112,7 +115,7 @@ def test_a_two_class_model_joins_through_a_label_map(tmp_path, oof_files):
     two = member(sarcastic, 2.0, rng)[:, :2]
     two /= two.sum(axis=1, keepdims=True)
     binary = tmp_path / "binary.csv"
-    write_predictions(binary, Predictions([str(i) for i in range(300)], two[:, ::-1], ["not-sarcasm", "sarcasm"],
+    write_predictions(binary, Predictions([str(i) for i in range(300)], two, ["not-sarcasm", "sarcasm"],
                                           gold=["sarcasm" if s else "not-sarcasm" for s in sarcastic],
                                           folds=list(folds)))
     mapping = tmp_path / "map.yaml"
@@ -137,21 +140,27 @@ def test_cli_ensemble_with_rules_scores_them_and_calibrates_test(tmp_path, oof_f
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "ens.json").read_text())
     assert summary["rules"][0]["rule"] == "text-sarcasm when any member p >= 0.6"
-    assert summary["calibration"]["oof_macro_f1_after"] >= summary["calibration"]["oof_macro_f1_before"]
-    # The test rows are the OOF rows in reverse order: calibration and rules give them the same output.
-    oof = {r["id"]: r for r in read_csv(tmp_path / "ens.oof.csv")}
+    in_sample = summary["calibration"]["in_sample"]
+    assert in_sample["macro_f1_after"] >= in_sample["macro_f1_before"]
+    # The test rows are the OOF rows in reverse order: the fitted blend, calibration and rules give them the
+    # output the saved blend gives the OOF rows.
+    saved = read_saved_blend(tmp_path / "ens.json")
+    fitted_oof = saved.fitted.apply(align([read_predictions(good), read_predictions(weak)], labels=LABELS))
     test = read_csv(tmp_path / "ens.csv")
     assert len(test) == 300
     for row in test:
-        assert row["label"] == oof[row["id"]]["label"]
-        assert abs(float(row["p_text-sarcasm"]) - float(oof[row["id"]]["p_text-sarcasm"])) < 2e-6
+        assert abs(float(row["p_text-sarcasm"]) - fitted_oof[int(row["id"]), 3]) < 2e-6
+    # The OOF file holds the out-of-sample blend: each fold by a blend fitted on the other four.
+    oof = read_csv(tmp_path / "ens.oof.csv")
+    assert f1_score([r["gold"] for r in oof], [r["label"] for r in oof], average="macro") == pytest.approx(
+        summary["ensemble_oof_macro_f1"])
 
 
 def test_calibration_does_not_overturn_the_rules(tmp_path, oof_files):
     targets, folds, good, weak = oof_files
     (tmp_path / "r.yaml").write_text("base: mean\nrules:\n  - {label: text-sarcasm, when: any, min_prob: 0.3}\n")
     result = api.ensemble([good, weak], out=tmp_path / "ens.csv", method="rules", rules=tmp_path / "r.yaml",
-                          calibrate="always")
+                          calibrate="always", force_rules=True)
     fired = np.stack([read_probs(good), read_probs(weak)], axis=1)[:, :, LABELS.index("text-sarcasm")].max(1) >= 0.3
     assert fired.any() and result.summary["calibration"]["biases_applied"]
     labels = [row["label"] for row in read_csv(result.out)]
@@ -173,7 +182,10 @@ def test_auto_calibration_keeps_the_biases_only_when_nested_cv_says_they_help(tm
     auto = api.ensemble([noise], out=tmp_path / "auto.csv", calibrate=True)
     assert auto.summary["calibration"]["nested_cv"]["gain"] < 0 and not auto.summary["calibration"]["biases_applied"]
     # Temperature alone never moves a decision.
-    assert [r["label"] for r in read_csv(auto.out)] == [r["label"] for r in read_csv(noise)]
+    saved = read_saved_blend(tmp_path / "auto.json")
+    decided = saved.fitted.apply(align([read_predictions(noise)])).argmax(axis=1)
+    assert [LABELS[k] for k in decided] == [r["label"] for r in read_csv(noise)]
     forced = api.ensemble([noise], out=tmp_path / "forced.csv", calibrate="always")
     assert forced.summary["calibration"]["biases_applied"]
-    assert forced.summary["calibration"]["oof_macro_f1_after"] >= forced.summary["calibration"]["oof_macro_f1_before"]
+    in_sample = forced.summary["calibration"]["in_sample"]
+    assert in_sample["macro_f1_after"] >= in_sample["macro_f1_before"]

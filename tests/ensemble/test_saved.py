@@ -25,7 +25,7 @@ def write_member(path, probs, labels, gold=None, folds=None):
 def two_class(targets, rng):
     sarcastic = (targets != 2).astype(int)
     probs = member(sarcastic, 2.0, rng)[:, :2]
-    return probs[:, ::-1] / probs.sum(axis=1, keepdims=True), ["sarcasm" if s else "not-sarcasm" for s in sarcastic]
+    return probs / probs.sum(axis=1, keepdims=True), ["sarcasm" if s else "not-sarcasm" for s in sarcastic]
 
 
 RULES = "base: greedy\nrules:\n  - {label: text-sarcasm, when: any, min_prob: 0.3}\n"

@@ -45,7 +45,7 @@ RULES = "base: weighted\nrules:\n  - label: text-sarcasm\n    when: any\n    min
 
 @pytest.mark.parametrize(("method", "calibrate"), [
     ("mean", None), ("weighted", None), ("greedy", None), ("stack", None), ("rank", None), ("stack", "always"),
-    ("rules", "auto"),
+    ("rules", "auto"), ("auto", None), ("best", "auto"),
 ])
 def test_predict_ensemble_json_is_the_ensembles_test_output(two_cvs, tmp_path, method, calibrate):
     rules = tmp_path / "rules.yaml"

@@ -146,7 +146,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 
     result = run_ensemble(EnsembleRequest(inputs=args.inputs, out=args.out, method=args.method, tests=args.test,
                                           label_map=args.label_map, rules=args.rules, calibrate=args.calibrate,
-                                          seed=args.seed))
+                                          seed=args.seed, force_rules=args.force_rules))
     console.print(ensemble_table(result.summary))
     outputs = result.summary["outputs"]
     oof = f" (OOF: {outputs['oof']})" if result.oof_out else ""

@@ -150,9 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "new files later (mmtune predict OUT.json)")
     ensemble.add_argument("--out", type=Path, required=True,
                           help="ensemble predictions CSV (+ .oof.csv, and .json: the scores and the saved blend)")
-    ensemble.add_argument("--method", default="mean", help=" | ".join(methods))
+    ensemble.add_argument("--method", default="mean",
+                          help=" | ".join(methods) + " (auto: the best of best, mean, weighted, greedy and stack by "
+                                                     "nested CV on the OOF rows)")
     ensemble.add_argument("--test", type=Path, nargs="+", help="test prediction files, one per input, in order")
     ensemble.add_argument("--rules", type=Path, help="YAML priority rules (for --method rules)")
+    ensemble.add_argument("--force-rules", action="store_true",
+                          help="apply every rule, also one that lowers OOF macro-F1 (such a rule is skipped otherwise)")
     ensemble.add_argument("--label-map", type=Path, help="YAML 'source_label: [target labels]' for other label sets")
     ensemble.add_argument("--calibrate", nargs="?", const="auto", choices=["auto", "always"],
                           help="temperature + per-class biases fitted on OOF for macro-F1, applied to test; "

@@ -64,27 +64,46 @@ def _share(counts: Counter[str], label: str) -> str:
 
 
 def ensemble_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"ensemble ({summary['method']}) on {summary['n_oof']} OOF posts", title_justify="left")
+    """Each input's OOF macro-F1 beside the ensemble's; every figure out-of-sample (nested CV where fitted)."""
+    table = Table(title=f"ensemble ({summary['method']}) on {summary['n_oof']} OOF posts, macro-F1 out-of-sample",
+                  title_justify="left")
     for name in ("input", "weight", "OOF macro-F1"):
         table.add_column(name, justify="left" if name == "input" else "right")
     weights = summary.get("weights") or [None] * len(summary["inputs"])
     scores = summary.get("members_oof_macro_f1") or [None] * len(summary["inputs"])
-    for path, weight, score in zip(summary["inputs"], weights, scores):
-        table.add_row(literal(path), "" if weight is None else f"{weight:.3f}", "" if score is None else f"{score:.3f}")
+    mapped = set(summary.get("label_mapped_inputs", []))
+    for i, (path, weight, score) in enumerate(zip(summary["inputs"], weights, scores)):
+        note = " (label map: its weight acts between its label groups, not inside one)" if i in mapped else ""
+        table.add_row(literal(f"{path}{note}"), "" if weight is None else f"{weight:.3f}",
+                      "" if score is None else f"{score:.3f}")
+    if "auto" in summary:
+        auto = summary["auto"]
+        for name, score in auto["nested_cv_macro_f1"].items():
+            note = " (a blend must beat it by more than 2 posts' worth)" if name == "best" else ""
+            chosen = ", chosen" if name == auto["choice"] else ""
+            table.add_row(f"auto candidate: {name}{note}{chosen}", "", f"{score:.3f}")
     if "ensemble_oof_macro_f1" in summary:
-        note = " (in-sample: fitted on these rows)" if summary.get("ensemble_oof_is_in_sample") else ""
-        table.add_row(f"ensemble{note}", "", f"{summary['ensemble_oof_macro_f1']:.3f}")
+        table.add_row(literal(f"ensemble ({summary['ensemble_oof_scored']})"), "",
+                      f"{summary['ensemble_oof_macro_f1']:.3f}")
     for rule in summary.get("rules", []):
-        table.add_row(literal(f"rule: {rule['rule']} (fires {rule['fires']}, right {rule['correct']})"), "",
+        table.add_row(literal(f"rule: {rule['rule']}: {rule_outcome(rule)}"), "",
                       f"{rule['macro_f1_before']:.3f} -> {rule['macro_f1_after']:.3f}")
     calibration = summary.get("calibration")
     if calibration:
         nested = calibration["nested_cv"]
         biases = "with biases" if calibration["biases_applied"] else "temperature only (biases did not help)"
-        table.add_row(f"calibrated (T={calibration['temperature']:.2f}, {biases}), in-sample", "",
-                      f"{calibration['oof_macro_f1_before']:.3f} -> {calibration['oof_macro_f1_after']:.3f}")
-        table.add_row("gain of the biases, nested CV", "", f"{nested['gain']:+.3f}")
+        table.add_row(f"calibrated (T={calibration['temperature']:.2f}, {biases}): biases' effect, nested CV", "",
+                      f"{nested['macro_f1_before']:.3f} -> {nested['macro_f1_after']:.3f}")
     return table
+
+
+def rule_outcome(rule: dict[str, Any]) -> str:
+    """Fires, right, changed, and why those may differ: a post the blend already gave the rule's label is
+    decided by the rule without a change, so a rule can fire often and change nothing."""
+    already = rule["fires"] - rule["changed"]
+    why = f" ({already} already had its label)" if already else ""
+    applied = "applied" if rule["applied"] else "NOT applied: it lowers OOF macro-F1"
+    return f"fires {rule['fires']}, right {rule['correct']}, changed {rule['changed']}{why}; {applied}"
 
 
 def demo_run_table(labels: list[str], validation: dict[str, Any], held_out: dict[str, Any]) -> Table:

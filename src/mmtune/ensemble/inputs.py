@@ -22,15 +22,32 @@ from mmtune.evaluation.predictions import Predictions, gold_indices
 LabelMap = Mapping[str, Sequence[str]]
 
 
-def map_labels(pred: Predictions, target: list[str], mapping: LabelMap, priors: np.ndarray | None) -> Predictions:
+def map_labels(pred: Predictions, target: list[str], mapping: LabelMap, priors: np.ndarray | None,
+               within: np.ndarray | None = None) -> Predictions:
     """Probabilities over `target`: each source label's mass goes to its mapped target labels.
 
-    Within a group (e.g. `sarcasm -> [multi, image, text]`) the mass is split by the target labels'
-    priors (the OOF gold frequencies), equally without them: a model that cannot tell the group's
-    labels apart says nothing about which one it is.
+    A model that cannot tell a group's labels apart (`sarcasm -> [multi, image, text]`) says nothing about which
+    one it is, so within a group its mass is split as `within` splits it: the [N, K] mean of the inputs over the
+    full label set, row by row. Weighted by any blend, such a model then moves mass between groups only, never
+    the decision inside one (given all the weight, it would otherwise hand every sarcastic post to the most
+    frequent sarcasm label). Without `within`, or where it gives a group no mass, by the target labels' priors
+    (the OOF gold frequencies), equally without them.
     """
     if pred.labels == target:
         return pred
+    matrix = _mapping_matrix(pred, target, mapping, priors)
+    probs = pred.probs @ matrix
+    if within is not None:
+        for row in range(len(pred.labels)):
+            columns = np.flatnonzero(matrix[row])
+            mass = within[:, columns].sum(axis=1, keepdims=True)
+            share = np.where(mass > 0, within[:, columns] / np.where(mass > 0, mass, 1.0), matrix[row, columns])
+            probs[:, columns] += pred.probs[:, [row]] * (share - matrix[row, columns])
+    return replace(pred, probs=probs, labels=list(target))
+
+
+def _mapping_matrix(pred: Predictions, target: list[str], mapping: LabelMap, priors: np.ndarray | None) -> np.ndarray:
+    """[source labels, target labels]: each source label's mass split over its targets by the priors."""
     matrix = np.zeros((len(pred.labels), len(target)))
     for row, label in enumerate(pred.labels):
         mapped = list(mapping.get(label, [label] if label in target else []))
@@ -46,7 +63,7 @@ def map_labels(pred: Predictions, target: list[str], mapping: LabelMap, priors: 
         missing = [target[k] for k in np.flatnonzero(~covered)]
         raise InputError(f"{pred.path}: no label maps to {missing}; the ensemble needs every label covered "
                          "(give a label mapping with --label-map)")
-    return replace(pred, probs=pred.probs @ matrix, labels=list(target))
+    return matrix
 
 
 def target_labels(preds: Sequence[Predictions], mapping: LabelMap) -> list[str]:
@@ -96,18 +113,37 @@ def align(preds: Sequence[Predictions], mapping: LabelMap | None = None, labels:
     order = {pid: row for row, pid in enumerate(first.ids)}
     if first.gold is not None and priors is None:
         priors = gold_priors(first.gold, labels)
-    stacked = []
+    reordered = []
     for pred in preds:
         _check_same_ids(pred, first, order)
-        rows = np.array([order[pid] for pid in pred.ids])
-        inverse = np.argsort(rows)  # pred rows in the first file's order
+        inverse = np.argsort(np.array([order[pid] for pid in pred.ids]))  # pred rows in the first file's order
         if set(pred.labels) == set(first.labels):
             _check_same_gold(pred, first, inverse)
-        mapped = map_labels(pred, labels, mapping, priors) if set(pred.labels) != set(labels) else pred
-        columns = [mapped.labels.index(label) for label in labels]
-        stacked.append(mapped.probs[inverse][:, columns])
+        reordered.append(replace(pred, ids=list(first.ids), probs=pred.probs[inverse], gold=None, folds=None))
+    full = [np.stack([p.probs[:, p.labels.index(label)] for label in labels], axis=1)
+            for p in reordered if set(p.labels) == set(labels)]
+    within = np.mean(full, axis=0) if full else None
+    stacked = []
+    for pred in reordered:
+        mapped = map_labels(pred, labels, mapping, priors, within) if set(pred.labels) != set(labels) else pred
+        stacked.append(mapped.probs[:, [mapped.labels.index(label) for label in labels]])
     return Members(paths=[p.path for p in preds], ids=list(first.ids), labels=labels, probs=np.stack(stacked),
                    gold=first.gold, folds=first.folds)
+
+
+def check_same_folds(preds: Sequence[Predictions], why: str) -> None:
+    """Inputs cross-validated on different fold splits are refused (exit 2, naming them): a post's OOF rows then
+    come from models trained on different posts, and no nested CV over one input's folds keeps the others'
+    training posts out of its held-out fold."""
+    with_folds = [p for p in preds if p.folds is not None]
+    first = dict(zip(with_folds[0].ids, with_folds[0].folds)) if with_folds else {}
+    for pred in with_folds[1:]:
+        pairs = {(first[pid], fold) for pid, fold in zip(pred.ids, pred.folds) if pid in first}
+        # The same split may number its folds otherwise: what must match is the partition of the posts.
+        if len({a for a, _ in pairs}) != len(pairs) or len({b for _, b in pairs}) != len(pairs):
+            raise InputError(f"{why}: {with_folds[0].path} and {pred.path} were cross-validated on different "
+                             "folds, so their OOF rows are not comparable; give every cv the same folds file "
+                             "(cv.folds_file) or use --method mean")
 
 
 def _check_same_ids(pred: Predictions, first: Predictions, order: dict[str, int]) -> None:

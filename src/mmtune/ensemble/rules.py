@@ -13,7 +13,8 @@ A rules file (YAML):
 
 Rules are applied exactly as written. A fired post gets `label` as its top class: its probability
 swaps places with the previous top one, so the row stays a distribution whose argmax is the rule's label.
-Each rule is scored on OOF first (how often it fires, how often it is right, macro-F1 before/after).
+Each rule is scored on OOF first (how often it fires, how often it is right, how many decisions it changes,
+macro-F1 before/after); one that lowers OOF macro-F1 is not applied unless forced (--force-rules).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def load_rules(path: str | Path, labels: list[str]) -> RuleSet:
     return parse_rules(read_yaml_file(path, "rules file"), labels, str(path))
 
 
-def parse_rules(raw: Any, labels: list[str], source: str = "rules") -> RuleSet:
-    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list) or not raw["rules"]:
+def parse_rules(raw: Any, labels: list[str], source: str = "rules", allow_empty: bool = False) -> RuleSet:
+    """`allow_empty`: a saved blend whose every rule lowered OOF macro-F1 keeps none of them."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list) or not (raw["rules"] or allow_empty):
         raise InputError(f"{source}: expected a mapping with a non-empty 'rules' list")
     unknown = sorted(set(raw) - {"base", "rules"})
     if unknown:
@@ -104,17 +106,25 @@ def apply_rules(members: np.ndarray, blended: np.ndarray, rules: tuple[Rule, ...
     return out, decided
 
 
-def score_rules(members: np.ndarray, blended: np.ndarray, rules: tuple[Rule, ...], labels: list[str],
-                targets: np.ndarray) -> list[dict[str, Any]]:
-    """Per rule, on OOF rows: fired posts, how many it was right on, macro-F1 before and after it (cumulative)."""
+def judge_rules(members: np.ndarray, blended: np.ndarray, rules: tuple[Rule, ...], labels: list[str],
+                targets: np.ndarray, force: bool = False) -> tuple[tuple[Rule, ...], list[dict[str, Any]]]:
+    """The rules to apply and, per rule in priority order on the OOF rows (after the rules kept before it): the
+    posts it decides (`fires`), how many of those it is right on, how many decisions it changes (a post the
+    blend already gave its label is decided but not changed) and macro-F1 before/after it. A rule that lowers
+    macro-F1 is not kept unless `force`: a hand-written rule that hurts on OOF is not applied silently."""
+    kept: list[Rule] = []
+    current, before = blended, macro_f1(blended, targets)
     rows = []
-    before = macro_f1(blended, targets)
-    for n in range(1, len(rules) + 1):
-        applied, decided = apply_rules(members, blended, rules[:n], labels)
-        mine = decided == n - 1
+    for rule in rules:
+        applied, decided = apply_rules(members, blended, (*kept, rule), labels)
+        mine = decided == len(kept)
         after = macro_f1(applied, targets)
-        rows.append({"rule": rules[n - 1].describe(), "fires": int(mine.sum()),
-                     "correct": int((targets[mine] == labels.index(rules[n - 1].label)).sum()),
-                     "macro_f1_before": before, "macro_f1_after": after})
-        before = after
-    return rows
+        keep = after >= before or force
+        rows.append({"rule": rule.describe(), "fires": int(mine.sum()),
+                     "correct": int((targets[mine] == labels.index(rule.label)).sum()),
+                     "changed": int((applied.argmax(axis=1) != current.argmax(axis=1)).sum()),
+                     "macro_f1_before": before, "macro_f1_after": after, "applied": keep})
+        if keep:
+            kept.append(rule)
+            current, before = applied, after
+    return tuple(kept), rows

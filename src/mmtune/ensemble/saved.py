@@ -175,7 +175,7 @@ class _Reader:
             return None
         if value is None or not needs_rules:
             raise self.fail("rules", "a rules object for method 'rules' and null for any other", value)
-        return parse_rules(value, labels, f"{self.path}: key '{KEY}.rules'")
+        return parse_rules(value, labels, f"{self.path}: key '{KEY}.rules'", allow_empty=True)
 
     def calibration(self, value: Any, labels: int) -> MacroF1Calibrator | None:
         if value is None:

@@ -125,14 +125,16 @@ def nested_gain(probs: np.ndarray, targets: np.ndarray, k: int = 5, seed: int = 
     """
     probs, targets = _check(probs, targets)
     calibrated = np.empty_like(probs)
-    for fit_rows, held_rows in _splits(targets, k, seed, groups):
+    for fit_rows, held_rows in row_splits(targets, k, seed, groups):
         calibrator = MacroF1Calibrator().fit(probs[fit_rows], targets[fit_rows])
         calibrated[held_rows] = calibrator.predict_proba(probs[held_rows])
     before, after = macro_f1(probs, targets), macro_f1(calibrated, targets)
     return {"macro_f1_before": before, "macro_f1_after": after, "gain": after - before}
 
 
-def _splits(targets: np.ndarray, k: int, seed: int, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+def row_splits(targets: np.ndarray, k: int, seed: int,
+               groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) per part: one part per `groups` value (the cv folds), else a stratified k-fold."""
     if groups is not None and len(np.unique(groups)) >= 2:
         return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in np.unique(groups)]
     with warnings.catch_warnings():

@@ -11,6 +11,7 @@ same way; ensemble/saved.py).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmtune.config import read_yaml_file
-from mmtune.ensemble.inputs import LabelMap, Members, align, gold_priors
+from mmtune.ensemble.inputs import LabelMap, Members, align, check_same_folds, gold_priors
 from mmtune.ensemble.methods import Method, get_method, known_methods
 from mmtune.errors import InputError
 from mmtune.evaluation.folders import (
@@ -35,6 +36,8 @@ from mmtune.outputs import check_outputs, write_text_atomic
 if TYPE_CHECKING:
     from mmtune.ensemble.blend import Blend
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class EnsembleRequest:
@@ -46,6 +49,7 @@ class EnsembleRequest:
     rules: Path | None = None
     calibrate: str | None = None  # None | auto (biases only when nested CV says they help) | always
     seed: int = 0
+    force_rules: bool = False  # apply the rules that lower OOF macro-F1 too
 
 
 @dataclass
@@ -106,28 +110,43 @@ def requested_method(name: str) -> Method:
     return get_method(name)
 
 
+def _check_rules_wanted(request: EnsembleRequest, method: Method) -> None:
+    if method.needs_rules and request.rules is None:
+        raise InputError(f"--method {request.method} needs --rules FILE.yaml")
+    if request.rules is not None and not method.needs_rules:
+        raise InputError(f"--rules is for --method rules (the file names its base blend), not --method "
+                         f"{request.method}")
+
+
 def run_ensemble(request: EnsembleRequest) -> EnsembleResult:
     # Imported here: the CLI's parser lists this module's methods without loading scikit-learn.
-    from mmtune.ensemble.blend import CALIBRATE, BlendRequest, blend
+    from mmtune.ensemble.blend import CALIBRATE, BlendRequest, blend, blend_method
     from mmtune.ensemble.rules import load_rules
 
     method = requested_method(request.method)
     if request.calibrate not in CALIBRATE:
         raise InputError(f"--calibrate must be one of {[c for c in CALIBRATE if c]}, got '{request.calibrate}'")
-    if method.needs_rules and request.rules is None:
-        raise InputError(f"--method {request.method} needs --rules FILE.yaml")
+    _check_rules_wanted(request, method)
     oof_paths, test_paths = resolve_inputs(request.inputs, request.tests)
     check_outputs(output_paths(request.out, with_test=test_paths is not None),
                   _named_inputs(oof_paths, test_paths, request))
     mapping = load_label_map(request.label_map)
     needs_gold = method.needs_gold or request.calibrate
-    oof = align([read_predictions(p, need_gold=needs_gold) for p in oof_paths], mapping)
+    oof_preds = [read_predictions(p, need_gold=needs_gold) for p in oof_paths]
+    oof = align(oof_preds, mapping)
     priors = gold_priors(oof.gold, oof.labels) if oof.gold is not None else None
     test = None
     if test_paths is not None:
         test = align([read_predictions(p) for p in test_paths], mapping, labels=oof.labels, priors=priors)
     rules = load_rules(request.rules, oof.labels) if request.rules else None
-    blended = blend(BlendRequest(request.method, rules, request.calibrate, request.seed), oof, test)
+    if blend_method(method, rules).fitted_on_gold:
+        check_same_folds(oof_preds, f"--method {request.method}")
+    blended = blend(BlendRequest(request.method, rules, request.calibrate, request.seed, request.force_rules), oof,
+                    test)
+    # Their weights act between the groups their labels map to, never inside one (ensemble/inputs.map_labels).
+    blended.summary["label_mapped_inputs"] = [i for i, p in enumerate(oof_preds) if set(p.labels) != set(oof.labels)]
+    for warning in blended.summary["warnings"]:
+        log.warning(warning)
     return _write(request, oof, test, blended, (mapping, priors))
 
 

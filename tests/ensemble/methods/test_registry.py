@@ -21,23 +21,25 @@ BLENDERS = [name for name in known_methods() if not get_method(name).needs_rules
 def test_every_module_is_a_method_named_after_it():
     modules = sorted(p.stem for p in Path(methods.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
     assert known_methods() == modules
-    assert {"mean", "weighted", "rank", "stack", "rules", "greedy"} <= set(modules)
+    assert {"mean", "weighted", "rank", "stack", "rules", "greedy", "best", "auto"} <= set(modules)
     with pytest.raises(KeyError):
         get_method("bogus")
 
 
-@pytest.mark.parametrize(("name", "needs_gold", "in_sample", "rules_base", "needs_rules"), [
+@pytest.mark.parametrize(("name", "needs_gold", "fitted_on_gold", "rules_base", "needs_rules"), [
     ("mean", False, False, True, False),
     ("weighted", True, True, True, False),
     ("greedy", True, True, True, False),
-    ("rank", False, False, True, False),
-    ("stack", True, False, False, False),  # cross-validated OOF, so not in-sample
-    ("rules", True, False, False, True),  # needs gold to score the rules; in-sample is its base's
+    ("rank", False, False, True, False),  # its quantile grids read the OOF probabilities, never the gold labels
+    ("stack", True, True, False, False),
+    ("best", True, True, True, False),
+    ("auto", True, True, False, False),
+    ("rules", True, False, False, True),  # needs gold to judge the rules; fitted on gold is its base's
 ])
-def test_what_the_methods_declare(name, needs_gold, in_sample, rules_base, needs_rules):
+def test_what_the_methods_declare(name, needs_gold, fitted_on_gold, rules_base, needs_rules):
     method = get_method(name)
-    assert (method.needs_gold, method.in_sample, method.rules_base, method.needs_rules) == (
-        needs_gold, in_sample, rules_base, needs_rules)
+    assert (method.needs_gold, method.fitted_on_gold, method.rules_base, method.needs_rules) == (
+        needs_gold, fitted_on_gold, rules_base, needs_rules)
 
 
 @pytest.mark.parametrize("name", BLENDERS)
@@ -47,7 +49,8 @@ def test_every_blender_keeps_the_estimator_contract(name, good_and_weak):
     blender = method.build(0)
     unfitted = set(vars(blender))
     assert clone(blender).get_params() == blender.get_params()
-    oof = method.fit_oof(blender, X, targets, folds)
+    assert method.fit(blender, X, targets, folds) is blender
+    oof = blender.predict_proba(X)
     assert all(attr.endswith("_") for attr in set(vars(blender)) - unfitted)
     assert oof.shape == (300, 4)
     np.testing.assert_allclose(oof.sum(axis=1), 1.0)
@@ -59,7 +62,7 @@ def fitted(name, good_and_weak):
     X, targets, folds = good_and_weak
     method = get_method(name)
     blender = method.build(0)
-    method.fit_oof(blender, X, targets, folds)
+    method.fit(blender, X, targets, folds)
     return method, blender
 
 
@@ -67,14 +70,17 @@ def fitted(name, good_and_weak):
 def test_the_summary_reports_what_a_method_says_it_fitted(name, good_and_weak):
     method, blender = fitted(name, good_and_weak)
     reported = method.fitted(blender)
-    if name in ("mean", "weighted", "greedy"):
+    if name in ("mean", "weighted", "greedy", "best"):
         assert set(reported) == {"weights"} and np.isclose(sum(reported["weights"]), 1.0)
+    elif name == "auto":
+        assert reported["auto"]["choice"] in reported["auto"]["nested_cv_macro_f1"]
     else:
         assert reported == {}
 
 
 def test_rules_bases_are_the_methods_that_say_so():
-    assert {"greedy", "mean", "rank", "weighted"} <= set(rules_bases()) and not {"stack", "rules"} & set(rules_bases())
+    assert {"greedy", "mean", "rank", "weighted", "best"} <= set(rules_bases())
+    assert not {"stack", "rules", "auto"} & set(rules_bases())
     known = re.escape(str(rules_bases()))
     with pytest.raises(InputError, match=rf"'base' must be one of {known}, got 'stack'"):
         parse_rules({"base": "stack", "rules": [{"label": "text-sarcasm", "min_prob": 0.5}]}, LABELS)
@@ -106,6 +112,10 @@ def test_every_blender_is_saved_as_json_numbers_and_rebuilt_to_predict_the_same(
     ("stack", {"classes": [0, 1, 2, 3], "coef": [[0.0] * 8] * 3, "intercept": [0.0] * 4}, "coef"),
     ("stack", {"classes": [0, 1, 2, 9], "coef": [[0.0] * 8] * 4, "intercept": [0.0] * 4}, "classes"),
     ("stack", {"classes": [0, 1, 2, 3], "coef": [[0.0] * 8] * 4, "intercept": [[0.0]] * 4}, "intercept"),
+    ("rank", {"quantiles": [[[0.5] * 101] * 4] * 2 + [[[0.5] * 101] * 4]}, "quantiles"),  # three members
+    ("rank", {"quantiles": [[list(np.linspace(1, 0, 101))] * 4] * 2}, "quantiles"),  # decreasing
+    ("auto", {"choice": "rank", "state": {}}, "choice"),
+    ("auto", {"choice": "weighted", "state": {"weights": [1.0]}}, "state.weights"),
 ])
 def test_a_saved_state_that_save_cannot_write_is_refused_naming_its_key(name, state, key):
     with pytest.raises(methods.StateError) as caught:

@@ -22,14 +22,13 @@ def oofs(tmp_path):
     return paths
 
 
-@pytest.mark.parametrize(("base", "in_sample"), [("mean", False), ("weighted", True), ("greedy", True),
-                                                ("rank", False)])
-def test_rules_blend_with_their_base(tmp_path, oofs, base, in_sample):
+@pytest.mark.parametrize("base", ["mean", "weighted", "greedy", "rank"])
+def test_rules_blend_with_their_base(tmp_path, oofs, base):
     rules = tmp_path / "r.yaml"
     rules.write_text(f"base: {base}\nrules:\n  - {{label: text-sarcasm, when: any, min_prob: 0.99}}\n")
     with_rules = api.ensemble(oofs, out=tmp_path / "r.csv", method="rules", rules=rules).summary
     plain = api.ensemble(oofs, out=tmp_path / "p.csv", method=base).summary
     assert with_rules["rules"][0]["fires"] == 0  # nothing fires: the rules method is its base
     assert with_rules["ensemble_oof_macro_f1"] == plain["ensemble_oof_macro_f1"]
-    assert with_rules["ensemble_oof_is_in_sample"] is plain["ensemble_oof_is_in_sample"] is in_sample
+    assert with_rules["ensemble_oof_scored"] == plain["ensemble_oof_scored"]
     assert with_rules.get("weights") == plain.get("weights")

@@ -28,9 +28,9 @@ class Blender(Protocol):
     def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
 
 
-def fit_then_predict(blender: Any, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> np.ndarray:
-    """Fit on the OOF rows and predict those same rows."""
-    return blender.fit(X, y).predict_proba(X)
+def fit_rows(blender: Any, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> Any:
+    """Fit on the OOF rows (most blenders have no use for their folds)."""
+    return blender.fit(X, y)
 
 
 def nothing_fitted(blender: Any) -> dict[str, Any]:
@@ -75,10 +75,12 @@ class Method:
     # seed -> an unfitted blender; None: it blends with the method its rules file names as `base:`.
     build: Callable[[int], Blender] | None
     needs_gold: bool = False  # fitted (or scored) on the OOF rows' gold labels
-    in_sample: bool = False  # its OOF predictions come from a blender fitted on those same rows
+    # Learns from the OOF rows' gold labels: its score on those rows would be in-sample, so the ensemble scores
+    # it by nested CV (fitted on the other folds, scored on the held-out one), and its inputs must share folds.
+    fitted_on_gold: bool = False
     rules_base: bool = False  # may be the `base:` blend that a rules file overrides
-    # (blender, X, y, the OOF rows' folds) -> the ensemble's OOF predictions
-    fit_oof: Callable[[Any, np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] = fit_then_predict
+    # (blender, X, y, the OOF rows' folds) -> the fitted blender
+    fit: Callable[[Any, np.ndarray, np.ndarray | None, np.ndarray | None], Any] = fit_rows
     # fitted blender -> what the ensemble summary reports of it (e.g. the members' weights)
     fitted: Callable[[Any], dict[str, Any]] = nothing_fitted
     # fitted blender -> its fitted state as JSON lists of numbers (the ensemble's saved blend)

@@ -33,5 +33,5 @@ class GreedySelectionBlender(WeightedMeanBlender):
         return self
 
 
-METHOD = Method(build=lambda seed: GreedySelectionBlender(), needs_gold=True, in_sample=True, rules_base=True,
+METHOD = Method(build=lambda seed: GreedySelectionBlender(), needs_gold=True, fitted_on_gold=True, rules_base=True,
                 fitted=fitted_weights, save=fitted_weights, load=load_weights)

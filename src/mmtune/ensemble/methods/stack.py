@@ -1,20 +1,16 @@
-"""`stack`: a scikit-learn meta-learner on the members' OOF log-probabilities, with its own CV.
+"""`stack`: a scikit-learn meta-learner (a logistic regression) on the members' OOF log-probabilities.
 
-The meta-learner's OOF predictions (`oof_proba_`) come from `cross_val_predict` over the folds the
-members were validated on (the OOF `fold` column), so a post is always scored by a meta-learner that
-never saw it: a flexible meta-learner cannot turn memorized rows into a fake OOF score. The
-meta-learner that predicts test rows is then refitted on all OOF rows. That logistic regression is saved as its
-coefficients, intercepts and classes (JSON numbers) and rebuilt from them.
+The meta-learner is fitted on every OOF row; its score on those rows would be in-sample, so the ensemble scores
+it as it scores every method fitted on gold labels (ensemble/nested.py): each OOF fold predicted by a
+meta-learner fitted on the other folds. That logistic regression is saved as its coefficients, intercepts and
+classes (JSON numbers) and rebuilt from them.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
 
 from mmtune.ensemble.methods import Method, StateError, check_members, saved_numbers
 
@@ -28,51 +24,24 @@ def member_features(X: np.ndarray) -> np.ndarray:
 
 
 class StackingBlender(BaseEstimator, ClassifierMixin):
-    def __init__(self, meta: BaseEstimator | None = None, cv: int = 5, seed: int = 0) -> None:
+    def __init__(self, meta: BaseEstimator | None = None) -> None:
         self.meta = meta
-        self.cv = cv
-        self.seed = seed
 
-    def _meta(self) -> BaseEstimator:
-        return clone(self.meta) if self.meta is not None else LogisticRegression(C=1.0, max_iter=2000)
-
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> StackingBlender:
-        features = member_features(X)
-        y = np.asarray(y, dtype=int)
+    def fit(self, X: np.ndarray, y: np.ndarray) -> StackingBlender:
         self.n_classes_ = np.asarray(X).shape[2]
-        splits = self._splits(features, y, groups)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-            oof = cross_val_predict(self._meta(), features, y, cv=splits, method="predict_proba")
-        # cross_val_predict orders columns by the classes present in y; spread them onto all K.
-        self.oof_proba_ = self._expand(oof, np.unique(y))
-        self.meta_ = self._meta().fit(features, y)
+        meta = clone(self.meta) if self.meta is not None else LogisticRegression(C=1.0, max_iter=2000)
+        self.meta_ = meta.fit(member_features(X), np.asarray(y, dtype=int))
         return self
 
-    def _splits(self, features: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> list:
-        if groups is not None and len(np.unique(groups)) >= 2:
-            return list(GroupKFold(n_splits=len(np.unique(groups))).split(features, y, groups))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-            return list(StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.seed).split(features, y))
-
-    def _expand(self, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        full = np.zeros((len(probs), self.n_classes_))
-        full[:, classes] = probs
-        return full / np.clip(full.sum(axis=1, keepdims=True), 1e-12, None)
-
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self._expand(self.meta_.predict_proba(member_features(X)), self.meta_.classes_)
-
-
-def _cross_validated(blender: StackingBlender, X: np.ndarray, y: np.ndarray | None,
-                     groups: np.ndarray | None) -> np.ndarray:
-    # The OOF rows' ensemble predictions come from meta-learners that never saw them, not from the refit one.
-    return blender.fit(X, y, groups=groups).oof_proba_
+        # The meta-learner knows the classes present in the rows it was fitted on; spread them onto all K.
+        full = np.zeros((len(X), self.n_classes_))
+        full[:, self.meta_.classes_] = self.meta_.predict_proba(member_features(X))
+        return full / np.clip(full.sum(axis=1, keepdims=True), 1e-12, None)
 
 
 def _save(blender: StackingBlender) -> dict[str, list]:
-    """The refitted logistic regression's fitted numbers: all that its predict_proba reads."""
+    """The logistic regression's fitted numbers: all that its predict_proba reads."""
     meta = blender.meta_
     return {"classes": [int(c) for c in meta.classes_], "coef": meta.coef_.tolist(),
             "intercept": meta.intercept_.tolist()}
@@ -95,5 +64,4 @@ def _load(state: dict, members: int, labels: int) -> StackingBlender:
     return blender
 
 
-METHOD = Method(build=lambda seed: StackingBlender(seed=seed), needs_gold=True, fit_oof=_cross_validated, save=_save,
-                load=_load)
+METHOD = Method(build=lambda seed: StackingBlender(), needs_gold=True, fitted_on_gold=True, save=_save, load=_load)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import softmax
-from sklearn.metrics import log_loss
 
-from mmtune.ensemble.methods import Method, check_members, normalized
+from mmtune.ensemble.methods import Method, check_members
 from mmtune.ensemble.methods.mean import WeightedMeanBlender, fitted_weights, load_weights
 from mmtune.evaluation.metrics import PROB_CLIP
 
@@ -20,16 +19,19 @@ class LogLossWeightsBlender(WeightedMeanBlender):
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> LogLossWeightsBlender:
         X = check_members(X)
-        labels = list(range(X.shape[2]))
+        # Each member's probability of the gold label: the log-loss of any weighted mean needs only these
+        # (and the rows' totals, 1 for every member's distribution).
+        gold = X[np.arange(len(X)), :, np.asarray(y, dtype=int)]
+        totals = X.sum(axis=2)
 
         def loss(theta: np.ndarray) -> float:
-            blended = np.einsum("nmk,m->nk", X, softmax(theta))
-            return float(log_loss(y, np.clip(normalized(blended), PROB_CLIP, 1.0), labels=labels))
+            weights = softmax(theta)
+            return float(-np.log(np.clip((gold @ weights) / (totals @ weights), PROB_CLIP, 1.0)).mean())
 
         found = minimize(loss, np.zeros(X.shape[1]), method="L-BFGS-B")
         self.weights_ = softmax(found.x)
         return self
 
 
-METHOD = Method(build=lambda seed: LogLossWeightsBlender(), needs_gold=True, in_sample=True, rules_base=True,
+METHOD = Method(build=lambda seed: LogLossWeightsBlender(), needs_gold=True, fitted_on_gold=True, rules_base=True,
                 fitted=fitted_weights, save=fitted_weights, load=load_weights)
