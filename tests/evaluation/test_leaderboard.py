@@ -165,7 +165,7 @@ def test_an_ensemble_scored_on_the_rows_it_was_fitted_on_says_so(board, tmp_path
     from tests.evaluation.run_folders import make_ensemble
 
     summary = json.loads(make_ensemble([board.runs["cv-a"], board.runs["cv-b"]], tmp_path / "ens.csv").read_text())
-    summary["ensemble_oof_is_in_sample"] = True  # what mmtune ensemble writes for a blend fitted on its OOF rows
+    summary["ensemble_oof_is_in_sample"] = True  # what mmtune ensemble wrote before its figures were nested
     (tmp_path / "ens.json").write_text(json.dumps(summary), encoding="utf-8")
     entry = read_board([tmp_path]).entries[0]
     assert entry.model == "mean ensemble of 2 inputs (OOF in-sample)"

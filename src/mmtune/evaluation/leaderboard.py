@@ -212,7 +212,8 @@ def _read_ensemble(found: Found) -> Entry:
     recipe = {"method": summary["method"], "inputs": inputs, "calibration": summary.get("calibration") is not None}
     settings = {"ensemble.method": summary["method"], "ensemble.inputs": len(inputs)}
     text = json.dumps(recipe, indent=1, ensure_ascii=False)
-    # A blend fitted on the OOF rows it is scored on flatters itself: the summary says so, and so does the row.
+    # Ensembles written before their figures were nested (cross-fitted) flagged a blend scored on the rows it was
+    # fitted on: such a figure flatters itself, and the row says so.
     in_sample = " (OOF in-sample)" if summary.get("ensemble_oof_is_in_sample") is True else ""
     return Entry(found.name, ENSEMBLE_KIND, found.path, f"{summary['method']} ensemble of {len(inputs)} inputs"
                  + in_sample,
