@@ -68,6 +68,14 @@ def test_features_are_bit_identical_for_every_worker_count_and_equal_the_in_proc
     assert torch.count_nonzero(serial[5]) == 0 and torch.count_nonzero(serial[4]) > 0  # the missing image
 
 
+def test_computing_features_leaves_the_global_random_state_alone(tiny, posts) -> None:
+    # A run that computes features must initialise and shuffle exactly like the same run on a warm cache.
+    tower = _tower(tiny)
+    before = torch.get_rng_state()
+    _features(tower, posts, workers=2)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_image_inputs_survive_pickling_for_spawned_workers(tiny, posts) -> None:
     tower = _tower(tiny)
     copied = pickle.loads(pickle.dumps(tower.inputs))  # what a spawn/forkserver worker receives

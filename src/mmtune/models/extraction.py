@@ -72,8 +72,11 @@ def prepared(prepare: Callable[[list[Any]], Inputs], chunks: list[list[Any]], wo
         yield from (prepare(chunk) for chunk in chunks)
         return
     split = [_split(chunk, workers) for chunk in chunks]
+    # Why the own generator: without one, starting the workers draws their seed from torch's global generator, so
+    # a run that computes features would initialise and shuffle differently from the same run on a warm cache.
     loader = DataLoader(_Pieces(prepare, [piece for pieces in split for piece in pieces]), batch_size=None,
-                        shuffle=False, num_workers=workers, prefetch_factor=_PREFETCH, persistent_workers=False)
+                        shuffle=False, num_workers=workers, prefetch_factor=_PREFETCH, persistent_workers=False,
+                        generator=torch.Generator())
     iterator = iter(loader)
     try:
         for pieces in split:
