@@ -309,7 +309,9 @@ class TrainConfig:
     cache_dir: str = doc("~/.cache/mmtune/features", "where cached features live", nonempty=True)
     num_workers: int = doc(0, "DataLoader worker processes", ge=0)
     tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
-    log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
+    log_with: list[Literal["tensorboard", "wandb"]] = doc(
+        ["tensorboard"], "trackers; each run logs in its own folder, under its folder's name (a tracker not "
+                         "installed is named once and left out)")
     log_every_steps: int = doc(10, "record the training loss and learning rate every N steps (sent to the trackers "
                                    "in batches: every 30 s, at each evaluation and at the end)", ge=1)
 

@@ -135,7 +135,7 @@ def _run_folds(cfg: Config, cv_dir: Path, processes: Any) -> CVResult:
                 return result
         resume = ckpt.resolve(run_dir / "last") is not None
         log.info(f"fold {fold}: {'resuming' if resume else 'training'} in {run_dir}")
-        run = train(fold_cfg, resume=resume)
+        run = train(fold_cfg, resume=resume, name=f"{cv_dir.resolve().name}/{run_dir.name}")
         if run.stopped not in ("finished", "early_stopping"):
             result.stopped[fold] = run.stopped
             return result  # the budget or a signal stops the whole cv; rerunning continues here
@@ -174,7 +174,8 @@ def _refit(cfg: Config, cv_dir: Path, result: CVResult, processes: Any) -> None:
     done = (run_dir / "test_predictions.csv").exists() if cfg.data.test else ckpt.resolve(run_dir / "best")
     if not done:
         log.info(f"refit: every training post, {epochs} epochs (median best epoch of folds {folds}) in {run_dir}")
-        run = train(refit_cfg, resume=ckpt.resolve(run_dir / "last") is not None)
+        run = train(refit_cfg, resume=ckpt.resolve(run_dir / "last") is not None,
+                    name=f"{cv_dir.resolve().name}/{REFIT_DIR}")
         if run.stopped not in ("finished", "early_stopping"):
             result.stopped[REFIT_DIR] = run.stopped  # rerunning the cv continues the refit run
             return
