@@ -322,6 +322,15 @@ class TrainConfig:
 
 
 @dataclass
+class PseudoLabelConfig:
+    """cv.pseudo_label: confident test posts as extra training posts of each fold (recipes/cv)."""
+
+    threshold: float = doc(0.95, "a test post is taken when its top class probability is at least this", gt=0, le=1)
+    max_fraction: float = doc(0.3, "at most this many pseudo-labelled posts per training post of the fold (the most "
+                                    "confident first)", gt=0, le=1)
+
+
+@dataclass
 class CVConfig:
     folds: int = doc(5, "number of folds", ge=2)
     only: list[int] | None = doc(None, "run only these folds (each in [0, cv.folds))", ge=0)
@@ -332,6 +341,10 @@ class CVConfig:
     refit: bool = doc(False, "after the folds, train once more on every training post (train.full_fit) for the "
                              "median best epoch of the folds: refit/ (its test_predictions.csv), and "
                              "test_with_refit.csv = the mean of the fold models and the refit model")
+    pseudo_label: PseudoLabelConfig | None = doc(
+        None, "a second round: each fold retrains with the data.test posts its first-round model predicted with "
+              "probability >= threshold (at most max_fraction x its training posts), never in its validation posts; "
+              "e.g. {threshold: 0.95, max_fraction: 0.3}")
 
 
 TUNE_DISTRIBUTIONS = ("float", "int", "choice")
