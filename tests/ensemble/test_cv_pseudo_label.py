@@ -231,3 +231,20 @@ def test_pseudo_labels_need_a_test_file(demo_small, tiny_models, tmp_path):
     config["cv"] = {"folds": 2, "pseudo_label": {}}
     with pytest.raises(InputError, match="cv.pseudo_label: needs data.test"):
         run_cv(load_config(write_config(config, tmp_path / "cv.yaml")))
+
+
+@pytest.mark.slow  # ~20-40 s on 2 shared cores
+def test_with_frozen_towers_the_second_round_reads_every_feature_from_the_cache(demo_small, tiny_models, tmp_path,
+                                                                                data_with_copies, caplog):
+    config = fusion_config(demo_small, tiny_models, tmp_path / "cv", epochs=1, feature_cache=True,
+                           cache_dir=str(tmp_path / "cache"))
+    config["model"]["freeze"] = {"preset": "all"}
+    config["data"] |= {"test": str(data_with_copies[0]), "test_images": str(data_with_copies[1])}
+    config["cv"] = {"folds": 2, "pseudo_label": {"threshold": 0.05, "max_fraction": 1.0}}
+    with caplog.at_level("INFO"):
+        result = run_cv(load_config(write_config(config, tmp_path / "cv.yaml")))
+    assert result.complete and all(f["added"] > 0 for f in result.pseudo_labels["folds"].values())
+    messages = [r.getMessage() for r in caplog.records]
+    computed = [i for i, m in enumerate(messages) if ": computing " in m]
+    first_pseudo = next(i for i, m in enumerate(messages) if "pseudo-labels:" in m)
+    assert computed and max(computed) < first_pseudo  # the first round encoded every post, test posts included
