@@ -14,6 +14,7 @@ second round; pseudo_labels.json in the cv folder counts what each fold added, p
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import statistics
@@ -26,6 +27,7 @@ from mmtune.config import Config
 from mmtune.data.checks import load_posts
 from mmtune.data.folds import make_folds, read_folds, write_folds
 from mmtune.data.post import Post
+from mmtune.data.textfile import file_digest
 from mmtune.durations import budget_seconds
 from mmtune.ensemble.cv import collect, fold_is_done, mean_of_tests
 from mmtune.errors import InputError
@@ -191,6 +193,7 @@ class PseudoRound:
         self.train_posts = load_posts(data.train, data.train_images, data, labels=data.labels,
                                       require_label=True).require_posts("data.train")
         self.test_posts = load_posts(data.test, data.test_images, data, labels=data.labels).require_posts("data.test")
+        self.digest = functools.cache(file_digest)  # every fold compares the same images
 
     def first_dir(self, fold: int) -> Path:
         return fold_dir(self.cv_dir / FIRST_ROUND_DIR, fold)
@@ -213,7 +216,7 @@ class PseudoRound:
         validation = [post for post in self.train_posts if self.folds.get(post.id) == fold]
         training = sum(1 for k in self.folds.values() if k != fold)
         chosen = pseudo_labels.select(read_predictions(source), self.test_posts, validation, training,
-                                      self.settings, self.cfg.cv.group_by)
+                                      self.settings, self.cfg.cv.group_by, self.digest)
         if self.processes.is_main_process:
             make_run_dir(run_dir)
             pseudo_labels.write(run_dir, chosen, source.relative_to(self.cv_dir), self.settings)

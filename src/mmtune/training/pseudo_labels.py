@@ -13,7 +13,7 @@ import csv
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,33 +52,37 @@ class PseudoLabels:
                 "confident": self.confident, "cap": self.cap, "added": len(self.posts), "per_class": self.per_class()}
 
 
-def content_keys(post: Post, group_by: Sequence[str]) -> set[tuple[str, str]]:
+Digest = Callable[[Path], str | None]  # an image file -> its content hash (None: unreadable)
+
+
+def content_keys(post: Post, group_by: Sequence[str], digest: Digest = file_digest) -> set[tuple[str, str]]:
     """The keys that make two posts near-copies (as data.folds groups them)."""
     keys: set[tuple[str, str]] = set()
     if "caption" in group_by and (key := caption_key(post.text)):
         keys.add(("caption", key))
     if "image" in group_by:
-        keys |= {("image", digest) for digest in map(file_digest, post.images) if digest}
+        keys |= {("image", value) for value in map(digest, post.images) if value}
     return keys
 
 
 def select(predictions: Predictions, test_posts: Sequence[Post], validation: Sequence[Post], training_posts: int,
-           settings: PseudoLabelConfig, group_by: Sequence[str]) -> PseudoLabels:
-    """The confident test posts of one fold, most confident first (ties by id), at most the cap."""
+           settings: PseudoLabelConfig, group_by: Sequence[str], digest: Digest = file_digest) -> PseudoLabels:
+    """The confident test posts of one fold, most confident first (ties by id), at most the cap. `digest`: the
+    image hash (a cv passes a memoized one: every fold hashes the same test images)."""
     by_id = {post.id: post for post in test_posts}
     unknown = [pid for pid in predictions.ids if pid not in by_id]
     if unknown or len(predictions.ids) != len(by_id):
         raise InputError(f"{predictions.path}: its ids are not the posts of data.test (e.g. "
                          f"'{(unknown or sorted(set(by_id) - set(predictions.ids)))[0]}'); delete that run folder "
                          "to train the first round again")
-    held_out = set().union(*(content_keys(post, group_by) for post in validation))
+    held_out = set().union(*(content_keys(post, group_by, digest) for post in validation))
     top = predictions.probs.argmax(axis=1)
     confidence = predictions.probs.max(axis=1)
     chosen = PseudoLabels(predictions.labels, test_posts=len(by_id), training_posts=training_posts,
                           cap=math.floor(settings.max_fraction * training_posts))
     candidates = []
     for row, pid in enumerate(predictions.ids):
-        if content_keys(by_id[pid], group_by) & held_out:
+        if content_keys(by_id[pid], group_by, digest) & held_out:
             chosen.near_copies += 1
         elif confidence[row] >= settings.threshold:
             candidates.append((-float(confidence[row]), pid, row))
