@@ -312,7 +312,9 @@ class TrainConfig:
         None, "processes that load and resize images while frozen towers encode into the feature cache (one pass); "
               "null = min(4, CPUs), 0 = in the main process", ge=0)
     tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
-    log_with: list[Literal["tensorboard", "wandb"]] = doc(["tensorboard"], "trackers (skipped when not installed)")
+    log_with: list[Literal["tensorboard", "wandb"]] = doc(
+        ["tensorboard"], "trackers; each run logs in its own folder, under its folder's name (a tracker not "
+                         "installed is named once and left out)")
     log_every_steps: int = doc(10, "record the training loss and learning rate every N steps (sent to the trackers "
                                    "in batches: every 30 s, at each evaluation and at the end)", ge=1)
 
@@ -320,6 +322,15 @@ class TrainConfig:
         if self.time_budget is not None:
             key = f"{prefix}time_budget"
             parse_duration(self.time_budget, f"{origins.at(key)}: '{key}'")  # an unreadable one: exit 2 now
+
+
+@dataclass
+class PseudoLabelConfig:
+    """cv.pseudo_label: confident test posts as extra training posts of each fold (recipes/cv)."""
+
+    threshold: float = doc(0.95, "a test post is taken when its top class probability is at least this", gt=0, le=1)
+    max_fraction: float = doc(0.3, "at most this many pseudo-labelled posts per training post of the fold (the most "
+                                    "confident first)", gt=0, le=1)
 
 
 @dataclass
@@ -333,6 +344,10 @@ class CVConfig:
     refit: bool = doc(False, "after the folds, train once more on every training post (train.full_fit) for the "
                              "median best epoch of the folds: refit/ (its test_predictions.csv), and "
                              "test_with_refit.csv = the mean of the fold models and the refit model")
+    pseudo_label: PseudoLabelConfig | None = doc(
+        None, "a second round: each fold retrains with the data.test posts its first-round model predicted with "
+              "probability >= threshold (at most max_fraction x its training posts), never in its validation posts; "
+              "e.g. {threshold: 0.95, max_fraction: 0.3}")
 
 
 TUNE_DISTRIBUTIONS = ("float", "int", "choice")

@@ -63,9 +63,12 @@ def test_tensorboard_tracker_writes_events(demo_small, tiny_models, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, run_dir = run(demo_small, tiny_models, tmp_path, epochs=1, log_with=["tensorboard"], log_every_steps=2)
-    # The run's writer; add_hparams writes a second event file in a subfolder.
-    events = min(run_dir.rglob("events.out.tfevents.*"), key=lambda path: len(path.parts))
+    # One event file, in the run folder itself (its TensorBoard run is the folder): none in a folder named after the
+    # config's `name` (tiny) or a timestamp.
+    [events] = run_dir.rglob("events.out.tfevents.*")
+    assert events.parent == run_dir
     scalars = EventAccumulator(str(events)).Reload()
+    assert "config/text_summary" in scalars.Tags()["tensors"]  # the resolved config, in the text tab
     # 9 steps: the training loss of every second step (written unflushed) and the epoch's evaluation, all on disk.
     assert [event.step for event in scalars.Scalars("train/loss")] == [2, 4, 6, 8]
     assert [event.step for event in scalars.Scalars("train/lr")] == [2, 4, 6, 8]

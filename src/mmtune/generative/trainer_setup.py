@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForImageTextToText, PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from mmtune.config import Config, save_config
@@ -28,10 +29,11 @@ from mmtune.models.vlm_inputs import image_budget_kwargs
 from mmtune.models.vlm_loading import LoadedVlm, load_weights, lora_targets
 from mmtune.progress import progress
 from mmtune.training.budget import StopSignals, TimeBudget
-from mmtune.training.loop import _tracker_available, agreed_stop, resolve_mixed_precision
+from mmtune.training.loop import agreed_stop, resolve_mixed_precision
 from mmtune.training.optim import scaled_learning_rates
 from mmtune.training.resume import check_resume
 from mmtune.training.run_folder import make_run_dir
+from mmtune.training.trackers import installed_trackers, run_name, wandb_settings
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ def trainer_arguments(cfg: Config, run_dir: Path, has_eval: bool) -> dict[str, A
         "gradient_checkpointing": cfg.model.gradient_checkpointing,
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "logging_steps": max(1, train.log_every_steps),
-        "report_to": [name for name in train.log_with if _tracker_available(name)],
+        "report_to": installed_trackers(train.log_with), "run_name": run_name(run_dir),
         "save_strategy": "steps" if train.save_every_steps else "epoch",
         "save_steps": train.save_every_steps or 500, "save_total_limit": 2,
         "eval_strategy": ("steps" if train.eval_every_steps else "epoch") if has_eval else "no",
@@ -291,11 +293,14 @@ def run_trainer(trainer: Any, callback: RunCallback, resume: bool) -> str:
     quiet = _WrongLayoutWarnings()
     if restored:  # the trainer's own load then reports every key as missing, of weights already in place
         trainer_log.addFilter(quiet)
+    wandb_run = start_trackers(trainer)
     try:
         with callback.signals:
             trainer.train(resume_from_checkpoint=True if resume else None)
     finally:
         trainer_log.removeFilter(quiet)
+        if wandb_run is not None:
+            wandb_run.finish()
     return callback.stopped
 
 
@@ -338,6 +343,25 @@ def restore_full_weights(model: torch.nn.Module, checkpoint: Path) -> bool:
             if id(tensor) in restored:
                 tensor.copy_(restored[id(tensor)])
     return True
+
+
+def start_trackers(trainer: Any) -> Any:
+    """The trackers where mmtune's own loop puts them (training/trackers): TensorBoard's event files in the run
+    folder (transformers would write output_dir/runs/<date>_<host>), W&B's run named after the run folder in
+    run_dir/wandb (its callback then logs to that run). Returns the W&B run this started, to finish."""
+    args = trainer.args
+    run_dir = Path(args.output_dir)
+    if "tensorboard" in args.report_to:
+        trainer.remove_callback(TensorBoardCallback)
+        if trainer.is_world_process_zero():
+            from torch.utils.tensorboard import SummaryWriter
+
+            trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir))))
+    if "wandb" in args.report_to and trainer.is_world_process_zero():
+        import wandb
+
+        return wandb.init(**wandb_settings(run_dir, args.run_name))
+    return None
 
 
 TrainerFactory = Callable[[Config, Any, Any, Any, Path, Any], Any]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -106,24 +106,26 @@ def build_model(cfg: Config, labels: list[str]) -> torch.nn.Module:
 
 
 def train(cfg: Config, resume: bool = False, budget_from_call: bool = False,
-          on_eval: Callable[[int, float], bool] | None = None) -> TrainResult:
+          on_eval: Callable[[int, float], bool] | None = None, name: str | None = None,
+          extra_train: Sequence[Post] = ()) -> TrainResult:
     """Train one run end to end. `budget_from_call`: train.time_budget counts from this call (a notebook)
     instead of the process start (a command). `on_eval(epoch, value)` sees every evaluation; True stops the run
-    as early stopping does (`mmtune tune` prunes trials with it)."""
+    as early stopping does (`mmtune tune` prunes trials with it). `name`: the run's name in the trackers (default:
+    the output folder's). `extra_train`: labelled posts added to the training posts only (cv.pseudo_label)."""
     run_dir = Path(cfg.output_dir)
     check_kind(cfg)  # the kind and its config section, before minutes of data loading
     with budget_clock() if budget_from_call else contextlib.nullcontext():
         set_seed(cfg.seed)
-        accelerator = make_accelerator(cfg, run_dir)
+        accelerator = make_accelerator(cfg, run_dir, name)
         if accelerator.is_main_process:
             make_run_dir(run_dir)
         accelerator.wait_for_everyone()
         with locked(run_dir, accelerator):
-            return _train_in(run_dir, cfg, accelerator, resume, on_eval)
+            return _train_in(run_dir, cfg, accelerator, resume, on_eval, extra_train)
 
 
 def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume: bool,
-              on_eval: Callable[[int, float], bool] | None = None) -> TrainResult:
+              on_eval: Callable[[int, float], bool] | None = None, extra_train: Sequence[Post] = ()) -> TrainResult:
     """`train` once output_dir exists and this command holds it."""
     saved = run_dir / "config.yaml"
     last = ckpt.resolve(run_dir / "last") if resume else None
@@ -131,6 +133,8 @@ def _train_in(run_dir: Path, requested: Config, accelerator: Accelerator, resume
         load_saved_config(saved)
         ckpt.check_checkpoint(last)
     split = load_split(requested, run_dir, write=accelerator.is_main_process)
+    if extra_train:
+        split = replace(split, train=split.train + list(extra_train))
     cfg = replace(requested, data=replace(requested.data, labels=split.labels))
     if cfg.train.full_fit:
         cfg = replace(cfg, train=replace(cfg.train, early_stopping_patience=0))  # nothing held out to stop on

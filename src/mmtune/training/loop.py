@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mmtune.compat import allow_mixed_precision, cache_accelerate_lomo_check
-from mmtune.config import Config, flat_dict
+from mmtune.config import Config, config_yaml, flat_dict
 from mmtune.durations import budget_seconds
 from mmtune.evaluation.metrics import evaluate_probs, is_better, selection_value
 from mmtune.models.base import Example
@@ -37,6 +37,7 @@ from mmtune.training.budget import StopSignals, TimeBudget
 from mmtune.training.inference import eval_batch_size, make_loader, predict_probs
 from mmtune.training.optim import build_optimizer, build_scheduler, scale_backbone_lr, scaled_learning_rates
 from mmtune.training.sampler import EpochSampler, balanced_weights
+from mmtune.training.trackers import accelerate_trackers, run_name
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,10 @@ def resolve_mixed_precision(setting: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
+def make_accelerator(cfg: Config, run_dir: Path, name: str | None = None) -> Accelerator:
+    """The run's Accelerator; `name`: what the trackers call the run (default: the run folder's name)."""
     cache_accelerate_lomo_check()
-    trackers = [name for name in cfg.train.log_with if _tracker_available(name)]
+    trackers = accelerate_trackers(cfg.train.log_with, run_dir, run_name(run_dir, name))
     two_stage = cfg.model.freeze.head_only_epochs > 0
     precision = resolve_mixed_precision(cfg.train.mixed_precision)
     allow_mixed_precision(precision)  # a notebook (or a test session) trains runs of other precisions before
@@ -90,12 +92,6 @@ def direct_steps(accelerator: Accelerator, grad_accum: int) -> bool:
     by 1), yet cost ~0.25 ms per step, a sixth of a head-only step on cached features."""
     return (accelerator.num_processes == 1 and accelerator.distributed_type == DistributedType.NO
             and grad_accum == 1 and accelerator.scaler is None)
-
-
-def _tracker_available(name: str) -> bool:
-    from accelerate.utils import is_tensorboard_available, is_wandb_available
-
-    return {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}[name]()
 
 
 @dataclass
@@ -156,8 +152,21 @@ class TrainingLoop:
             self._keep_metrics([])  # lines of an attempt killed before its first checkpoint
         self._apply_stage(self.state.epoch, initial=True)
         if accelerator.log_with:
-            config = {k: v for k, v in flat_dict(cfg).items() if isinstance(v, (int, float, str, bool))}
-            accelerator.init_trackers(cfg.name.replace("/", "_"), config=config)
+            self._start_trackers()
+
+    def _start_trackers(self) -> None:
+        """Start the trackers with the run's config: W&B's run config; TensorBoard's text tab (its hparams would
+        make a second, timestamp-named run in the run folder)."""
+        accelerator = self.accelerator
+        accelerator.init_trackers(self.run_dir.name)  # the name is the trackers' own (make_accelerator)
+        if not accelerator.is_main_process:
+            return
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_text("config", f"```\n{config_yaml(self.cfg)}```")
+            else:
+                tracker.store_init_configuration(
+                    {k: v for k, v in flat_dict(self.cfg).items() if isinstance(v, (int, float, str, bool))})
 
     def _sample_weights(self, targets: list[int]) -> list[float] | None:
         sampler = self.cfg.train.sampler
