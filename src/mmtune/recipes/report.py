@@ -1,4 +1,4 @@
-"""`mmtune report`: one self-contained HTML page of a run or cv folder."""
+"""`mmtune report`: one self-contained HTML page of a run, cv or tune folder."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from mmtune.config import load_config
 from mmtune.errors import InputError
 from mmtune.evaluation.report import write_report
 from mmtune.outputs import check_outputs, config_inputs
+from mmtune.recipes.tune_page import is_tune_folder, report_tune_folder
 
 
 def report_inputs(run_dir: Path) -> dict[str, Path]:
@@ -27,5 +28,7 @@ def report_inputs(run_dir: Path) -> dict[str, Path]:
 
 def report(run_dir: Path, out: Path | None = None, gallery_size: int = 120) -> Path:
     """Write the page (default: RUN_DIR/report.html); --out never overwrites a file the report reads."""
+    if is_tune_folder(run_dir):  # a `mmtune tune` folder: its study's page
+        return report_tune_folder(run_dir, out)
     check_outputs({"--out": out}, report_inputs(run_dir))
     return write_report(run_dir, out, gallery_size=gallery_size)
