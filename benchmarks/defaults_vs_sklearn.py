@@ -31,6 +31,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +71,9 @@ NEUTRAL = ["ảnh chụp hôm nay", "gửi mọi người xem", "bài tập về
 # ------------------------------------------------------------------------------------------------ data sets
 
 
-def write_set(root: Path, posts: list[tuple[str, np.ndarray, str, str]], n_train: int) -> dict[str, Path]:
-    """posts: (id, 8x8 digit picture, caption, label) -> ViMMSD-format train/test files, images, answer key."""
+def write_set(root: Path, posts: list[tuple[str, Any, str, str]], n_train: int) -> dict[str, Path]:
+    """posts: (id, 8x8 digit picture or a PIL image, caption, label) -> ViMMSD-format train/test files, images,
+    answer key."""
     from PIL import Image
 
     root.mkdir(parents=True, exist_ok=True)
@@ -81,8 +83,10 @@ def write_set(root: Path, posts: list[tuple[str, np.ndarray, str, str]], n_train
     splits: dict[str, dict] = {"train": {}, "test": {}}
     for index, (pid, pixels, caption, label) in enumerate(posts):
         name = f"{pid}.png"
-        grey = (255 - pixels * 255.0 / 16).clip(0, 255).astype(np.uint8)  # dark ink on white paper
-        Image.fromarray(grey).resize((48, 48), Image.Resampling.BILINEAR).convert("RGB").save(out["images"] / name)
+        if isinstance(pixels, np.ndarray):
+            grey = (255 - pixels * 255.0 / 16).clip(0, 255).astype(np.uint8)  # dark ink on white paper
+            pixels = Image.fromarray(grey).resize((48, 48), Image.Resampling.BILINEAR)
+        pixels.convert("RGB").save(out["images"] / name)
         split = "train" if index < n_train else "test"
         splits[split][pid] = {"image": name, "caption": caption, "label": label if split == "train" else None}
     for split in ("train", "test"):

@@ -1,5 +1,5 @@
-"""`mmtune report`: one self-contained HTML page of a run or cv folder, or of many compared (DIR DIR ..., or a
-folder holding runs)."""
+"""`mmtune report`: one self-contained HTML page of a run, cv or tune folder, or of many runs compared (DIR DIR
+..., or a folder holding runs)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mmtune.evaluation.report import write_report
 from mmtune.evaluation.report_many import write_many_report
 from mmtune.outputs import check_outputs, config_inputs
 from mmtune.recipes.runs import read_board
+from mmtune.recipes.tune_page import is_tune_folder, report_tune_folder
 
 
 def report_inputs(run_dir: Path) -> dict[str, Path]:
@@ -32,16 +33,19 @@ def report_inputs(run_dir: Path) -> dict[str, Path]:
 
 def report(run_dir: Path, out: Path | None = None, gallery_size: int = 120) -> Path:
     """Write the page (default: RUN_DIR/report.html); --out never overwrites a file the report reads."""
+    if is_tune_folder(run_dir):  # a `mmtune tune` folder: its study's page
+        return report_tune_folder(run_dir, out)
     check_outputs({"--out": out}, report_inputs(run_dir))
     return write_report(run_dir, out, gallery_size=gallery_size)
 
 
 def report_folders(dirs: list[Path], out: Path | None = None, gallery_size: int = 120,
                    gold: Path | None = None) -> Path:
-    """One run or cv folder: its page. Several folders, or one that holds runs: the page comparing every run, cv
+    """One run, cv or tune folder: its page. Several folders, or one that holds runs: the page comparing every run, cv
     folder and ensemble found (default --out: the one folder's report.html)."""
-    if len(dirs) == 1 and (folder_kind(dirs[0]) is not None or not discover(dirs)[0]):
-        return report(dirs[0], out, gallery_size)  # one run or cv folder (or nothing to compare: it says why)
+    one = len(dirs) == 1 and (is_tune_folder(dirs[0]) or folder_kind(dirs[0]) is not None or not discover(dirs)[0])
+    if one:
+        return report(dirs[0], out, gallery_size)  # one run, cv or tune folder (or nothing to compare: it says why)
     if gallery_size < 0:
         raise InputError(f"the gallery size (--gallery) must be 0 or more, got {gallery_size}")
     if out is None:

@@ -10,7 +10,9 @@ Storage: `tune.storage` (any Optuna RDB URL), by default SQLite output_dir/study
 holds `tune.trials` finished trials, however many commands (on one machine or several sharing one database)
 added them: a killed command, started again, continues the same study; a trial it left running is failed by
 the heartbeat and not counted. Output folder: study.db, folds.csv, trials/trial-N/fold-K/ (ordinary runs),
-trials.csv (one row per trial) and best.yaml (the config with the best trial's values, ready for train or cv).
+trials.csv (one row per trial), best.yaml (the config with the best trial's values, ready for train or cv),
+tune-config.yaml (the config it ran with) and report.html (trial table, optimisation history, parameter
+importances; `mmtune report FOLDER` writes it again, e.g. while another machine adds trials).
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from mmtune.errors import InputError
 from mmtune.evaluation.folders import fold_dir
 from mmtune.evaluation.metrics import LOWER_IS_BETTER
 from mmtune.outputs import write_text_atomic
+from mmtune.recipes.tune_page import BEST_FILE, TRIALS_FILE, TUNE_CONFIG_FILE, storage_url, write_page
 
 log = logging.getLogger(__name__)
 
-STUDY_FILE, TRIALS_FILE, BEST_FILE = "study.db", "trials.csv", "best.yaml"
 _HEARTBEAT_S, _GRACE_S = 30, 90
 _FINISHED = ("COMPLETE", "PRUNED")
 
@@ -66,6 +68,7 @@ def tune(config_path: Path, overrides: list[str]) -> TuneResult:
     from mmtune.recipes.cv import shared_folds
 
     folds_path, _ = shared_folds(replace(cfg, output_dir=str(out)), out)
+    save_config(cfg, out / TUNE_CONFIG_FILE)  # what `mmtune report` reads to find the study
     study = open_study(cfg, out)
     deadline = budget_seconds(cfg.tune.time_budget)
     started = time.monotonic()
@@ -81,7 +84,7 @@ def tune(config_path: Path, overrides: list[str]) -> TuneResult:
 def open_study(cfg: Config, out: Path) -> Any:
     import optuna
 
-    url = cfg.tune.storage or f"sqlite:///{(out / STUDY_FILE).resolve()}"
+    url = storage_url(cfg, out)
     # The heartbeat fails a trial whose process died (a killed command): Optuna marks it experimental.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -187,4 +190,5 @@ def _write_outputs(study: Any, cfg: Config, config_path: Path, overrides: list[s
         best_cfg = load_config(config_path, [*overrides, *values, f"output_dir={out / 'best-run'}"])
         result.best_config = out / BEST_FILE
         save_config(best_cfg, result.best_config)
+    write_page(study, cfg, out, result.best_config)
     return result
