@@ -14,7 +14,7 @@ PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 MAX_LABEL_CHARS = 40
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # why: reports are written on machines without a display
@@ -23,18 +23,18 @@ def _pyplot() -> Any:
     return plt
 
 
-def _plain_text(draw: Callable[..., bytes]) -> Callable[..., bytes]:
+def plain_text(draw: Callable[..., bytes]) -> Callable[..., bytes]:
     """Draw the figure, tick labels and legend included (made at savefig), with data text taken literally."""
 
     @functools.wraps(draw)
     def plain(*args: Any, **kwargs: Any) -> bytes:
-        with _pyplot().rc_context(PLAIN_TEXT):
+        with pyplot().rc_context(PLAIN_TEXT):
             return draw(*args, **kwargs)
 
     return plain
 
 
-def _short(label: Any) -> str:
+def short_label(label: Any) -> str:
     """A label as a tick or legend entry: one line, at most MAX_LABEL_CHARS (the page's table has it whole).
 
     A lone surrogate (a JSON file may hold "\\ud800") is shown escaped: FreeType cannot draw it."""
@@ -47,8 +47,8 @@ def _point(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
 
 
-def _png(figure: Any) -> bytes:
-    plt = _pyplot()
+def png_bytes(figure: Any) -> bytes:
+    plt = pyplot()
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
@@ -61,79 +61,79 @@ def learning_curves(histories: Mapping[str, Sequence[dict[str, Any]]], metric: s
     return overlaid_learning_curves({name: {name: history} for name, history in histories.items()}, metric)
 
 
-@_plain_text
+@plain_text
 def overlaid_learning_curves(groups: Mapping[str, Mapping[str, Sequence[dict[str, Any]]]], metric: str) -> bytes:
     """Train loss and validation metric against optimizer steps: one colour per group (a run, or a cv folder
     whose folds are its lines), named once in the legend."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
     for number, (group, histories) in enumerate(groups.items()):
         colour = colours(number % colours.N)
         for line, history in enumerate(histories.values()):
             steps = [record["step"] for record in history]
-            label = _short(group) if line == 0 else None
+            label = short_label(group) if line == 0 else None
             loss_axis.plot(steps, [_point(r.get("train_loss")) for r in history], "o-", markersize=3, color=colour,
                            label=label)
             metric_axis.plot(steps, [_point(r.get(metric)) for r in history], "s-", markersize=3, color=colour,
                              label=label)
     loss_axis.set(title="train loss", xlabel="optimizer step")
-    metric_axis.set(title=f"validation {_short(metric)}", xlabel="optimizer step")
+    metric_axis.set(title=f"validation {short_label(metric)}", xlabel="optimizer step")
     if len(groups) > 1:
         metric_axis.legend(fontsize=8)
-    return _png(figure)
+    return png_bytes(figure)
 
 
-@_plain_text
+@plain_text
 def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> bytes:
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.2, 4.6))
-    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[_short(label) for label in labels]).plot(
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[short_label(label) for label in labels]).plot(
         ax=axis, cmap="Blues", colorbar=False, xticks_rotation=30)
     axis.set(title="confusion matrix (rows: gold)")
-    return _png(figure)
+    return png_bytes(figure)
 
 
-@_plain_text
+@plain_text
 def per_class_f1(per_class: Mapping[str, Mapping[str, float]]) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.6, 3.6))
     # why: bar positions, not categorical labels; two labels that shorten alike would share one bar
     positions = np.arange(len(per_class))
     bars = axis.bar(positions, [row["f1"] for row in per_class.values()], color="tab:blue")
-    axis.set_xticks(positions, [_short(label) for label in per_class])
+    axis.set_xticks(positions, [short_label(label) for label in per_class])
     axis.bar_label(bars, fmt="%.2f", fontsize=8)
     axis.set(title="F1 per class", ylim=(0, 1.05))
     axis.tick_params(axis="x", rotation=20)
-    return _png(figure)
+    return png_bytes(figure)
 
 
-@_plain_text
+@plain_text
 def per_class_f1_compared(runs: Mapping[str, Mapping[str, float]]) -> bytes:
     """Each class's F1 of several runs, side by side (one bar per run within each class's group)."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(dict.fromkeys(label for per_class in runs.values() for label in per_class))
     figure, axis = plt.subplots(figsize=(max(6.4, 1.2 * len(labels) * max(1, len(runs)) / 3), 3.8))
     positions = np.arange(len(labels))
     width = 0.8 / max(1, len(runs))
     for number, (name, per_class) in enumerate(runs.items()):
         axis.bar(positions + (number - (len(runs) - 1) / 2) * width, [per_class.get(x, np.nan) for x in labels],
-                 width, label=_short(name))
-    axis.set_xticks(positions, [_short(label) for label in labels])
+                 width, label=short_label(name))
+    axis.set_xticks(positions, [short_label(label) for label in labels])
     axis.set(title="F1 per class", ylim=(0, 1.05))
     axis.tick_params(axis="x", rotation=20)
     axis.legend(fontsize=8)
-    return _png(figure)
+    return png_bytes(figure)
 
 
-@_plain_text
+@plain_text
 def reliability(probs: np.ndarray, targets: np.ndarray, bins: int = 10) -> bytes:
     """Top-class confidence against how often the top class is right (scikit-learn's calibration_curve)."""
     from sklearn.calibration import calibration_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == targets).astype(int)
     figure, axis = plt.subplots(figsize=(4.6, 4.2))
@@ -145,14 +145,14 @@ def reliability(probs: np.ndarray, targets: np.ndarray, bins: int = 10) -> bytes
               alpha=0.25, color="tab:blue", label="share of posts")
     axis.set(title="reliability (top class)", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     axis.legend(fontsize=8, loc="upper left")
-    return _png(figure)
+    return png_bytes(figure)
 
 
-@_plain_text
+@plain_text
 def fold_spread(macro_f1: Mapping[str, float], per_class: Mapping[str, Sequence[float]]) -> bytes:
     """Each fold's macro-F1 and per-class F1 as points over a box: how much the split alone moves the score."""
-    plt = _pyplot()
-    names = ["macro-F1", *(_short(label) for label in per_class)]
+    plt = pyplot()
+    names = ["macro-F1", *(short_label(label) for label in per_class)]
     values = [list(macro_f1.values()), *(list(v) for v in per_class.values())]
     figure, axis = plt.subplots(figsize=(6.4, 3.6))
     axis.boxplot(values, showfliers=False)
@@ -161,4 +161,4 @@ def fold_spread(macro_f1: Mapping[str, float], per_class: Mapping[str, Sequence[
         axis.scatter(np.full(len(column), position), column, color="tab:red", zorder=3, s=14)
     axis.set(title=f"spread over {len(values[0])} folds", ylim=(0, 1.05))
     axis.tick_params(axis="x", rotation=20)
-    return _png(figure)
+    return png_bytes(figure)

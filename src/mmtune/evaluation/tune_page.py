@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.evaluation import figures
-from mmtune.evaluation.report import Figure, _templates
+from mmtune.evaluation.report import Figure, templates
 from mmtune.outputs import atomic_open
 
 
@@ -43,10 +43,10 @@ class TunePage:
         return (max if self.maximize else min)(complete, key=lambda t: t.value)
 
 
-@figures._plain_text
+@figures.plain_text
 def history_png(trials: list[TrialRow], metric: str, maximize: bool) -> bytes:
     """Each complete trial's value, each pruned trial's last reported value, and the best so far."""
-    plt = figures._pyplot()
+    plt = figures.pyplot()
     figure, axis = plt.subplots(figsize=(7, 3.6))
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     pruned = [t for t in trials if t.state == "PRUNED" and t.last_reported is not None]
@@ -60,21 +60,21 @@ def history_png(trials: list[TrialRow], metric: str, maximize: bool) -> bytes:
         best.append((t.number, running))
     if best:
         axis.step([n for n, _ in best], [v for _, v in best], where="post", color="#b3261e", label="best so far")
-    axis.set(title="optimisation history", xlabel="trial", ylabel=f"validation {figures._short(metric)}")
+    axis.set(title="optimisation history", xlabel="trial", ylabel=f"validation {figures.short_label(metric)}")
     axis.xaxis.get_major_locator().set_params(integer=True)  # trials are numbered
     axis.legend(fontsize=8)
-    return figures._png(figure)
+    return figures.png_bytes(figure)
 
 
-@figures._plain_text
+@figures.plain_text
 def importance_png(importances: dict[str, float]) -> bytes:
     """fANOVA importances as horizontal bars, the most important on top."""
-    plt = figures._pyplot()
+    plt = figures.pyplot()
     ranked = sorted(importances.items(), key=lambda item: item[1])
     figure, axis = plt.subplots(figsize=(7, 0.9 + 0.45 * len(ranked)))
-    axis.barh([figures._short(key) for key, _ in ranked], [value for _, value in ranked], color="#4a7fd0")
+    axis.barh([figures.short_label(key) for key, _ in ranked], [value for _, value in ranked], color="#4a7fd0")
     axis.set(title="parameter importances", xlabel="share of the objective's variance (fANOVA)", xlim=(0, 1))
-    return figures._png(figure)
+    return figures.png_bytes(figure)
 
 
 def figure_blocks(page: TunePage) -> list[Figure]:
@@ -91,7 +91,7 @@ def render_tune_page(page: TunePage) -> str:
     states: dict[str, int] = {}
     for trial in page.trials:
         states[trial.state] = states.get(trial.state, 0) + 1
-    return _templates().get_template("tune_report.html").render(
+    return templates().get_template("tune_report.html").render(
         page=page, best=page.best, states=sorted(states.items()), figures=figure_blocks(page),
         importances=sorted(page.importances.items(), key=lambda item: -item[1]))
 
