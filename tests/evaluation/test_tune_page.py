@@ -134,3 +134,23 @@ def test_importances_need_two_complete_trials():
     values, note = importances(study)
     assert note is None and set(values) == {"x", "y"} and values["x"] > values["y"]
     assert sum(values.values()) == pytest.approx(1.0)
+
+
+def test_a_database_password_never_reaches_the_tune_folder(tmp_path, monkeypatch):
+    import optuna
+
+    from mmtune.config import load_config, save_config
+    from mmtune.recipes.tune_page import STORAGE_ENV, config_to_write, load_study
+
+    cfg = load_config(None, ["tune.storage=postgresql://ann:s3cret@db.example/studies"])
+    written = config_to_write(cfg)
+    assert written.tune.storage == "postgresql://ann:***@db.example/studies"
+    save_config(written, tmp_path / "tune-config.yaml")
+    assert "s3cret" not in (tmp_path / "tune-config.yaml").read_text(encoding="utf-8")
+    with pytest.raises(InputError, match=STORAGE_ENV):
+        load_study(written, tmp_path)
+    # The full URL from the environment opens the study (a SQLite file stands in for the server here).
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    optuna.create_study(study_name=cfg.tune.study, storage=url)
+    monkeypatch.setenv(STORAGE_ENV, url)
+    assert load_study(written, tmp_path).study_name == cfg.tune.study

@@ -35,7 +35,7 @@ from mmtune.errors import InputError
 from mmtune.evaluation.folders import fold_dir
 from mmtune.evaluation.metrics import LOWER_IS_BETTER
 from mmtune.outputs import write_text_atomic
-from mmtune.recipes.tune_page import BEST_FILE, TRIALS_FILE, TUNE_CONFIG_FILE, storage_url, write_page
+from mmtune.recipes.tune_page import BEST_FILE, TRIALS_FILE, TUNE_CONFIG_FILE, config_to_write, storage_url, write_page
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def tune(config_path: Path, overrides: list[str]) -> TuneResult:
     from mmtune.recipes.cv import shared_folds
 
     folds_path, _ = shared_folds(replace(cfg, output_dir=str(out)), out)
-    save_config(cfg, out / TUNE_CONFIG_FILE)  # what `mmtune report` reads to find the study
+    save_config(config_to_write(cfg), out / TUNE_CONFIG_FILE)  # what `mmtune report` reads to find the study
     study = open_study(cfg, out)
     deadline = budget_seconds(cfg.tune.time_budget)
     started = time.monotonic()
@@ -189,6 +189,6 @@ def _write_outputs(study: Any, cfg: Config, config_path: Path, overrides: list[s
         values = [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()]
         best_cfg = load_config(config_path, [*overrides, *values, f"output_dir={out / 'best-run'}"])
         result.best_config = out / BEST_FILE
-        save_config(best_cfg, result.best_config)
+        save_config(config_to_write(best_cfg), result.best_config)
     write_page(study, cfg, out, result.best_config)
     return result

@@ -7,7 +7,9 @@ name the study) or, from before that file, best.yaml (the same config with the b
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,21 @@ def is_tune_folder(folder: Path) -> bool:
                                                       and (folder / TRIALS_FILE).is_file())
 
 
+# The full storage URL when the folder's config holds it without its password (mmtune never writes one).
+STORAGE_ENV = "MMTUNE_TUNE_STORAGE"
+_HIDDEN = ":***@"
+
+
 def storage_url(cfg: Config, folder: Path) -> str:
     return cfg.tune.storage or f"sqlite:///{(folder / STUDY_FILE).resolve()}"
+
+
+def config_to_write(cfg: Config) -> Config:
+    """The config as a tune folder stores it: a database password in tune.storage is replaced by *** (output
+    folders are shared and uploaded; the password is not theirs to carry)."""
+    if not cfg.tune.storage or shown_url(cfg.tune.storage) == cfg.tune.storage:
+        return cfg
+    return replace(cfg, tune=replace(cfg.tune, storage=shown_url(cfg.tune.storage)))
 
 
 def page_of(study: Any, cfg: Config, title: str, best_config: Path | None) -> TunePage:
@@ -84,7 +99,10 @@ def report_tune_folder(folder: Path, out: Path | None = None) -> Path:
 def load_study(cfg: Config, folder: Path) -> Any:
     import optuna
 
-    url = storage_url(cfg, folder)
+    url = os.environ.get(STORAGE_ENV) or storage_url(cfg, folder)
+    if _HIDDEN in url:
+        raise InputError(f"{folder}: tune.storage is stored without its password ({url}); set {STORAGE_ENV} to the "
+                         "full URL")
     if not cfg.tune.storage and not (folder / STUDY_FILE).is_file():
         raise InputError(f"{folder / STUDY_FILE}: not found; the tune folder's study is stored there "
                          "(or set tune.storage)")
@@ -93,13 +111,13 @@ def load_study(cfg: Config, folder: Path) -> Any:
         try:
             return optuna.load_study(study_name=cfg.tune.study, storage=url)
         except KeyError:
-            raise InputError(f"{_shown(url)}: holds no study '{cfg.tune.study}' (tune.study)") from None
+            raise InputError(f"{shown_url(url)}: holds no study '{cfg.tune.study}' (tune.study)") from None
         except Exception as exc:  # why: a damaged or foreign database file is bad input, not a crash
             log.debug(f"loading the study: {exc!r}")
-            raise InputError(f"{_shown(url)}: cannot read the Optuna study ({type(exc).__name__})") from None
+            raise InputError(f"{shown_url(url)}: cannot read the Optuna study ({type(exc).__name__})") from None
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """A storage URL without its password (postgresql://user:secret@host/db -> postgresql://user:***@host/db)."""
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
