@@ -54,6 +54,15 @@ def run_mmtune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           env=env, timeout=timeout)
 
 
+def _recorded_step(state: Path) -> int:
+    """The optimizer steps last/ records, 0 while there is none. Why the except: the run swaps last/ as a whole
+    folder, so the file can vanish (or be half read) between two looks; the next poll sees the new one."""
+    try:
+        return int(json.loads(state.read_text() or "{}").get("global_step", 0))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
 def train_then_sigkill(config: Path, run_dir: Path, at_step: int, timeout: float = 240) -> None:
     """Run `mmtune train config` and SIGKILL it as soon as last/ records `at_step` optimizer steps."""
     process = subprocess.Popen([sys.executable, "-m", "mmtune", "train", str(config)],
@@ -61,7 +70,7 @@ def train_then_sigkill(config: Path, run_dir: Path, at_step: int, timeout: float
     state = run_dir / "last" / "trainer_state.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text() or "{}").get("global_step", 0) >= at_step:
+        if _recorded_step(state) >= at_step:
             break
         time.sleep(0.005)
     assert process.poll() is None, "the run ended before it could be killed"
