@@ -1,6 +1,6 @@
 """ONNX Runtime for the forward of a frozen image tower in the feature-cache pass (`train.extract_runtime`).
 
-On CPU, ONNX Runtime ran EfficientNet-Lite0 ~5x faster than torch's channels-last forward at one thread, with
+On CPU, ONNX Runtime ran EfficientNet-Lite0 4-5x faster than torch's channels-last forward at one thread, with
 features within 2e-5 of torch's (benchmarks/RESULTS.md, issue 16). The tower's encoder is exported once per
 (identity, preprocessing signature, torch and onnx versions) into `<feature cache root>/onnx/<key>/`: an export
 costs about as long as encoding a hundred posts, so later passes reuse it. Any failure to export or to open the
