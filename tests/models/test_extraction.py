@@ -55,9 +55,11 @@ def _tower(tiny: Path):
     return build_image_tower(load_config(None, ["model.freeze.preset=all"]), str(tiny / "convnext"))
 
 
-def _features(tower, posts: list[Post], workers: int, root: Path | None = None, batch_size: int = 3) -> torch.Tensor:
+def _features(tower, posts: list[Post], workers: int, root: Path | None = None, batch_size: int = 3,
+              runtime: str = "torch") -> torch.Tensor:
     store = FeatureCache(root).namespace(tower.identity, tower.signature())
-    return torch.stack(image_features(tower, store, posts, workers=workers, batch_size=batch_size, progress=False))
+    return torch.stack(image_features(tower, store, posts, workers=workers, batch_size=batch_size, progress=False,
+                                      runtime=runtime))
 
 
 def test_features_are_bit_identical_for_every_worker_count_and_equal_the_in_process_path(tiny, posts) -> None:
@@ -66,6 +68,18 @@ def test_features_are_bit_identical_for_every_worker_count_and_equal_the_in_proc
     for workers in (0, 1, 2, 4):
         assert torch.equal(_features(tower, posts, workers), serial), workers
     assert torch.count_nonzero(serial[5]) == 0 and torch.count_nonzero(serial[4]) > 0  # the missing image
+
+
+def test_onnx_features_are_bit_identical_for_every_worker_count_and_equal_torchs_to_1e_3(tiny, posts,
+                                                                                         tmp_path) -> None:
+    tower = _tower(tiny)
+    torch_features = _features(tower, posts, workers=0)
+    onnx_features = [_features(tower, posts, workers, root=tmp_path / f"w{workers}", runtime="onnx")
+                     for workers in (0, 1, 2, 4)]
+    assert all(torch.equal(features, onnx_features[0]) for features in onnx_features[1:])
+    assert not torch.equal(onnx_features[0], torch_features)  # another runtime computed them
+    torch.testing.assert_close(onnx_features[0], torch_features, atol=1e-3, rtol=1e-3)
+    assert torch.count_nonzero(onnx_features[0][5]) == 0  # the post whose image is missing
 
 
 def test_computing_features_leaves_the_global_random_state_alone(tiny, posts) -> None:
@@ -153,15 +167,22 @@ def test_a_pass_stopped_by_the_budget_leaves_no_worker_running(tiny, posts, tmp_
     assert len(list(tmp_path.rglob("shard-*.safetensors"))) == 1
 
 
-def test_fusion_prepare_caches_both_towers_equal_to_direct_features(tiny, posts, tmp_path) -> None:
+@pytest.mark.parametrize("runtime", ["torch", "auto"])
+def test_fusion_prepare_caches_both_towers_equal_to_direct_features(tiny, posts, tmp_path, runtime) -> None:
     cfg = load_config(None, [f"model.fusion.text_encoder={tiny / 'bert'}",
                              f"model.fusion.image_encoder={tiny / 'convnext'}", "model.freeze.preset=all",
-                             f"train.cache_dir={tmp_path}", "train.extract_workers=2"])
+                             f"train.cache_dir={tmp_path}", "train.extract_workers=2",
+                             f"train.extract_runtime={runtime}"])
     torch.manual_seed(0)
     classifier = FusionClassifier(cfg, ["a", "b"], 2)
     examples = classifier.prepare(posts, train=False)
     image = torch.cat([classifier.image_tower.features(posts[start:start + 32]) for start in range(0, 11, 32)])
-    assert torch.equal(torch.stack([e.features["image"] for e in examples]), image)
+    cached = torch.stack([e.features["image"] for e in examples])
+    if runtime == "torch":
+        assert torch.equal(cached, image)
+    else:  # auto: ONNX Runtime, its graph kept under the cache folder
+        torch.testing.assert_close(cached, image, atol=1e-3, rtol=1e-3)
+        assert len(list((tmp_path / "onnx").glob("*/encoder.onnx"))) == 1
     text = classifier.text_tower.features([e.text for e in examples])
     torch.testing.assert_close(torch.stack([e.features["text"] for e in examples]), text, atol=1e-5, rtol=1e-4)
 

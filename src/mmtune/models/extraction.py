@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmtune.data.post import Post
 from mmtune.models.feature_cache import FeatureStore, file_digest, image_key, text_key
+from mmtune.models.onnx_runtime import onnx_encode
 
 Inputs = dict[str, torch.Tensor]
 # Batches decoded ahead per worker: two keep a worker busy while its previous batch waits in the queue.
@@ -125,17 +126,25 @@ def _split(chunk: list[Any], parts: int) -> list[list[Any]]:
 
 
 def image_features(tower: Any, store: FeatureStore, posts: Sequence[Post], *, workers: int, batch_size: int,
-                   progress: bool = True) -> list[torch.Tensor]:
-    """One feature vector per post from `store`, encoding the missing posts with decoding in `workers` processes."""
+                   progress: bool = True, runtime: str = "torch") -> list[torch.Tensor]:
+    """One feature vector per post from `store`, encoding the missing posts with decoding in `workers` processes.
+
+    runtime "onnx" (what `onnx_runtime.choose_runtime` chose): the encoder's forward in ONNX Runtime, its graph
+    kept beside the store's folder; torch when the graph cannot be made. Why the store's namespace does not name the
+    runtime: both give the same features within 1e-3, so either's cached rows serve the other."""
     # Each image file is hashed once, however many posts share it.
     digests = {p: file_digest(p) for p in {p for post in posts for p in post.images}}
     keys = [image_key(digests[p] for p in post.images) for post in posts]
 
     def stream(chunks: list[list[int]]) -> Iterator[torch.Tensor]:
-        prepare = tower.inputs if tower.trainable else _ChannelsLast(tower.inputs)
+        # Only here, when some post is missing: a warm cache never pays for the export.
+        onnx = onnx_encode(tower, store.folder.parent if store.folder else None) if runtime == "onnx" else None
+        # The ONNX graph takes NCHW: channels-last pixels would only be copied back.
+        prepare = tower.inputs if tower.trainable or onnx else _ChannelsLast(tower.inputs)
+        encode = onnx or tower.encode
         batches = prepared(prepare, [[posts[i] for i in chunk] for chunk in chunks], workers)
         try:
-            yield from (tower.encode(inputs) for inputs in batches)
+            yield from (encode(inputs) for inputs in batches)
         finally:
             batches.close()
 

@@ -34,6 +34,7 @@ from mmtune.models.examples import ExampleMaker
 from mmtune.models.extraction import image_features, resolve_workers, text_features
 from mmtune.models.feature_cache import FeatureCache, FeatureStore
 from mmtune.models.fusions import make_fusion
+from mmtune.models.onnx_runtime import check_runtime, choose_runtime
 from mmtune.models.post_features import NUM_POST_FEATURES, post_feature_vector
 from mmtune.models.towers import build_image_tower, build_text_tower, check_globs, tower_sources
 from mmtune.models.trainable import TracksTrainable, TrainableSet
@@ -86,6 +87,7 @@ class FusionClassifier(TracksTrainable, nn.Module):
         self.labels = list(labels)
         self.output_size = output_size
         text_source, image_source = tower_sources(cfg)
+        check_runtime(cfg.train.extract_runtime)
         self.text_tower = build_text_tower(cfg, text_source)
         self.image_tower = build_image_tower(cfg, image_source)
         check_globs(cfg, [self.text_tower, self.image_tower])
@@ -146,7 +148,9 @@ class FusionClassifier(TracksTrainable, nn.Module):
         if name == "text":
             return text_features(tower, store, [e.text for e in examples], batch_size=_CACHE_BATCH)
         workers = resolve_workers(self.cfg.train.extract_workers)
-        return image_features(tower, store, [e.post for e in examples], workers=workers, batch_size=_CACHE_BATCH)
+        runtime = choose_runtime(self.cfg.train.extract_runtime, tower)
+        return image_features(tower, store, [e.post for e in examples], workers=workers, batch_size=_CACHE_BATCH,
+                              runtime=runtime)
 
     def _store(self, tower: nn.Module) -> FeatureStore:
         if self._cache is None:

@@ -226,10 +226,11 @@ class ImageTower(nn.Module):
         self.images = ImagePipeline(self.image_cfg, fit="square")
         self.inputs = ImageInputs(self.images, pixels, side)
         # Why probe: output sizes hide in model-specific config fields (hidden_size, hidden_sizes[-1], projection_dim).
-        self.dim = dim or int(_eval_features(self, lambda: self.encoder(self._blank())).shape[-1])
+        self.dim = dim or int(_eval_features(self, lambda: self.encoder(self.blank())).shape[-1])
         self.trainable = False  # set by the builder once freezing and LoRA are applied
 
-    def _blank(self) -> torch.Tensor:
+    def blank(self) -> torch.Tensor:
+        """One image of the padding colour, as pixels on the tower's device: a probe input."""
         color = tuple(self.image_cfg.pad_color)
         return self.pixels([Image.new("RGB", (self.side, self.side), color)]).to(_device(self))
 
@@ -242,14 +243,17 @@ class ImageTower(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         pixel_values, counts = inputs["pixel_values"], inputs["counts"]
-        n_posts = counts.shape[0]
         if pixel_values.shape[0] == 0:
-            return pixel_values.new_zeros(n_posts, self.dim)
+            return pixel_values.new_zeros(counts.shape[0], self.dim)
         if not self.trainable:
             # Why: oneDNN's convolutions run ~1.6-2x faster on NHWC input on CPU (benchmarks/RESULTS.md, issue 16);
             # features move by ~1e-6. A trainable tower keeps the layout it trains with.
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        encoded = self.encoder(pixel_values)
+        return self.pool(self.encoder(pixel_values), counts)
+
+    def pool(self, encoded: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """[n_images, dim] -> [n_posts, dim]: the mean over each post's `counts` images (0 images: zeros)."""
+        n_posts = counts.shape[0]
         owner = torch.repeat_interleave(torch.arange(n_posts, device=counts.device), counts).to(encoded.device)
         sums = encoded.new_zeros(n_posts, encoded.shape[-1]).index_add_(0, owner, encoded)
         return sums / counts.to(sums).clamp(min=1).unsqueeze(-1)

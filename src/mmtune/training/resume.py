@@ -20,7 +20,7 @@ from mmtune.training import checkpoint as ckpt
 # (cv.only: which folds a cv session runs).
 RESUMABLE_CHANGES = {
     "output_dir", "train.epochs", "train.time_budget", "train.early_stopping_patience", "train.num_workers",
-    "train.extract_workers",
+    "train.extract_workers", "train.extract_runtime",
     "train.eval_every_steps", "train.save_every_steps", "train.log_with", "cv.only",
 }
 
