@@ -191,18 +191,15 @@ def all_sets(work: Path, demo_seeds: list[int], wanted: set[str] | None) -> dict
         sets["digits5"] = digits_sets(work)["digits5"]
     if want("patches4"):
         sets["patches4"] = patches_set(work)
-    if want(HELD_OUT):
-        fashion = fashion_set(work)
-        if fashion is None:
-            print(f"{HELD_OUT}: left out, {FASHION} not found (apt-get install dataset-fashion-mnist)")
-        else:
-            sets[HELD_OUT] = fashion
-    if want(PHOTOS_HELD_OUT):
-        photos = photos_set(work)
-        if photos is None:
-            print(f"{PHOTOS_HELD_OUT}: left out, scikit-image is not installed (pip install scikit-image)")
-        else:
-            sets[PHOTOS_HELD_OUT] = photos
+    optional = ((HELD_OUT, fashion_set, f"{FASHION} not found (apt-get install dataset-fashion-mnist)"),
+                (PHOTOS_HELD_OUT, photos_set, "scikit-image is not installed (pip install scikit-image)"))
+    for name, build, missing in optional:  # sets built from packages that may not be installed
+        if want(name):
+            paths = build(work)
+            if paths is None:
+                print(f"{name}: left out, {missing}")
+            else:
+                sets[name] = paths
     return sets
 
 
