@@ -17,7 +17,8 @@ second implementation: its winners are confirmed with `mmtune cv` (recipe_vs_skl
         --variants '{"shipped": {}, "d0": {"dropout": 0.0}}'
 
 Variant keys: dropout, width (projection), hidden, arch ("mmtune" or "sk": one ReLU layer on the concatenated
-features, as scikit-learn's MLPClassifier), ln (LayerNorm after the projections), epochs, lr, wd, bs, loss
+features, as scikit-learn's MLPClassifier), ln (LayerNorm after the projections), late (also a Linear from
+each tower's features straight to the logits), epochs, lr, wd, bs, loss
 ("focal" or "ce"), patience (0: no early stopping), last (keep the last epoch's weights, not the best).
 """
 
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 class Head(nn.Module):
     def __init__(self, text_dim: int, image_dim: int, classes: int, *, width: int = 512, hidden: int = 512,
-                 dropout: float = 0.2, ln: bool = True, arch: str = "mmtune") -> None:
+                 dropout: float = 0.2, ln: bool = True, arch: str = "mmtune", late: bool = False) -> None:
         super().__init__()
         self.text_dim, self.arch = text_dim, arch
         if arch == "mmtune":
@@ -51,6 +52,10 @@ class Head(nn.Module):
             self.text, self.image = project(text_dim), project(image_dim)
             self.head = nn.Sequential(nn.Linear(2 * width, hidden), nn.GELU(), nn.Dropout(dropout),
                                       nn.Linear(hidden, classes))
+            # "late": each tower's standardised features also reach the logits through one Linear of their own,
+            # so a class that one modality alone decides needs no path through the fused projections.
+            self.late = (nn.ModuleList([nn.Linear(text_dim, classes), nn.Linear(image_dim, classes)])
+                         if late else None)
         else:
             self.head = nn.Sequential(nn.Linear(text_dim + image_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
                                       nn.Linear(hidden, classes))
@@ -58,7 +63,11 @@ class Head(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.arch != "mmtune":
             return self.head(x)
-        return self.head(torch.cat([self.text(x[:, :self.text_dim]), self.image(x[:, self.text_dim:])], 1))
+        text, image = x[:, :self.text_dim], x[:, self.text_dim:]
+        logits = self.head(torch.cat([self.text(text), self.image(image)], 1))
+        if self.late is not None:
+            logits = logits + self.late[0](text) + self.late[1](image)
+        return logits
 
 
 def focal_loss(logits: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
