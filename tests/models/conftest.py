@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from mmtune.config import Config, load_config
 from mmtune.data.checks import load_posts
@@ -59,6 +61,12 @@ def vlm_setup(tiny_vlm, vlm_demo) -> Callable[..., VlmSetup]:
         return VlmSetup(cfg, posts)
 
     return make
+
+
+def noise_image(path: Path, height: int, width: int, rng: np.random.Generator) -> Path:
+    """An RGB picture of uniform noise at `path`, in the format its suffix names."""
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 def build(setup: VlmSetup) -> torch.nn.Module:

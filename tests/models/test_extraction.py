@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mmtune.config import load_config
 from mmtune.data.post import Post
@@ -24,6 +23,7 @@ from mmtune.models.extraction import default_workers, image_features, prepared, 
 from mmtune.models.feature_cache import ExtractionStopped, FeatureCache, extraction_budget
 from mmtune.models.fusion import FusionClassifier
 from mmtune.models.towers import build_image_tower
+from tests.models.conftest import noise_image
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,7 @@ def tiny(tiny_encoder) -> Path:
 
 def _jpeg(path: Path, rng: np.random.Generator) -> Path:
     height, width = rng.integers(20, 90, 2)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_image(path, int(height), int(width), rng)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from mmtune.config import Config, load_config
@@ -20,6 +19,7 @@ from mmtune.models.kinds import build_classifier
 from mmtune.models.post_features import POST_FEATURE_NAMES, post_counts, post_feature_vector
 from mmtune.recipes.train import build_model
 from mmtune.testing.tiny import make_tiny
+from tests.models.conftest import noise_image
 
 LABELS = ["image-sarcasm", "multi-sarcasm", "not-sarcasm", "text-sarcasm"]
 CAPTIONS = ["Trời đẹp quá 😂 #xuhuong", "Mưa to quá, kẹt xe hai tiếng", "Được tăng lương, đời đẹp quá :))",
@@ -39,11 +39,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def posts(tmp_path_factory: pytest.TempPathFactory) -> list[Post]:
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
-    paths = []
-    for k in range(6):
-        path = root / f"img{k}.png"
-        Image.fromarray(rng.integers(0, 255, (40 + 4 * k, 48, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
+    paths = [noise_image(root / f"img{k}.png", 40 + 4 * k, 48, rng) for k in range(6)]
     result = [Post(str(k), images=(paths[k],), text=CAPTIONS[k], label=LABELS[k % 4]) for k in range(6)]
     result[5] = Post("5", images=(paths[5], paths[0]), text=CAPTIONS[5], label=LABELS[1])  # two images
     return result

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mmtune.config import load_config
 from mmtune.data.post import Post
@@ -19,6 +18,7 @@ from mmtune.models.feature_cache import FeatureCache
 from mmtune.models.fusion import FusionClassifier
 from mmtune.models.onnx_runtime import OnnxImageEncode, choose_runtime, onnx_encode
 from mmtune.models.towers import build_image_tower
+from tests.models.conftest import noise_image
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,7 @@ def tower(tiny_encoder):
 def posts(tmp_path_factory: pytest.TempPathFactory) -> list[Post]:
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(1)
-    paths = []
-    for k in range(5):
-        paths.append(root / f"{k}.jpg")
-        Image.fromarray(rng.integers(0, 255, (30 + 9 * k, 40, 3), dtype=np.uint8)).save(paths[-1])
+    paths = [noise_image(root / f"{k}.jpg", 30 + 9 * k, 40, rng) for k in range(5)]
     return [Post(str(k), (paths[k],), "") for k in range(4)] + [Post("4", (paths[3], paths[4]), "two")]
 
 

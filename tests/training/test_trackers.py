@@ -46,7 +46,7 @@ class _Run:
         run = None
 
     def _label(self, **kwargs):
-        pass
+        """transformers tags the run with its integration name: nothing the test checks."""
 
 
 def init(**kwargs):
@@ -66,7 +66,7 @@ def finish():
 
 
 def termwarn(*args, **kwargs):
-    pass
+    """W&B's console warnings: not what the test checks."""
 '''
 
 
