@@ -1,13 +1,15 @@
-"""A fast sweep of fusion-head settings on cached features (issue 13, second round of defaults).
+"""A fast sweep of fusion-head settings on cached features (issue 13, second and third rounds of defaults).
 
 A full `mmtune cv` costs 100-180 s per set and setting on a shared 2-core machine, too slow for several seeds of
 many settings; this script replicates the fusion head of configs/demo.yaml in plain torch on the same cached
 features (recipe_vs_sklearn.py's data sets and cache), so that one 5-fold cv costs seconds:
 
     per-tower standardisation fitted on the training fold -> per tower Linear(d, 512) + LayerNorm + Dropout ->
-    concat -> Linear(1024, 512) + GELU + Dropout -> Linear(512, K); AdamW (no decay on biases and norms),
-    cosine schedule with 5% warm-up, gradient clipping 1.0, batch 64, focal loss (gamma 2, sqrt-inverse alpha),
-    25 epochs, early stopping on validation macro-F1 (patience 8), the best epoch's weights.
+    [t; i] (`model.fusion.method: pair`) -> Linear(1024, 512) + GELU + Dropout -> Linear(512, K); AdamW (no
+    decay on biases and norms), cosine schedule with 5% warm-up, gradient clipping 1.0, batch 64, focal loss
+    (gamma 2, sqrt-inverse alpha), 25 epochs, early stopping on validation macro-F1 (patience 8), the best epoch's
+    weights. Before the third round, configs/demo.yaml's fusion was `concat` ([t; i; t*i; |t-i|], the `match`
+    variant here), which the replica of the second round left out: its figures there are of [t; i].
 
 The test prediction is the mean of the 5 fold models' probabilities (as `mmtune cv`'s test.csv); each seed draws
 other folds and initialisations; the median over seeds is printed. The replica is a measuring device, not a
@@ -16,10 +18,15 @@ second implementation: its winners are confirmed with `mmtune cv` (recipe_vs_skl
     HF_HUB_OFFLINE=1 PYTHONPATH=src python benchmarks/head_sweep.py --work /tmp/r13 --sets fashion10 \
         --variants '{"shipped": {}, "d0": {"dropout": 0.0}}'
 
-Variant keys: dropout, width (projection), hidden, arch ("mmtune" or "sk": one ReLU layer on the concatenated
+Variant keys: match (mmtune's `concat` fusion: [t; i; t*i; |t-i|] into the head instead of [t; i]), dropout, width
+(projection), hidden, arch ("mmtune" or "sk": one ReLU layer on the concatenated
 features, as scikit-learn's MLPClassifier), ln (LayerNorm after the projections), late (also a Linear from
 each tower's features straight to the logits), epochs, lr, wd, bs, loss
-("focal" or "ce"), patience (0: no early stopping), last (keep the last epoch's weights, not the best).
+("focal" or "ce"), patience (0: no early stopping), last (keep the last epoch's weights, not the best), ema (an
+exponential moving average of the weights with this decay per step, validated and kept instead of the raw
+weights), mixup (Beta(a, a) mixing of two training posts' features and losses), in_drop (dropout on the
+standardised input features), noise (Gaussian noise of this standard deviation on the standardised features),
+ema_warmup (the EMA's decay ramps up as min(ema, (1 + t) / (10 + t)) over its t updates).
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 class Head(nn.Module):
     def __init__(self, text_dim: int, image_dim: int, classes: int, *, width: int = 512, hidden: int = 512,
-                 dropout: float = 0.2, ln: bool = True, arch: str = "mmtune", late: bool = False) -> None:
+                 dropout: float = 0.2, ln: bool = True, arch: str = "mmtune", late: bool = False,
+                 match: bool = False) -> None:
         super().__init__()
         self.text_dim, self.arch = text_dim, arch
         if arch == "mmtune":
@@ -50,7 +58,9 @@ class Head(nn.Module):
                                      nn.Dropout(dropout))
 
             self.text, self.image = project(text_dim), project(image_dim)
-            self.head = nn.Sequential(nn.Linear(2 * width, hidden), nn.GELU(), nn.Dropout(dropout),
+            # "match": mmtune's `concat` fusion, [t; i; t*i; |t-i|]; without it, [t; i].
+            self.match = match
+            self.head = nn.Sequential(nn.Linear((4 if match else 2) * width, hidden), nn.GELU(), nn.Dropout(dropout),
                                       nn.Linear(hidden, classes))
             # "late": each tower's standardised features also reach the logits through one Linear of their own,
             # so a class that one modality alone decides needs no path through the fused projections.
@@ -64,7 +74,8 @@ class Head(nn.Module):
         if self.arch != "mmtune":
             return self.head(x)
         text, image = x[:, :self.text_dim], x[:, self.text_dim:]
-        logits = self.head(torch.cat([self.text(text), self.image(image)], 1))
+        t, i = self.text(text), self.image(image)
+        logits = self.head(torch.cat([t, i, t * i, (t - i).abs()] if self.match else [t, i], 1))
         if self.late is not None:
             logits = logits + self.late[0](text) + self.late[1](image)
         return logits
@@ -77,11 +88,19 @@ def focal_loss(logits: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, gamma
 
 def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: int, text_dim: int,
         seed: int, *, epochs: int = 25, lr: float = 2e-3, wd: float = 0.01, bs: int = 64, loss: str = "focal",
-        patience: int = 8, last: bool = False, **head: Any) -> Head:
+        patience: int = 8, last: bool = False, ema: float = 0.0, mixup: float = 0.0, in_drop: float = 0.0,
+        noise: float = 0.0, ema_warmup: bool = False, **head: Any) -> Head:
     from sklearn.metrics import f1_score
 
     torch.manual_seed(seed)
     model = Head(text_dim, x.shape[1] - text_dim, classes, **head)
+    averaged = None
+    if ema:
+        def ramped(average: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+            decay = min(ema, (1 + float(count)) / (10 + float(count))) if ema_warmup else ema
+            return average + (current - average) * (1 - decay)
+
+        averaged = torch.optim.swa_utils.AveragedModel(model, avg_fn=ramped)
     params = list(model.parameters())
     optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": wd},
                                    {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}], lr=lr)
@@ -98,23 +117,44 @@ def fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, clas
     for _ in range(epochs):
         model.train()
         for index in torch.randperm(len(features), generator=order).split(bs):
-            logits = model(features[index])
-            value = (focal_loss(logits, targets[index], alpha) if loss == "focal"
-                     else nn.functional.cross_entropy(logits, targets[index]))
+            inputs = features[index]
+            if in_drop:
+                inputs = nn.functional.dropout(inputs, in_drop)
+            if noise:
+                inputs = inputs + noise * torch.randn_like(inputs)
+            pairs, share = torch.arange(len(index)), 1.0
+            if mixup:
+                share = float(np.random.default_rng(int(torch.randint(0, 2**31, ()))).beta(mixup, mixup))
+                pairs = torch.randperm(len(index))
+                inputs = share * inputs + (1 - share) * inputs[pairs]
+            logits = model(inputs)
+
+            def criterion(target: torch.Tensor, logits: torch.Tensor = logits) -> torch.Tensor:
+                return (focal_loss(logits, target, alpha) if loss == "focal"
+                        else nn.functional.cross_entropy(logits, target))
+
+            value = criterion(targets[index])
+            if mixup:
+                value = share * value + (1 - share) * criterion(targets[index][pairs])
             optimizer.zero_grad()
             value.backward()
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-        model.eval()
+            if averaged is not None:
+                averaged.update_parameters(model)
+        judged = averaged.module if averaged is not None else model
+        judged.eval()
         with torch.no_grad():
-            score = f1_score(y_val, model(val).argmax(1).numpy(), average="macro")
+            score = f1_score(y_val, judged(val).argmax(1).numpy(), average="macro")
         if score > best:
-            best, best_state, waited = score, {k: v.clone() for k, v in model.state_dict().items()}, 0
+            best, best_state, waited = score, {k: v.clone() for k, v in judged.state_dict().items()}, 0
         else:
             waited += 1
             if patience and waited >= patience:
                 break
+    if averaged is not None:
+        model = averaged.module
     if best_state is not None and not last:
         model.load_state_dict(best_state)
     return model.eval()

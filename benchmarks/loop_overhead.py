@@ -22,7 +22,9 @@ Each configuration builds its two classifiers (one per loop) and `prepare`s the 
     B  plain: a torch DataLoader with the same dataset, collate (`BatchCollator`), batch size and
        sampler order (`EpochSampler`, same seed and epochs), AdamW over the same parameter groups
        (learning rates, weight decay), torch cross-entropy, zero_grad / backward /
-       clip_grad_norm_(max_grad_norm) / step, `loss.item()` per step; no scheduler, no evaluation.
+       clip_grad_norm_(max_grad_norm) / step, `loss.item()` per step, and with train.ema_decay (on by default)
+       the same weight average a plain script keeps (torch.optim.swa_utils.get_ema_multi_avg_fn over the
+       trainable parameters after each step); no scheduler, no evaluation.
 The comparison (ratio) is training-step samples/s: medians over the rounds of mmtune / plain (also the
 median of the per-round ratios, and the ratio of CPU times). Run it alone: a second torch process on
 2 cores oversubscribes the threads and slows both by an order of magnitude. The
@@ -48,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from mmtune.config import Config, build
@@ -159,6 +162,9 @@ class PlainRun:
         self.loader, self.sampler = plain_loader(setup)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(plain_param_groups(self.model, self.cfg))
+        decay = self.cfg.train.ema_decay
+        self.average = get_ema_multi_avg_fn(decay) if decay else None
+        self.shadow = [p.detach().clone() for p in self.params]
         self.epochs_done = 0
         self.losses: list[float] = []
 
@@ -175,6 +181,8 @@ class PlainRun:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.params, max_norm)
             optimizer.step()
+            if self.average is not None:
+                self.average(self.shadow, self.params, None)
             self.losses.append(loss.item())
         self.epochs_done += 1
         return {"train_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started}

@@ -113,7 +113,7 @@ def test_every_moved_key_points_at_a_key_of_the_schema():
 
 def test_sections_of_kinds_not_in_use_are_not_required_and_round_trip(tmp_path):
     cfg = load_config(None, ["model.kind=vilt", "model.vilt.max_length=40", "model.vlm.prompt=en"])
-    assert cfg.model.fusion.method == "concat" and cfg.model.vilt.max_length == 40
+    assert cfg.model.fusion.method == "pair" and cfg.model.vilt.max_length == 40
     save_config(cfg, tmp_path / "config.yaml")
     assert load_saved_config(tmp_path / "config.yaml") == cfg
 

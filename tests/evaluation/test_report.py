@@ -105,7 +105,7 @@ def test_a_real_cv_on_the_leaderboard_and_beside_its_fold_on_one_page(cv_dir, tm
     assert (cv.kind, fold.kind, fold.name) == ("cv", "run", "fold-1")
     assert cv.macro_f1 == pytest.approx(summary["oof"]["macro_f1"])
     assert cv.macro_f1_std == pytest.approx(summary["macro_f1"]["std"])
-    assert cv.wall_s > 0 and fold.wall_s > 0 and cv.model.startswith("fusion concat: bert + vit")
+    assert cv.wall_s > 0 and fold.wall_s > 0 and cv.model.startswith("fusion pair: bert + vit")
     assert board.keys == []  # a fold and its cv share every setting but the untelling ones
     page = report_folders([cv_dir, cv_dir / "fold-1"], tmp_path / "both.html", gallery_size=10)
     seen = body_attributes(render_dom(page, tmp_path))

@@ -11,7 +11,7 @@ from mmtune.models.fusions import known_fusions, make_fusion
 
 
 def test_the_shipped_fusions_are_found() -> None:
-    assert {"concat", "gated", "cross_attention", "interaction"} <= set(known_fusions())
+    assert {"concat", "pair", "gated", "cross_attention", "interaction"} <= set(known_fusions())
 
 
 @pytest.mark.parametrize("name", known_fusions())
@@ -30,3 +30,8 @@ def test_every_fusion_gives_its_declared_size_and_gradients(name: str, n_post: i
 def test_an_unknown_fusion_names_the_key() -> None:
     with pytest.raises(InputError, match=r"model\.fusion\.method: unknown fusion 'no_such' \(known: .*cross_attention"):
         make_fusion("no_such", 8, 0, 0.0)
+
+
+def test_pair_puts_the_two_vectors_and_the_post_features_side_by_side() -> None:
+    t, i, post = torch.randn(2, 4), torch.randn(2, 4), torch.randn(2, 3)
+    assert torch.equal(make_fusion("pair", 4, 3, 0.0)(t, i, post), torch.cat([t, i, post], dim=-1))

@@ -92,6 +92,7 @@ def test_full_fit_trains_on_every_post_for_the_given_epochs(demo_small, tiny_mod
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]  # no early stopping, whatever the fit scores did
     best, last = (load_file(run_dir / name / "trainable.safetensors") for name in ("best", "last"))
+    last |= load_file(run_dir / "last" / "weight_average.safetensors")  # what is evaluated and kept (ema_decay)
     assert all(torch.equal(best[key], last[key]) for key in last)  # best/ = the last epoch
     assert not (run_dir / "folds.csv").exists() and not (run_dir / "val_predictions.csv").exists()
     n_train = len(json.loads(demo_small.train.read_text(encoding="utf-8")))

@@ -8,6 +8,7 @@ Nothing here knows which kind it trains: it sees `prepare`d examples, `collate` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ from mmtune.training.inference import eval_batch_size, make_loader, predict_prob
 from mmtune.training.optim import build_optimizer, build_scheduler, scale_backbone_lr, scaled_learning_rates
 from mmtune.training.sampler import EpochSampler, balanced_weights
 from mmtune.training.trackers import accelerate_trackers, run_name
+from mmtune.training.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,7 @@ class TrainingLoop:
         wanted = set(self.trainable_names)
         self._clip_params = [p for n, p in self.classifier.named_parameters() if n in wanted]
         self._direct = direct_steps(accelerator, cfg.train.grad_accum)
+        self.average = self._weight_average()
         if resume:
             self._restore()
         else:
@@ -153,6 +156,19 @@ class TrainingLoop:
         self._apply_stage(self.state.epoch, initial=True)
         if accelerator.log_with:
             self._start_trackers()
+
+    def _weight_average(self) -> WeightAverage | None:
+        decay = self.cfg.train.ema_decay
+        if not decay:
+            return None
+        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            # Their parameters are shards (or flattened), not the named tensors a checkpoint holds.
+            log.warning(f"train.ema_decay={decay:g} is not used under {self.accelerator.distributed_type.value}: "
+                        "the raw weights are evaluated and saved")
+            return None
+        wanted = set(self.trainable_names)
+        params = {n: p for n, p in self.classifier.named_parameters() if n in wanted and p.is_floating_point()}
+        return WeightAverage(params, decay)
 
     def _start_trackers(self) -> None:
         """Start the trackers with the run's config: W&B's run config; TensorBoard's text tab (its hparams would
@@ -224,6 +240,8 @@ class TrainingLoop:
             if not self._direct and not accelerator.sync_gradients:
                 continue
             self.scheduler.step()
+            if self.average is not None:
+                self.average.update()
             state.global_step += 1
             self.budget.record_step(time.monotonic() - started)
             started = time.monotonic()
@@ -334,17 +352,19 @@ class TrainingLoop:
         return EvalResult(metrics, probs, selection_value(metrics, self.cfg.train.metric))
 
     def _evaluate_and_keep_best(self, kind: str) -> bool:
-        """Evaluate, record, save best/ on improvement; True when early stopping says stop."""
-        result = self.evaluate()
+        """Evaluate, record, save best/ on improvement; True when early stopping says stop. With train.ema_decay the
+        weight average is what is evaluated and saved."""
         state, metric = self.state, self.cfg.train.metric
-        # A full fit has no held-out posts to choose by: its best/ is always the latest evaluation.
-        improved = self.cfg.train.full_fit or is_better(metric, result.value, state.best_value)
-        if improved:
-            state.best_value, state.best_step = result.value, state.global_step
-            state.evals_without_improvement = 0
-            self.save_best(result)
-        else:
-            state.evals_without_improvement += 1
+        with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
+            result = self.evaluate()
+            # A full fit has no held-out posts to choose by: its best/ is always the latest evaluation.
+            improved = self.cfg.train.full_fit or is_better(metric, result.value, state.best_value)
+            if improved:
+                state.best_value, state.best_step = result.value, state.global_step
+                state.evals_without_improvement = 0
+                self.save_best(result)
+            else:
+                state.evals_without_improvement += 1
         train_loss = float(np.mean(state.losses_since_eval)) if state.losses_since_eval else None
         state.losses_since_eval = []
         scalars = {k: v for k, v in result.metrics.items() if not isinstance(v, (dict, list))}
@@ -404,6 +424,8 @@ class TrainingLoop:
         if accelerator.is_main_process:
             weights = ckpt.trainable_state(accelerator.unwrap_model(self.model), self.trainable_names)
             ckpt.write_weights(folder, weights, {"labels": self.labels})
+            if self.average is not None:
+                self.average.save(folder)
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
             if accelerator.scaler is not None:
@@ -422,6 +444,9 @@ class TrainingLoop:
             return
         state = ckpt.read_state(folder)
         ckpt.load_weights(self.accelerator.unwrap_model(self.model), folder, self.labels)
+        if self.average is not None and not self.average.load(folder):
+            log.warning(f"{folder} holds no weight average (saved with train.ema_decay 0): averaging starts from "
+                        "the resumed weights")
         ckpt.load_state_into(self.optimizer, folder / "optimizer.pt")
         ckpt.load_state_into(self.scheduler, folder / "scheduler.pt")
         if self.accelerator.scaler is not None and (folder / "scaler.pt").exists():
