@@ -4,7 +4,7 @@ Target (issue 16, item 1): mmtune's cold-cache pass >= 0.95x the encoder's forwa
 and above a plain serial script, on the same posts in one run; reported at 0, 1, 2 and 4 extraction workers.
 
     HF_HUB_OFFLINE=1 python benchmarks/feature_extraction.py [--posts 128] [--rounds 3] [--threads 1]
-        [--workers 0 1 2 4] [--text] [--variants] [--onnx]
+        [--workers 0 1 2 4] [--text] [--variants] [--onnx] [--only-onnx]
 
 Posts: --posts JPEGs of random sizes 320-900 px a side (smooth colour fields plus noise, quality 90), one per
 post, written to a temporary folder. Encoder: pypi:efficientnet-lite0 (224 px), batches of 32, the demo's
@@ -33,6 +33,8 @@ FusionClassifier.prepare does), then concurrently (the text pass in a thread bes
 the session on ready tensors incl. the per-post pooling (the limit of that path), and "mmtune onnx wN", the
 cold-cache pass on it with N workers (the kept graph reused, as between runs); the table's last columns give each
 row against "forward (onnx)".
+--only-onnx measures the ONNX rows alone (for many posts: the torch rows run at ~20 posts/s); the torch columns are
+then taken against "forward (onnx)".
 --variants measures forward variants on ready tensors: torch.inference_mode, channels-last input, channels-last
 weights too, bf16 autocast (CPU), ONNX Runtime (only when onnxruntime and onnx are installed: the encoder exported
 with torch.onnx.export, CPU provider, --threads intra-op threads), with the largest feature difference.
@@ -237,7 +239,10 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="also the forward variants")
     parser.add_argument("--onnx", action="store_true",
                         help="also mmtune's ONNX Runtime path (train.extract_runtime=onnx): forward and cold cache")
+    parser.add_argument("--only-onnx", action="store_true",
+                        help="only the ONNX rows (implies --onnx; the torch rows at 20 posts/s make many posts slow)")
     args = parser.parse_args()
+    args.onnx = args.onnx or args.only_onnx
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -255,13 +260,13 @@ def main() -> None:
         print(f"{n} posts ({sum(p.images[0].stat().st_size for p in posts) / n / 1024:.0f} KiB JPEGs, 320-900 px), "
               f"EfficientNet-Lite0, batch {BATCH}, {args.threads} torch thread(s), {os.cpu_count()} CPUs, "
               f"flags {flags}", flush=True)
-        cases: dict[str, Callable[[], Any]] = {
+        cases: dict[str, Callable[[], Any]] = {} if args.only_onnx else {
             "forward NCHW": lambda: _no_grad(lambda: [tower.encoder(b["pixel_values"]) for b in ready]),
             "forward (mmtune)": lambda: [tower.encode(b) for b in ready],
             "plain serial": lambda: plain_serial(tower.encoder, posts, channels_last=False),
             "plain serial (CL)": lambda: plain_serial(tower.encoder, posts, channels_last=True),
         }
-        for workers in args.workers:
+        for workers in [] if args.only_onnx else args.workers:
             cases[f"mmtune w{workers}"] = lambda w=workers: cold_cache(tower, posts, w, work)
         export: dict[str, float] = {}
         if args.onnx:
@@ -295,8 +300,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     median = {name: statistics.median(values) for name, values in speeds.items()}
-    limit, plain = median["forward (mmtune)"], median["plain serial"]
-    paired = {name: statistics.median(v / f for v, f in zip(values, speeds["forward (mmtune)"]))
+    # --only-onnx: no torch rows, so the torch columns are taken against the ONNX forward (and say so in the JSON).
+    reference = "forward (mmtune)" if "forward (mmtune)" in speeds else "forward (onnx)"
+    limit, plain = median[reference], median.get("plain serial", float("nan"))
+    paired = {name: statistics.median(v / f for v, f in zip(values, speeds[reference]))
               for name, values in speeds.items()}
     onnx_paired = ({name: statistics.median(v / f for v, f in zip(values, speeds["forward (onnx)"]))
                     for name, values in speeds.items()} if "forward (onnx)" in speeds else {})
@@ -307,7 +314,7 @@ def main() -> None:
           f"{'CPU ms/post':>12} {'forward CPU / CPU':>18}{onnx_head}")
     for name, value in median.items():
         print(f"{name:28} {value:8.1f} {value / limit:19.2f} {paired[name]:7.2f} {value / plain:15.2f} "
-              f"{cpu[name]:12.1f} {cpu['forward (mmtune)'] / cpu[name]:18.2f}"
+              f"{cpu[name]:12.1f} {cpu[reference] / cpu[name]:18.2f}"
               + (f" {value / median['forward (onnx)']:17.2f} {onnx_paired[name]:7.2f}" if onnx_paired else ""))
     if export:
         print(f"ONNX export into an empty folder {export['export_s']:.2f} s, reopening the kept graph "
@@ -322,7 +329,7 @@ def main() -> None:
           f"{time.perf_counter() - began:.0f} s")
     print(json.dumps({
         "config": {"posts": n, "batch": BATCH, "threads": args.threads, "rounds": args.rounds, "cpus": os.cpu_count(),
-                   "cpu_flags": flags},
+                   "cpu_flags": flags, "reference": reference},
         "median_posts_s": {k: round(v, 2) for k, v in median.items()},
         "ratio_to_forward_mmtune": {k: round(v / limit, 3) for k, v in median.items()},
         "paired_ratio_to_forward_mmtune": {k: round(v, 3) for k, v in paired.items()},
