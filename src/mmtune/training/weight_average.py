@@ -36,12 +36,14 @@ class WeightAverage:
         self.decay = decay
         self.shadow = {name: p.detach().clone() for name, p in params.items()}
         self.updates = 0
+        # Listed once: the update runs after every optimizer step.
+        self._pairs = (list(self.shadow.values()), [params[name] for name in self.shadow])
 
     def current_decay(self) -> float:
         return self.decay if self.updates else 0.0
 
     def update(self) -> None:
-        get_ema_multi_avg_fn(self.current_decay())(list(self.shadow.values()), list(self.params.values()), None)
+        get_ema_multi_avg_fn(self.current_decay())(*self._pairs, None)
         self.updates += 1
 
     @contextmanager

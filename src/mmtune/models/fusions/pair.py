@@ -1,8 +1,9 @@
 """pair: [t; i; P] (2d + P), the two projections side by side; the head learns whatever interaction it needs.
 
-Why beside `concat`'s matching features: on frozen, cached towers the extra t*i and |t-i| blocks double the head's
-input and lost 0.01-0.03 macro-F1 on held-out posts of most data sets measured, sarcasm-like (caption against
-picture) ones included (benchmarks/RESULTS.md, third round of head defaults)."""
+Why the default instead of `concat`'s matching features: on frozen, cached towers with the weight average
+(train.ema_decay), the extra t*i and |t-i| blocks tied on two sarcasm-like sets (caption against picture, +-0.002)
+and lost 0.004-0.035 macro-F1 on held-out posts of the three others (benchmarks/RESULTS.md, third round of head
+defaults)."""
 
 from __future__ import annotations
 
