@@ -362,7 +362,7 @@ def print_table(table: dict[str, dict[str, float]]) -> None:
     print("| data set | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for name, row in table.items():
-        label = f"{name} (held aside, never tuned on)" if name == HELD_OUT else name
+        label = f"{name} (held aside, never tuned on)" if name == ICONS_HELD_OUT else name
         print(f"| {label} | " + " | ".join(f"{row[c]:.3f}" if c in row else "-" for c in columns) + " |")
     if len(table) > 1:
         means = {c: statistics.mean(row[c] for row in table.values() if c in row) for c in columns}
