@@ -146,9 +146,10 @@ class TrainingLoop:
         # Every parameter any stage trains; clipping skips those without gradients (head-only stage).
         # Listed once: walking the module tree every step costs milliseconds on small heads.
         wanted = set(self.trainable_names)
-        self._clip_params = [p for n, p in self.classifier.named_parameters() if n in wanted]
+        trainable = {n: p for n, p in self.classifier.named_parameters() if n in wanted}
+        self._clip_params = list(trainable.values())
         self._direct = direct_steps(accelerator, cfg.train.grad_accum)
-        self.average = self._weight_average()
+        self.average = self._weight_average(trainable)
         if resume:
             self._restore()
         else:
@@ -157,7 +158,7 @@ class TrainingLoop:
         if accelerator.log_with:
             self._start_trackers()
 
-    def _weight_average(self) -> WeightAverage | None:
+    def _weight_average(self, trainable: dict[str, nn.Parameter]) -> WeightAverage | None:
         decay = self.cfg.train.ema_decay
         if not decay:
             return None
@@ -166,9 +167,7 @@ class TrainingLoop:
             log.warning(f"train.ema_decay={decay:g} is not used under {self.accelerator.distributed_type.value}: "
                         "the raw weights are evaluated and saved")
             return None
-        wanted = set(self.trainable_names)
-        params = {n: p for n, p in self.classifier.named_parameters() if n in wanted and p.is_floating_point()}
-        return WeightAverage(params, decay)
+        return WeightAverage({n: p for n, p in trainable.items() if p.is_floating_point()}, decay)
 
     def _start_trackers(self) -> None:
         """Start the trackers with the run's config: W&B's run config; TensorBoard's text tab (its hparams would
